@@ -1,0 +1,32 @@
+# penguin-serve: `make run` serves the API, `make test` runs the whole suite. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+export PORT
+
+.PHONY: install run train test clean
+
+# The virtual environment is rebuilt whenever a lock file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "penguin-serve needs Python 3.11 (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Trains only when the model store (BENTOML_HOME, default ~/bentoml) has no penguin model yet.
+run: install
+	$(BIN)/python train.py --if-missing
+	$(BIN)/bentoml serve service:PenguinClassifier --host 127.0.0.1 --port $(PORT)
+
+train: install
+	$(BIN)/python train.py
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage htmlcov

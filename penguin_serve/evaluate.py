@@ -1,0 +1,52 @@
+"""Classification metrics and the readable summary train.py prints."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
+
+from .contract import SPECIES
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    predicted = probabilities.argmax(axis=1)
+    classes = list(range(len(SPECIES)))
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", labels=classes)),
+        "log_loss": float(log_loss(labels, probabilities, labels=classes)),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "rows": int(len(labels)),
+    }
+
+
+def summarize(cv_folds: list[dict], holdout: dict) -> dict:
+    """Cross-validation folds reduced to mean and standard deviation, next to the held-out metrics."""
+    cross_validation = {
+        name: {
+            "mean": float(np.mean([fold[name] for fold in cv_folds])),
+            "std": float(np.std([fold[name] for fold in cv_folds])),
+        }
+        for name in ("accuracy", "macro_f1", "log_loss")
+    }
+    cross_validation["folds"] = len(cv_folds)
+    return {"holdout": holdout, "cross_validation": cross_validation}
+
+
+def format_report(metrics: dict) -> str:
+    holdout, cv = metrics["holdout"], metrics["cross_validation"]
+    lines = [
+        f"{'metric':<10} {'held-out':>9}   {cv['folds']}-fold CV (mean ± std)",
+        *(
+            f"{name:<10} {holdout[name]:>9.4f}   {cv[name]['mean']:.4f} ± {cv[name]['std']:.4f}"
+            for name in ("accuracy", "macro_f1", "log_loss")
+        ),
+        "",
+        f"Confusion matrix, held-out ({holdout['rows']} rows; rows = true, columns = predicted):",
+        " " * 10 + "".join(f"{name:>10}" for name in SPECIES),
+        *(
+            f"{name:<10}" + "".join(f"{count:>10}" for count in row)
+            for name, row in zip(SPECIES, holdout["confusion_matrix"])
+        ),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""The HTTP error contract of the API routes, as clients of the earlier FastAPI services expect it.
+
+BentoML answers a validation error with 400 and pydantic's raw error list, parses an unknown content type as
+JSON and a form body as a form. This ASGI middleware turns that into: 415 for a body that is not JSON, 400
+for an empty or malformed body, and 422 with one entry per invalid field. Successful responses pass through
+untouched, so the hot path pays nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_MEDIA_TYPE = b"application/json"
+
+
+def field_errors(pydantic_errors: list[dict]) -> list[dict]:
+    """Pydantic errors as {"field", "message"} entries; batch records also get their "index"."""
+    entries = []
+    for error in pydantic_errors:
+        location = list(error.get("loc", ()))
+        if location[:1] == ["root"]:  # BentoML wraps a positional-only list body as {"root": [...]}
+            location.pop(0)
+        entry: dict[str, Any] = {}
+        if location and isinstance(location[0], int):
+            entry["index"] = location.pop(0)
+        entry["field"] = ".".join(str(part) for part in location) or "body"
+        entry["message"] = error.get("msg", "invalid").removeprefix("Value error, ")
+        entry["type"] = error.get("type", "value_error")
+        entries.append(entry)
+    return entries
+
+
+def translate_bad_request(payload: Any, body_size: int) -> tuple[int, dict]:
+    """The status and body that replace BentoML's 400 answer to a request that failed validation."""
+    if body_size == 0:
+        return 400, {"error": "empty request body: send a JSON document (Content-Type: application/json)"}
+    errors = payload.get("detail") if isinstance(payload, dict) else None
+    if not isinstance(errors, list):
+        return 400, payload if isinstance(payload, dict) else {"error": str(payload)}
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        return 400, {"error": f"malformed JSON: {malformed.get('msg', '')}"}
+    return 422, {"error": "validation failed", "detail": field_errors(errors)}
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: list | None = None) -> None:
+    body = json.dumps(payload).encode()
+    kept = [(k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type")]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*kept, (b"content-type", JSON_MEDIA_TYPE), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ErrorContract:
+    def __init__(self, app: ASGIApp, api_paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.api_paths = frozenset(api_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.api_paths:
+            return await self.app(scope, receive, send)
+
+        content_type = dict(scope["headers"]).get(b"content-type", JSON_MEDIA_TYPE)
+        media_type = content_type.split(b";")[0].strip().lower()
+        if media_type != JSON_MEDIA_TYPE:
+            return await send_json(
+                send,
+                415,
+                {"error": f"unsupported content type '{media_type.decode(errors='replace')}': "
+                 "send application/json"},
+            )
+
+        body_size = 0
+        held_start: Message | None = None
+        held_body: list[bytes] = []
+
+        async def counting_receive() -> Message:
+            nonlocal body_size
+            message = await receive()
+            if message["type"] == "http.request":
+                body_size += len(message.get("body", b""))
+            return message
+
+        async def translating_send(message: Message) -> None:
+            nonlocal held_start
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held_start = message
+            elif held_start is None:
+                await send(message)
+            elif message["type"] == "http.response.body":
+                held_body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    try:
+                        payload = json.loads(b"".join(held_body))
+                    except ValueError:
+                        payload = {"error": b"".join(held_body).decode(errors="replace")}
+                    status, translated = translate_bad_request(payload, body_size)
+                    await send_json(send, status, translated, held_start.get("headers"))
+
+        await self.app(scope, counting_receive, translating_send)

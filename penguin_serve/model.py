@@ -1,0 +1,124 @@
+"""The trained model as the service uses it: an XGBoost booster plus the metadata written by train.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import xgboost as xgb
+
+from .contract import FEATURE_NAMES, MEASUREMENTS, SPECIES, Penguin, Prediction, encode
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "penguin_classifier"
+BOOSTER_FILE = "booster.json"
+METADATA_FILE = "metadata.json"
+SELF_CHECK_TOLERANCE = 1e-5
+
+
+class ModelCheckError(RuntimeError):
+    """The model does not match the contract or fails its self-check: it must not be served."""
+
+
+@dataclass(frozen=True)
+class PenguinModel:
+    booster: xgb.Booster
+    metadata: dict[str, Any]
+    version: str
+    source: str  # where it was loaded from, reported by the model-info endpoint
+
+    @classmethod
+    def from_files(cls, directory: Path, source: str, nthread: int) -> PenguinModel:
+        """Load the booster and metadata that write_files() wrote (model store, models/ or a download)."""
+        metadata = json.loads((directory / METADATA_FILE).read_text())
+        booster = xgb.Booster(model_file=str(directory / BOOSTER_FILE))
+        return cls.checked(booster, metadata, metadata["model_version"], source, nthread)
+
+    @classmethod
+    def checked(
+        cls, booster: xgb.Booster, metadata: dict, version: str, source: str, nthread: int
+    ) -> PenguinModel:
+        """A model that matches this code's contract and reproduces its training-time predictions."""
+        # One thread per prediction: the service scales with workers, and XGBoost's default of all cores
+        # costs ~10 ms per row under concurrent requests.
+        booster.set_param({"nthread": nthread})
+        model = cls(booster, dict(metadata), version, source)
+        model.check()
+        return model
+
+    def check(self) -> None:
+        if tuple(self.metadata.get("feature_names", ())) != FEATURE_NAMES:
+            raise ModelCheckError(
+                f"model features {self.metadata.get('feature_names')} != contract {list(FEATURE_NAMES)}"
+            )
+        if tuple(self.metadata.get("classes", ())) != SPECIES:
+            raise ModelCheckError(f"model classes {self.metadata.get('classes')} != {list(SPECIES)}")
+        reference = self.metadata["self_check"]
+        penguins = [Penguin.model_validate(record) for record in reference["records"]]
+        expected = np.asarray(reference["probabilities"], dtype=np.float32)
+        actual = self.probabilities(encode(penguins))
+        if actual.shape != expected.shape or not np.allclose(actual, expected, atol=SELF_CHECK_TOLERANCE):
+            raise ModelCheckError("self-check predictions differ from those recorded at training time")
+        logger.info("model %s from %s passed its self-check", self.version, self.source)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities, one row per input row, columns in SPECIES order."""
+        return self.booster.inplace_predict(features).reshape(len(features), len(SPECIES))
+
+    def predict(self, penguins: Sequence[Penguin]) -> list[Prediction]:
+        features = encode(penguins)
+        probabilities = self.probabilities(features).tolist()
+        low, high = self._training_ranges
+        outside = (features[:, : len(MEASUREMENTS)] < low) | (features[:, : len(MEASUREMENTS)] > high)
+        return [
+            self._prediction(row, features[i], np.flatnonzero(outside[i]))
+            for i, row in enumerate(probabilities)
+        ]
+
+    def _prediction(self, row: list[float], features: np.ndarray, outside: np.ndarray) -> Prediction:
+        best = max(range(len(SPECIES)), key=row.__getitem__)
+        ranges = self.metadata["training_ranges"]
+        out_of_distribution = [MEASUREMENTS[i] for i in outside]
+        return Prediction(
+            prediction=SPECIES[best],
+            probabilities=dict(zip(SPECIES, row)),
+            confidence=row[best],
+            model_version=self.version,
+            out_of_distribution=out_of_distribution,
+            warnings=[
+                f"{name}={features[MEASUREMENTS.index(name)]:g} is outside the training range "
+                f"{ranges[name][0]:g}..{ranges[name][1]:g}"
+                for name in out_of_distribution
+            ],
+        )
+
+    @cached_property
+    def _training_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        ranges = self.metadata["training_ranges"]
+        bounds = np.array([ranges[name] for name in MEASUREMENTS], dtype=np.float32)
+        return bounds[:, 0], bounds[:, 1]
+
+    def write_files(self, directory: Path) -> None:
+        """The model's portable form: XGBoost JSON plus metadata JSON, the same in the model store,
+        under models/ and in Cloud Storage."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / BOOSTER_FILE))
+        metadata = {**self.metadata, "model_version": self.version}
+        (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+    def info(self) -> dict[str, Any]:
+        """What the model-info endpoint reports."""
+        keys = ("classes", "feature_names", "encoding", "metrics", "training_ranges", "dataset", "trained_at")
+        return {
+            "name": self.metadata.get("model_name", MODEL_NAME),
+            "version": self.version,
+            "source": self.source,
+            **{key: self.metadata.get(key) for key in keys},
+            "versions": self.metadata.get("versions"),
+        }

@@ -1,0 +1,77 @@
+"""The penguin classifier API: typed predict endpoints over the model packed into the bento."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+from pydantic import Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
+
+from penguin_serve import settings
+from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
+from penguin_serve.http import ErrorContract
+from penguin_serve.model import PenguinModel
+
+logger = logging.getLogger("penguin_serve.service")
+
+
+async def model_info(_: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    if service.model is None:
+        return JSONResponse({"error": "model not loaded yet"}, status_code=503)
+    return JSONResponse(service.model.info())
+
+
+async def docs(_: Request) -> RedirectResponse:
+    return RedirectResponse("/")  # BentoML serves Swagger UI at / and the spec at /docs.json
+
+
+info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs)])
+
+
+@bentoml.service(workers=settings.WORKERS, traffic={"timeout": settings.REQUEST_TIMEOUT_S})
+@bentoml.asgi_app(info_routes, path="/")
+class PenguinClassifier:
+    bento_model = bentoml.models.BentoModel(settings.MODEL_TAG)
+
+    def __init__(self) -> None:
+        # Load in the background so that /livez answers at once and /readyz says 503 until the model has
+        # loaded and passed its self-check.
+        self.model: PenguinModel | None = None
+        threading.Thread(target=self._load_model, name="model-loader", daemon=True).start()
+
+    def _load_model(self) -> None:
+        try:
+            self.model = PenguinModel.from_files(
+                Path(self.bento_model.path), source="bento", nthread=settings.XGBOOST_THREADS
+            )
+        except Exception:
+            logger.exception("model %s could not be loaded: staying unready", settings.MODEL_TAG)
+
+    def __is_ready__(self) -> bool:
+        return self.model is not None
+
+    @bentoml.api(route="/predict")
+    async def predict(self, penguin: Penguin, /) -> Prediction:
+        return self._ready_model().predict([penguin])[0]
+
+    @bentoml.api(route="/predict_batch")
+    def predict_batch(
+        self, penguins: Annotated[list[Penguin], Field(min_length=1, max_length=MAX_BATCH_RECORDS)], /
+    ) -> list[Prediction]:
+        return self._ready_model().predict(penguins)
+
+    def _ready_model(self) -> PenguinModel:
+        if self.model is None:
+            raise bentoml.exceptions.ServiceUnavailable("model is still loading; retry shortly")
+        return self.model
+
+
+PenguinClassifier.add_asgi_middleware(ErrorContract, api_paths=("/predict", "/predict_batch"))

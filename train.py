@@ -1,0 +1,182 @@
+"""Train the penguin classifier, evaluate it, and save it only if it passes the quality gate.
+
+Saves the booster into the BentoML model store (BENTOML_HOME) and exports it under models/ as XGBoost JSON
+plus a metadata JSON. Run `python train.py --help` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import xgboost as xgb
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from penguin_serve.contract import FEATURE_NAMES, ISLANDS, MEASUREMENTS, SPECIES, encode
+from penguin_serve.dataset import DATASET_NAME, load_dataset
+from penguin_serve.evaluate import classification_metrics, format_report, summarize
+from penguin_serve.model import MODEL_NAME, PenguinModel
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--model-name", default=MODEL_NAME, help="name in the BentoML model store")
+    parser.add_argument("--seed", type=int, default=42, help="seed for the split, the folds and XGBoost")
+    parser.add_argument("--test-size", type=float, default=0.2, help="share of rows held out for the gate")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds on the training split")
+    parser.add_argument("--rounds", type=int, default=100, help="boosting rounds")
+    parser.add_argument("--max-depth", type=int, default=3, help="maximum tree depth")
+    parser.add_argument("--learning-rate", type=float, default=0.1, help="XGBoost eta")
+    parser.add_argument(
+        "--min-macro-f1",
+        type=float,
+        default=0.95,
+        help="quality gate: below this held-out macro-F1 nothing is saved and the exit status is 1",
+    )
+    parser.add_argument(
+        "--export-dir", type=Path, default=Path("models"), help="where booster and metadata JSON go"
+    )
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when the model store already holds a model of this name",
+    )
+    return parser.parse_args(argv)
+
+
+def xgboost_params(args: argparse.Namespace) -> dict:
+    return {
+        "objective": "multi:softprob",
+        "num_class": len(SPECIES),
+        "eval_metric": "mlogloss",
+        "tree_method": "hist",  # deterministic for a fixed seed, whatever the thread count
+        "max_depth": args.max_depth,
+        "eta": args.learning_rate,
+        "seed": args.seed,
+    }
+
+
+def fit(features: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> xgb.Booster:
+    matrix = xgb.DMatrix(features, label=labels, feature_names=list(FEATURE_NAMES))
+    return xgb.train(xgboost_params(args), matrix, num_boost_round=args.rounds)
+
+
+def predict_probabilities(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
+    return booster.inplace_predict(features).reshape(len(features), len(SPECIES))
+
+
+def cross_validate(features: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> list[dict]:
+    folds = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
+    return [
+        classification_metrics(
+            labels[test], predict_probabilities(fit(features[train], labels[train], args), features[test])
+        )
+        for train, test in folds.split(features, labels)
+    ]
+
+
+def self_check_reference(penguins: list, labels: np.ndarray, booster: xgb.Booster) -> dict:
+    """A few records (one per species, one of unknown sex) and the probabilities this booster gives them.
+
+    The service recomputes them at start-up: a model that was damaged or misread is never served.
+    """
+    picks = [int(np.flatnonzero(labels == cls)[0]) for cls in range(len(SPECIES))]
+    picks.append(next(i for i, p in enumerate(penguins) if p.sex is None))
+    chosen = [penguins[i] for i in picks]
+    return {
+        "records": [p.model_dump(mode="json") for p in chosen],
+        "probabilities": predict_probabilities(booster, encode(chosen)).tolist(),
+    }
+
+
+def build_metadata(args, dataset, features, metrics, self_check) -> dict:
+    measured = features[:, : len(MEASUREMENTS)]
+    return {
+        "model_name": args.model_name,
+        "classes": list(SPECIES),
+        "feature_names": list(FEATURE_NAMES),
+        "encoding": {
+            "sex_male": "1 for male, 0 for female, missing (NaN) when unknown",
+            **{f"island_{island}": f"1 when island is {island}, else 0" for island in ISLANDS},
+        },
+        "training_ranges": {
+            name: [float(measured[:, i].min()), float(measured[:, i].max())]
+            for i, name in enumerate(MEASUREMENTS)
+        },
+        "metrics": metrics,
+        "params": {**xgboost_params(args), "rounds": args.rounds, "test_size": args.test_size},
+        "dataset": {
+            "name": DATASET_NAME,
+            "sha256": dataset.sha256,
+            "rows_total": dataset.rows_total,
+            "rows_used": len(dataset.penguins),
+            "rows_dropped_missing_measurements": dataset.rows_dropped,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            **{package: version(package) for package in ("xgboost-cpu", "bentoml", "numpy", "scikit-learn")},
+        },
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "self_check": self_check,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.if_missing:
+        try:
+            print(f"Model store already holds {bentoml.models.get(args.model_name).tag}; not training.")
+            return 0
+        except bentoml.exceptions.NotFound:
+            pass
+
+    dataset = load_dataset()
+    features = encode(dataset.penguins)
+    train_rows, test_rows = train_test_split(
+        np.arange(len(features)), test_size=args.test_size, stratify=dataset.labels, random_state=args.seed
+    )
+    cv_folds = cross_validate(features[train_rows], dataset.labels[train_rows], args)
+    booster = fit(features[train_rows], dataset.labels[train_rows], args)
+    holdout = classification_metrics(
+        dataset.labels[test_rows], predict_probabilities(booster, features[test_rows])
+    )
+    metrics = summarize(cv_folds, holdout)
+    print(f"Trained on {len(train_rows)} of {len(features)} rows ({dataset.rows_dropped} dropped: no measurements).")
+    print(format_report(metrics))
+
+    if holdout["macro_f1"] < args.min_macro_f1:
+        print(
+            f"Quality gate failed: held-out macro-F1 {holdout['macro_f1']:.4f} < {args.min_macro_f1}; "
+            "nothing saved.",
+            file=sys.stderr,
+        )
+        return 1
+
+    self_check = self_check_reference(dataset.penguins, dataset.labels, booster)
+    metadata = build_metadata(args, dataset, features, metrics, self_check)
+    # bentoml.xgboost.save_model cannot be used: it looks up the `xgboost` distribution, which the
+    # CUDA-free `xgboost-cpu` wheel does not provide. The framework-neutral store entry holds the same
+    # files as the export and the Cloud Storage copy, so one loader serves all three.
+    # The store's own metadata (shown by `bentoml models get`) cannot hold nulls, so the self-check
+    # records stay in metadata.json only.
+    store_metadata = {key: value for key, value in metadata.items() if key != "self_check"}
+    with bentoml.models.create(
+        args.model_name, labels={"dataset": "palmerpenguins"}, metadata=store_metadata
+    ) as saved:
+        model = PenguinModel.checked(booster, metadata, saved.tag.version, "bento", nthread=1)
+        model.write_files(Path(saved.path))
+    model.write_files(args.export_dir)
+    print(f"Saved {saved.tag} to the model store; exported to {args.export_dir}/.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
