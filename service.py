@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Annotated
 
 import bentoml
@@ -50,7 +49,7 @@ class PenguinClassifier:
     def _load_model(self) -> None:
         try:
             self.model = PenguinModel.from_files(
-                Path(self.bento_model.path), source="bento", nthread=settings.XGBOOST_THREADS
+                self.bento_model.path, source="bento", nthread=settings.XGBOOST_THREADS
             )
         except Exception:
             logger.exception("model %s could not be loaded: staying unready", settings.MODEL_TAG)

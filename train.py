@@ -24,7 +24,7 @@ from penguin_serve.evaluate import classification_metrics, format_report, summar
 from penguin_serve.model import MODEL_NAME, PenguinModel
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do nothing when the model store already holds a model of this name",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def xgboost_params(args: argparse.Namespace) -> dict:
@@ -97,8 +97,8 @@ def self_check_reference(penguins: list, labels: np.ndarray, booster: xgb.Booste
     }
 
 
-def build_metadata(args, dataset, features, metrics, self_check) -> dict:
-    measured = features[:, : len(MEASUREMENTS)]
+def build_metadata(args, dataset, train_features, metrics, self_check) -> dict:
+    measured = train_features[:, : len(MEASUREMENTS)]
     return {
         "model_name": args.model_name,
         "classes": list(SPECIES),
@@ -130,7 +130,7 @@ def build_metadata(args, dataset, features, metrics, self_check) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.if_missing:
         try:
             print(f"Model store already holds {bentoml.models.get(args.model_name).tag}; not training.")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     self_check = self_check_reference(dataset.penguins, dataset.labels, booster)
-    metadata = build_metadata(args, dataset, features, metrics, self_check)
+    metadata = build_metadata(args, dataset, features[train_rows], metrics, self_check)
     # bentoml.xgboost.save_model cannot be used: it looks up the `xgboost` distribution, which the
     # CUDA-free `xgboost-cpu` wheel does not provide. The framework-neutral store entry holds the same
     # files as the export and the Cloud Storage copy, so one loader serves all three.

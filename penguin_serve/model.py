@@ -34,8 +34,9 @@ class PenguinModel:
     source: str  # where it was loaded from, reported by the model-info endpoint
 
     @classmethod
-    def from_files(cls, directory: Path, source: str, nthread: int) -> PenguinModel:
+    def from_files(cls, directory: str | Path, source: str, nthread: int) -> PenguinModel:
         """Load the booster and metadata that write_files() wrote (model store, models/ or a download)."""
+        directory = Path(directory)
         metadata = json.loads((directory / METADATA_FILE).read_text())
         booster = xgb.Booster(model_file=str(directory / BOOSTER_FILE))
         return cls.checked(booster, metadata, metadata["model_version"], source, nthread)

@@ -1,0 +1,93 @@
+"""Code and model: train.py's gate, determinism, saved metadata, export and options."""
+
+import json
+
+import bentoml
+import numpy as np
+import pytest
+
+import train
+from penguin_serve.contract import FEATURE_NAMES, SPECIES, encode
+from penguin_serve.dataset import load_dataset
+from penguin_serve.model import MODEL_NAME, PenguinModel
+
+
+def stored_versions(name=MODEL_NAME):
+    try:
+        return {model.tag.version for model in bentoml.models.list(name)}
+    except bentoml.exceptions.NotFound:
+        return set()
+
+
+def test_export_holds_booster_and_complete_metadata(exported_model):
+    metadata = json.loads((exported_model / "metadata.json").read_text())
+    assert metadata["classes"] == list(SPECIES)
+    assert metadata["feature_names"] == list(FEATURE_NAMES)
+    assert metadata["model_version"] in stored_versions()
+    assert metadata["dataset"]["sha256"] == load_dataset().sha256
+    assert metadata["dataset"]["rows_used"] == 342
+    assert set(metadata["versions"]) == {"python", "xgboost-cpu", "bentoml", "numpy", "scikit-learn"}
+    holdout = metadata["metrics"]["holdout"]
+    assert holdout["macro_f1"] >= 0.95 and sum(map(sum, holdout["confusion_matrix"])) == holdout["rows"] == 69
+    assert metadata["metrics"]["cross_validation"]["folds"] == 5
+    for low, high in metadata["training_ranges"].values():
+        assert 0 < low < high
+    assert json.loads((exported_model / "booster.json").read_text())["learner"]
+
+
+def test_store_entry_and_export_are_the_same_model(exported_model):
+    stored = bentoml.models.get(f"{MODEL_NAME}:latest")
+    exported = PenguinModel.from_files(exported_model, "export", nthread=1)
+    from_store = PenguinModel.from_files(stored.path, "bento", nthread=1)
+    assert exported.version == from_store.version == stored.tag.version
+    rows = encode(load_dataset().penguins)
+    np.testing.assert_array_equal(exported.probabilities(rows), from_store.probabilities(rows))
+    assert stored.info.metadata["dataset"]["sha256"] == load_dataset().sha256
+
+
+def test_training_is_deterministic(exported_model, tmp_path):
+    assert train.main(["--export-dir", str(tmp_path)]) == 0
+    again = PenguinModel.from_files(tmp_path, "retrain", nthread=1)
+    first = PenguinModel.from_files(exported_model, "first", nthread=1)
+    rows = encode(load_dataset().penguins)
+    np.testing.assert_array_equal(first.probabilities(rows), again.probabilities(rows))
+    assert again.version != first.version  # a new store entry, same predictions
+
+
+def test_quality_gate_saves_nothing_and_fails(exported_model, tmp_path, capsys):
+    before = stored_versions()
+    assert train.main(["--min-macro-f1", "1.01", "--export-dir", str(tmp_path / "out")]) == 1
+    assert "Quality gate failed" in capsys.readouterr().err
+    assert stored_versions() == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_if_missing_skips_when_a_model_exists(exported_model, tmp_path, capsys):
+    before = stored_versions()
+    assert train.main(["--if-missing", "--export-dir", str(tmp_path)]) == 0
+    assert "not training" in capsys.readouterr().out
+    assert stored_versions() == before and not any(tmp_path.iterdir())
+
+
+def test_if_missing_trains_when_the_store_has_none(tmp_path):
+    assert stored_versions("penguin_fresh") == set()
+    assert train.main(["--if-missing", "--model-name", "penguin_fresh", "--export-dir", str(tmp_path)]) == 0
+    assert len(stored_versions("penguin_fresh")) == 1
+
+
+def test_summary_is_readable(exported_model, tmp_path, capsys):
+    train.main(["--export-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    for text in ("accuracy", "macro_f1", "log_loss", "5-fold CV", "Confusion matrix", "Chinstrap"):
+        assert text in out
+
+
+def test_help_documents_every_option(capsys):
+    parser = train.build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for action in parser._actions:
+        assert action.help, action.dest
+        assert all(option in out for option in action.option_strings)
