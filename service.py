@@ -15,10 +15,12 @@ from starlette.routing import Route
 
 from penguin_serve import settings
 from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
-from penguin_serve.http import ErrorContract
+from penguin_serve.http import ClientErrorLogFilter, ErrorContract
 from penguin_serve.model import PenguinModel
 
 logger = logging.getLogger("penguin_serve.service")
+logging.getLogger("penguin_serve").setLevel(logging.INFO)
+logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
 
 
 async def model_info(_: Request) -> JSONResponse:
@@ -59,12 +61,15 @@ class PenguinClassifier:
 
     @bentoml.api(route="/predict")
     async def predict(self, penguin: Penguin, /) -> Prediction:
+        """Classify one penguin. Invalid input: 422 listing each field and reason."""
         return self._ready_model().predict([penguin])[0]
 
     @bentoml.api(route="/predict_batch")
     def predict_batch(
         self, penguins: Annotated[list[Penguin], Field(min_length=1, max_length=MAX_BATCH_RECORDS)], /
     ) -> list[Prediction]:
+        """Classify up to 10,000 penguins, answers in order. One invalid record fails the whole request
+        with 422 naming its index and field."""
         return self._ready_model().predict(penguins)
 
     def _ready_model(self) -> PenguinModel:

@@ -9,6 +9,7 @@ untouched, so the hot path pays nothing.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Awaitable, Callable
 
 Scope = dict[str, Any]
@@ -110,3 +111,17 @@ class ErrorContract:
                     await send_json(send, status, translated, held_start.get("headers"))
 
         await self.app(scope, counting_receive, translating_send)
+
+
+class ClientErrorLogFilter:
+    """BentoML logs every request that fails validation as an ERROR with a traceback. Invalid client input
+    is not a server fault: keep the line, at INFO, without the traceback."""
+
+    def filter(self, record) -> bool:
+        from pydantic import ValidationError
+
+        if record.exc_info and isinstance(record.exc_info[1], ValidationError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "Invalid input on %s [%s]"
+            record.exc_info = record.exc_text = None
+        return True

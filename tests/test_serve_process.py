@@ -1,0 +1,96 @@
+"""Integration: the real `bentoml serve` process on a free 127.0.0.1 port with the temporary model store."""
+
+import json
+import shutil
+import time
+
+import bentoml
+import pytest
+import requests
+
+from penguin_serve.model import BOOSTER_FILE, MODEL_NAME
+
+from conftest import KNOWN_RECORDS
+from server import ServeProcess
+
+
+@pytest.fixture(scope="module")
+def served(exported_model, tmp_path_factory):
+    server = ServeProcess(tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        server.readiness = server.readyz_history()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def corrupt_model_tag(exported_model):
+    """A store entry whose booster was changed behind its metadata, as a damaged copy would be."""
+    with bentoml.models.create("penguin_corrupt") as entry:
+        shutil.copytree(bentoml.models.get(f"{MODEL_NAME}:latest").path, entry.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.yaml"))
+        booster_path = f"{entry.path}/{BOOSTER_FILE}"
+        booster = json.loads(open(booster_path).read())
+        tree = booster["learner"]["gradient_booster"]["model"]["trees"][0]
+        tree["split_conditions"] = [c + 1.0 for c in tree["split_conditions"]]
+        open(booster_path, "w").write(json.dumps(booster))
+    return str(entry.tag)
+
+
+def test_ready_only_after_the_model_loaded_and_stays_ready(served):
+    assert served.readiness[-1] == 200
+    assert set(served.readiness[:-1]) <= {0, 503}  # refused while starting, 503 while loading, never 200 early
+    assert all(served.get("/readyz").status_code == 200 for _ in range(5))
+    assert served.get("/livez").status_code == 200
+
+
+@pytest.mark.parametrize("record, species", KNOWN_RECORDS, ids=[s for _, s in KNOWN_RECORDS])
+def test_predicts_over_real_http(served, record, species):
+    response = requests.post(served.url + "/predict", json=record, timeout=5)
+    assert response.status_code == 200
+    assert response.json()["prediction"] == species
+
+
+def test_batch_over_real_http(served):
+    response = requests.post(served.url + "/predict_batch", json=[r for r, _ in KNOWN_RECORDS], timeout=5)
+    assert [a["prediction"] for a in response.json()] == [s for _, s in KNOWN_RECORDS]
+
+
+def test_invalid_input_is_422_over_real_http(served):
+    response = requests.post(served.url + "/predict", json={**KNOWN_RECORDS[0][0], "sex": "yes"}, timeout=5)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "sex"
+
+
+def test_model_info_and_metrics(served):
+    assert served.get("/model").json()["source"] == "bento"
+    requests.post(served.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5)
+    metrics = served.get("/metrics").text
+    assert 'bentoml_service_request_total{endpoint="/predict"' in metrics
+
+
+def test_corrupt_model_is_never_served_and_sigterm_exits_cleanly(corrupt_model_tag, tmp_path):
+    server = ServeProcess(tmp_path / "serve.log", PENGUIN_MODEL_TAG=corrupt_model_tag)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if server.get("/livez").status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        statuses = {server.get("/readyz").status_code for _ in range(20)}
+        assert statuses == {503}
+        assert requests.post(server.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5).status_code == 503
+        assert "could not be loaded" in server.log() and "self-check" in server.log()
+    finally:
+        started = time.monotonic()
+        returncode = server.stop()
+    assert returncode == 0 and time.monotonic() - started < 10
+
+
+def test_invalid_input_is_logged_as_info_without_traceback(served):
+    requests.post(served.url + "/predict", json={"bill_length_mm": "long"}, timeout=5)
+    log = served.log()
+    assert "[INFO]" in log and "Invalid input on /predict [POST]" in log
+    assert "Exception on /predict" not in log and "Traceback" not in log

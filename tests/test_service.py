@@ -1,0 +1,64 @@
+"""Code: the service's readiness, model-info, documentation and probe endpoints."""
+
+import threading
+
+import bentoml
+import pytest
+
+import service
+from penguin_serve.contract import FEATURE_NAMES, SPECIES
+
+from conftest import ADELIE
+
+
+def test_model_info_reports_version_source_classes_and_metrics(api, exported_model):
+    info = api.get("/model").json()
+    assert info["name"] == "penguin_classifier"
+    assert info["version"] == bentoml.models.get("penguin_classifier:latest").tag.version
+    assert info["source"] == "bento"
+    assert info["classes"] == list(SPECIES) and info["feature_names"] == list(FEATURE_NAMES)
+    assert info["metrics"]["holdout"]["macro_f1"] >= 0.95
+    assert api.post("/predict", json=ADELIE).json()["model_version"] == info["version"]
+
+
+def test_docs_lead_to_swagger_ui(api):
+    response = api.get("/docs", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/"
+    page = api.get("/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
+def test_openapi_spec_documents_the_typed_endpoints(api):
+    spec = api.get("/docs.json").json()
+    assert {"/predict", "/predict_batch"} <= set(spec["paths"])
+    penguin = spec["components"]["schemas"]["Penguin"]
+    assert set(penguin["required"]) == {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island"}
+    assert penguin["additionalProperties"] is False
+    batch = spec["paths"]["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["maxItems"] == 10_000
+
+
+def test_liveness(api):
+    assert api.get("/livez").status_code == 200
+
+
+def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_check(exported_model, monkeypatch):
+    # The one timing we cannot cause for real in-process: hold the loader until the test lets it go.
+    release = threading.Event()
+    real_from_files = service.PenguinModel.from_files
+
+    def held_from_files(*args, **kwargs):
+        release.wait(10)
+        return real_from_files(*args, **kwargs)
+
+    monkeypatch.setattr(service.PenguinModel, "from_files", held_from_files)
+    instance = service.PenguinClassifier.inner()
+    assert instance.__is_ready__() is False
+    with pytest.raises(bentoml.exceptions.ServiceUnavailable):
+        instance.predict_batch([])
+    release.set()
+    for _ in range(500):
+        if instance.__is_ready__():
+            break
+        threading.Event().wait(0.01)
+    assert instance.__is_ready__() is True
