@@ -7,7 +7,9 @@ plus a metadata JSON. Run `python train.py --help` for the options.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -125,8 +127,22 @@ def build_metadata(args, dataset, train_features, metrics, self_check) -> dict:
             **{package: version(package) for package in ("xgboost-cpu", "bentoml", "numpy", "scikit-learn")},
         },
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"source_commit": commit} if (commit := source_commit()) else {}),
         "self_check": self_check,
     }
+
+
+def source_commit() -> str | None:
+    """The git commit the training code came from: SOURCE_COMMIT, else `git rev-parse HEAD`, else unknown."""
+    if os.environ.get("SOURCE_COMMIT"):
+        return os.environ["SOURCE_COMMIT"]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+import google_crc32c
 import numpy as np
 import xgboost as xgb
 
@@ -26,30 +29,57 @@ class ModelCheckError(RuntimeError):
     """The model does not match the contract or fails its self-check: it must not be served."""
 
 
+def artifact_digest(data: bytes) -> dict[str, Any]:
+    """Size and checksums of the booster file: sha256 for our own check, crc32c as Cloud Storage reports it."""
+    return {
+        "file": BOOSTER_FILE,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "crc32c": base64.b64encode(google_crc32c.Checksum(data).digest()).decode(),
+    }
+
+
 @dataclass(frozen=True)
 class PenguinModel:
     booster: xgb.Booster
     metadata: dict[str, Any]
     version: str
-    source: str  # where it was loaded from, reported by the model-info endpoint
+    source: str  # "bento", "gcs" or "fallback": reported by the model-info endpoint and a metric
+    location: str = ""  # where exactly it came from
+    fallback_reason: str | None = None
 
     @classmethod
     def from_files(cls, directory: str | Path, source: str, nthread: int) -> PenguinModel:
-        """Load the booster and metadata that write_files() wrote (model store, models/ or a download)."""
+        """Load the two files that write_files() wrote (model store entry or models/ export)."""
         directory = Path(directory)
-        metadata = json.loads((directory / METADATA_FILE).read_text())
-        booster = xgb.Booster(model_file=str(directory / BOOSTER_FILE))
-        return cls.checked(booster, metadata, metadata["model_version"], source, nthread)
+        metadata = json.loads((directory / METADATA_FILE).read_bytes())
+        return cls.from_bytes((directory / BOOSTER_FILE).read_bytes(), metadata, source, nthread, str(directory))
+
+    @classmethod
+    def from_bytes(
+        cls, booster_raw: bytes, metadata: dict, source: str, nthread: int, location: str
+    ) -> PenguinModel:
+        """Verify the booster bytes against the metadata's sha256, load them, and run the self-check."""
+        expected = metadata.get("artifact", {})
+        actual = artifact_digest(booster_raw)
+        if (actual["sha256"], actual["size"]) != (expected.get("sha256"), expected.get("size")):
+            raise ModelCheckError(
+                f"booster sha256 {actual['sha256'][:12]}… ({actual['size']} bytes) does not match the "
+                f"metadata's {str(expected.get('sha256'))[:12]}… ({expected.get('size')} bytes)"
+            )
+        booster = xgb.Booster()
+        booster.load_model(bytearray(booster_raw))
+        return cls.checked(booster, metadata, metadata["model_version"], source, nthread, location)
 
     @classmethod
     def checked(
-        cls, booster: xgb.Booster, metadata: dict, version: str, source: str, nthread: int
+        cls, booster: xgb.Booster, metadata: dict, version: str, source: str, nthread: int, location: str = ""
     ) -> PenguinModel:
         """A model that matches this code's contract and reproduces its training-time predictions."""
         # One thread per prediction: the service scales with workers, and XGBoost's default of all cores
         # costs ~10 ms per row under concurrent requests.
         booster.set_param({"nthread": nthread})
-        model = cls(booster, dict(metadata), version, source)
+        model = cls(booster, dict(metadata), version, source, location)
         model.check()
         return model
 
@@ -105,12 +135,15 @@ class PenguinModel:
         bounds = np.array([ranges[name] for name in MEASUREMENTS], dtype=np.float32)
         return bounds[:, 0], bounds[:, 1]
 
-    def write_files(self, directory: Path) -> None:
-        """The model's portable form: XGBoost JSON plus metadata JSON, the same in the model store,
-        under models/ and in Cloud Storage."""
+    def write_files(self, directory: str | Path) -> None:
+        """The model's portable form: XGBoost JSON plus a metadata JSON that records the booster's size and
+        checksums. The same two files make the model store entry, the models/ export and the Cloud Storage
+        copy."""
+        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(directory / BOOSTER_FILE))
-        metadata = {**self.metadata, "model_version": self.version}
+        booster_raw = bytes(self.booster.save_raw(raw_format="json"))
+        metadata = {**self.metadata, "model_version": self.version, "artifact": artifact_digest(booster_raw)}
+        (directory / BOOSTER_FILE).write_bytes(booster_raw)
         (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
     def info(self) -> dict[str, Any]:
@@ -120,6 +153,9 @@ class PenguinModel:
             "name": self.metadata.get("model_name", MODEL_NAME),
             "version": self.version,
             "source": self.source,
+            "location": self.location,
+            "fallback_reason": self.fallback_reason,
+            "source_commit": self.metadata.get("source_commit"),
             **{key: self.metadata.get(key) for key in keys},
             "versions": self.metadata.get("versions"),
         }

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, ModelCheckError, PenguinModel
+from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, ModelCheckError, PenguinModel, artifact_digest
 
 
 @pytest.fixture
@@ -21,25 +21,40 @@ def edit_metadata(model_dir, edit):
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata))
 
 
+def shift_first_tree(model_dir):
+    """Change the first tree's split values: a different model in valid XGBoost JSON."""
+    booster = json.loads((model_dir / BOOSTER_FILE).read_text())
+    tree = booster["learner"]["gradient_booster"]["model"]["trees"][0]
+    tree["split_conditions"] = [c + 1.0 for c in tree["split_conditions"]]
+    (model_dir / BOOSTER_FILE).write_text(json.dumps(booster))
+
+
 def test_intact_model_loads(model_dir):
     model = PenguinModel.from_files(model_dir, source="test", nthread=1)
     assert model.info()["source"] == "test" and model.info()["version"] == model.version
+    assert model.metadata["artifact"] == artifact_digest((model_dir / BOOSTER_FILE).read_bytes())
 
 
-def test_changed_tree_fails_the_self_check(model_dir):
-    booster = json.loads((model_dir / BOOSTER_FILE).read_text())
-    tree = booster["learner"]["gradient_booster"]["model"]["trees"][0]
-    tree["base_weights"] = [w + 0.5 for w in tree["base_weights"]]
-    tree["split_conditions"] = [c + 0.5 if leaf == -1 else c for c, leaf in zip(tree["split_conditions"], tree["left_children"])]
-    (model_dir / BOOSTER_FILE).write_text(json.dumps(booster))
-    with pytest.raises(ModelCheckError, match="self-check"):
+def test_booster_changed_behind_its_metadata_is_refused(model_dir):
+    shift_first_tree(model_dir)
+    with pytest.raises(ModelCheckError, match="sha256 .* does not match"):
         PenguinModel.from_files(model_dir, source="test", nthread=1)
 
 
 def test_truncated_booster_is_refused(model_dir):
     data = (model_dir / BOOSTER_FILE).read_bytes()
     (model_dir / BOOSTER_FILE).write_bytes(data[: len(data) // 2])
-    with pytest.raises(Exception):
+    with pytest.raises(ModelCheckError, match="does not match"):
+        PenguinModel.from_files(model_dir, source="test", nthread=1)
+
+
+def test_consistent_files_of_a_different_model_fail_the_self_check(model_dir):
+    # sha256 matches (the metadata was rewritten for the changed booster), but the booster no longer
+    # reproduces the predictions recorded at training time.
+    shift_first_tree(model_dir)
+    digest = artifact_digest((model_dir / BOOSTER_FILE).read_bytes())
+    edit_metadata(model_dir, lambda m: m.update(artifact=digest))
+    with pytest.raises(ModelCheckError, match="self-check"):
         PenguinModel.from_files(model_dir, source="test", nthread=1)
 
 
