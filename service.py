@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from penguin_serve import settings
+from penguin_serve.settings import SETTINGS
 from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
 from penguin_serve.http import ClientErrorLogFilter, ErrorContract
+from penguin_serve.loading import load_serving_model
 from penguin_serve.model import PenguinModel
 
 logger = logging.getLogger("penguin_serve.service")
@@ -37,10 +38,10 @@ async def docs(_: Request) -> RedirectResponse:
 info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs)])
 
 
-@bentoml.service(workers=settings.WORKERS, traffic={"timeout": settings.REQUEST_TIMEOUT_S})
+@bentoml.service(workers=SETTINGS.workers, traffic={"timeout": SETTINGS.request_timeout_s})
 @bentoml.asgi_app(info_routes, path="/")
 class PenguinClassifier:
-    bento_model = bentoml.models.BentoModel(settings.MODEL_TAG)
+    bento_model = bentoml.models.BentoModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
         # Load in the background so that /livez answers at once and /readyz says 503 until the model has
@@ -50,11 +51,9 @@ class PenguinClassifier:
 
     def _load_model(self) -> None:
         try:
-            self.model = PenguinModel.from_files(
-                self.bento_model.path, source="bento", nthread=settings.XGBOOST_THREADS
-            )
+            self.model = load_serving_model(SETTINGS, self.bento_model.path)
         except Exception:
-            logger.exception("model %s could not be loaded: staying unready", settings.MODEL_TAG)
+            logger.exception("no model could be loaded: staying unready")
 
     def __is_ready__(self) -> bool:
         return self.model is not None

@@ -24,6 +24,8 @@ from penguin_serve.contract import FEATURE_NAMES, ISLANDS, MEASUREMENTS, SPECIES
 from penguin_serve.dataset import DATASET_NAME, load_dataset
 from penguin_serve.evaluate import classification_metrics, format_report, summarize
 from penguin_serve.model import MODEL_NAME, PenguinModel
+from penguin_serve.settings import Settings
+from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing when the model store already holds a model of this name",
     )
+    gcs = Settings.from_env()
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="after saving, upload the export to gs://BUCKET/PREFIX/VERSION/ and move PREFIX/latest to it",
+    )
+    parser.add_argument("--bucket", default=gcs.gcs_bucket, help="Cloud Storage bucket (env GCS_BUCKET_NAME)")
+    parser.add_argument("--prefix", default=gcs.gcs_prefix, help="object prefix in the bucket (env GCS_MODEL_PREFIX)")
     return parser
 
 
@@ -146,7 +156,10 @@ def source_commit() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.push and not args.bucket:
+        parser.error("--push needs a bucket: --bucket or GCS_BUCKET_NAME")
     if args.if_missing:
         try:
             print(f"Model store already holds {bentoml.models.get(args.model_name).tag}; not training.")
@@ -191,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         model.write_files(Path(saved.path))
     model.write_files(args.export_dir)
     print(f"Saved {saved.tag} to the model store; exported to {args.export_dir}/.")
+    if args.push:
+        client = make_client(Settings.from_env().storage_emulator_host)
+        try:
+            push_model(client, args.bucket, args.prefix, args.export_dir)
+        except (PushConflict, UploadCorrupted) as exc:
+            print(f"Push failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"Pushed to gs://{args.bucket}/{version_prefix(args.prefix, model.version)}/ and moved latest.")
     return 0
 
 

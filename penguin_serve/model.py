@@ -29,13 +29,18 @@ class ModelCheckError(RuntimeError):
     """The model does not match the contract or fails its self-check: it must not be served."""
 
 
+def crc32c_base64(data: bytes) -> str:
+    """CRC32C as Cloud Storage reports it: big-endian bytes, base64."""
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
 def artifact_digest(data: bytes) -> dict[str, Any]:
     """Size and checksums of the booster file: sha256 for our own check, crc32c as Cloud Storage reports it."""
     return {
         "file": BOOSTER_FILE,
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "crc32c": base64.b64encode(google_crc32c.Checksum(data).digest()).decode(),
+        "crc32c": crc32c_base64(data),
     }
 
 

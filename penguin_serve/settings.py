@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Mapping
 
 from .model import MODEL_NAME
 
-# Which model store entry the bento packs and serves.
-MODEL_TAG = os.environ.get("PENGUIN_MODEL_TAG", f"{MODEL_NAME}:latest")
+_TRUE = {"1", "true", "yes", "on"}
 
-# API worker processes: one per core by default. Each predicts on one XGBoost thread.
-WORKERS: int | str = int(os.environ["PENGUIN_WORKERS"]) if os.environ.get("PENGUIN_WORKERS") else "cpu_count"
-XGBOOST_THREADS = int(os.environ.get("PENGUIN_XGBOOST_THREADS", "1"))
 
-# Seconds a request may take before BentoML answers 504.
-REQUEST_TIMEOUT_S = int(os.environ.get("PENGUIN_REQUEST_TIMEOUT_S", "30"))
+@dataclass(frozen=True)
+class Settings:
+    # Which model store entry the bento packs and serves (and falls back to).
+    model_tag: str = f"{MODEL_NAME}:latest"
+    # API worker processes, one per core by default; each predicts on one XGBoost thread.
+    workers: int | str = "cpu_count"
+    xgboost_threads: int = 1
+    request_timeout_s: int = 30
+    # Cloud Storage: unset bucket means "serve the model in the bento".
+    gcs_bucket: str | None = None
+    gcs_prefix: str = MODEL_NAME
+    gcs_model_version: str = "latest"  # a version folder under the prefix, or "latest" (the pointer)
+    gcs_blob_name: str | None = None  # an explicit booster object, as older deployments configure it
+    gcs_deadline_s: float = 10.0  # start-up budget for Cloud Storage, retries included
+    gcs_strict: bool = False  # on failure: refuse to become ready instead of serving the bento's model
+    storage_emulator_host: str | None = None  # e.g. http://127.0.0.1:4443 for fake-gcs-server
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        default = cls()
+        return cls(
+            model_tag=env.get("PENGUIN_MODEL_TAG", default.model_tag),
+            workers=int(env["PENGUIN_WORKERS"]) if env.get("PENGUIN_WORKERS") else default.workers,
+            xgboost_threads=int(env.get("PENGUIN_XGBOOST_THREADS", default.xgboost_threads)),
+            request_timeout_s=int(env.get("PENGUIN_REQUEST_TIMEOUT_S", default.request_timeout_s)),
+            gcs_bucket=env.get("GCS_BUCKET_NAME") or None,
+            gcs_prefix=env.get("GCS_MODEL_PREFIX", default.gcs_prefix).strip("/"),
+            gcs_model_version=env.get("GCS_MODEL_VERSION", default.gcs_model_version),
+            gcs_blob_name=env.get("GCS_BLOB_NAME") or None,
+            gcs_deadline_s=float(env.get("GCS_LOAD_DEADLINE_S", default.gcs_deadline_s)),
+            gcs_strict=env.get("GCS_STRICT", "").lower() in _TRUE,
+            storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
+        )
+
+
+SETTINGS = Settings.from_env()

@@ -67,3 +67,36 @@ def api(exported_model):
     with TestClient(service.PenguinClassifier.to_asgi()) as client:
         wait_until_ready(client.get)
         yield client
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A real fake-gcs-server on a free port, stopped at the end (and by the kernel if pytest is killed)."""
+    from scripts.gcs_emulator import FakeGcsServer
+
+    server = FakeGcsServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(gcs_emulator) -> str:
+    """A fresh bucket for each test."""
+    import uuid
+
+    name = f"penguin-test-{uuid.uuid4().hex[:12]}"
+    gcs_emulator.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def fault_proxy(gcs_emulator):
+    from fault_proxy import FaultProxy
+
+    proxy = FaultProxy(gcs_emulator.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

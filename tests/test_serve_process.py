@@ -82,7 +82,7 @@ def test_corrupt_model_is_never_served_and_sigterm_exits_cleanly(corrupt_model_t
         statuses = {server.get("/readyz").status_code for _ in range(20)}
         assert statuses == {503}
         assert requests.post(server.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5).status_code == 503
-        assert "could not be loaded" in server.log() and "does not match" in server.log()
+        assert "no model could be loaded" in server.log() and "does not match" in server.log()
     finally:
         started = time.monotonic()
         returncode = server.stop()
@@ -94,3 +94,40 @@ def test_invalid_input_is_logged_as_info_without_traceback(served):
     log = served.log()
     assert "[INFO]" in log and "Invalid input on /predict [POST]" in log
     assert "Exception on /predict" not in log and "Traceback" not in log
+
+
+def test_serves_the_model_from_gcs_and_is_503_until_it_arrived(exported_model, gcs_emulator, bucket, fault_proxy, tmp_path):
+    from penguin_serve.storage import make_client, push_model
+
+    version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
+    fault_proxy.delay_s = 0.7  # a slow Cloud Storage: pointer, metadata and booster take ~2 s together
+    server = ServeProcess(tmp_path / "serve.log", GCS_BUCKET_NAME=bucket, STORAGE_EMULATOR_HOST=fault_proxy.url)
+    try:
+        readiness = server.readyz_history()
+        assert 503 in readiness and readiness[-1] == 200
+        assert readiness.index(503) < len(readiness) - 1 and 200 not in readiness[:-1]
+        info = server.get("/model").json()
+        assert (info["source"], info["version"]) == ("gcs", version)
+        assert info["location"] == f"gs://{bucket}/{MODEL_NAME}/{version}/booster.json"
+        metrics = server.get("/metrics").text
+        assert f'penguin_model_info{{source="gcs",version="{version}"}} 1.0' in metrics
+    finally:
+        assert server.stop() == 0
+
+
+def test_falls_back_to_the_bento_model_when_gcs_is_down_and_says_so(exported_model, tmp_path):
+    from scripts.processes import free_port
+
+    server = ServeProcess(
+        tmp_path / "serve.log", GCS_BUCKET_NAME="models", GCS_LOAD_DEADLINE_S="1",
+        STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    )
+    try:
+        server.readyz_history()
+        info = server.get("/model").json()
+        assert info["source"] == "fallback" and info["fallback_reason"]
+        assert info["version"] == bentoml.models.get(f"{MODEL_NAME}:latest").tag.version
+        assert f'penguin_model_info{{source="fallback",version="{info["version"]}"}} 1.0' in server.get("/metrics").text
+        assert "[WARNING]" in server.log() and "serving the model in the bento instead" in server.log()
+    finally:
+        assert server.stop() == 0

@@ -14,8 +14,8 @@ from conftest import ADELIE
 def test_model_info_reports_version_source_classes_and_metrics(api, exported_model):
     info = api.get("/model").json()
     assert info["name"] == "penguin_classifier"
-    assert info["version"] == bentoml.models.get("penguin_classifier:latest").tag.version
-    assert info["source"] == "bento"
+    stored = bentoml.models.get(f"penguin_classifier:{info['version']}")
+    assert (info["source"], info["location"]) == ("bento", stored.path)
     assert info["classes"] == list(SPECIES) and info["feature_names"] == list(FEATURE_NAMES)
     assert info["metrics"]["holdout"]["macro_f1"] >= 0.95
     assert api.post("/predict", json=ADELIE).json()["model_version"] == info["version"]

@@ -36,8 +36,8 @@ def test_export_holds_booster_and_complete_metadata(exported_model):
 
 
 def test_store_entry_and_export_are_the_same_model(exported_model):
-    stored = bentoml.models.get(f"{MODEL_NAME}:latest")
     exported = PenguinModel.from_files(exported_model, "export", nthread=1)
+    stored = bentoml.models.get(f"{MODEL_NAME}:{exported.version}")
     from_store = PenguinModel.from_files(stored.path, "bento", nthread=1)
     assert exported.version == from_store.version == stored.tag.version
     rows = encode(load_dataset().penguins)

@@ -1,0 +1,160 @@
+"""The model in Google Cloud Storage: push a trained model safely, fetch one within a deadline.
+
+Layout under gs://BUCKET/PREFIX/:
+    VERSION/booster.json    XGBoost JSON, never overwritten
+    VERSION/metadata.json   the model's metadata, with the booster's size, sha256 and crc32c
+    latest                  {"version": VERSION}, moved with a generation precondition
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from .model import BOOSTER_FILE, METADATA_FILE, PenguinModel, crc32c_base64
+
+logger = logging.getLogger(__name__)
+
+LATEST = "latest"
+MAX_CALL_TIMEOUT_S = 3.0  # one HTTP attempt; retries fit in the caller's deadline
+
+
+class PushConflict(RuntimeError):
+    """Another object or another push got there first: nothing was overwritten."""
+
+
+class UploadCorrupted(RuntimeError):
+    """Cloud Storage stored other bytes than were sent (crc32c mismatch); the object was removed."""
+
+
+def make_client(emulator_host: str | None = None) -> storage.Client:
+    """Application Default Credentials in the cloud; anonymous against a local emulator."""
+    if emulator_host:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project="local-emulator",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": emulator_host},
+        )
+    return storage.Client()
+
+
+def version_prefix(prefix: str, version: str) -> str:
+    return posixpath.join(prefix, version) if prefix else version
+
+
+# --- push -------------------------------------------------------------------------------------------
+
+
+def push_model(client: storage.Client, bucket_name: str, prefix: str, model_dir: Path) -> str:
+    """Upload an exported model (models/) as a new version and move `latest` to it; returns the version."""
+    bucket = client.bucket(bucket_name)
+    metadata = json.loads((model_dir / METADATA_FILE).read_bytes())
+    version = metadata["model_version"]
+    pointer = bucket.blob(posixpath.join(prefix, LATEST))
+    # Read the pointer's generation before uploading: if another push moves it meanwhile, ours fails.
+    expected_generation = current_generation(pointer)
+    folder = version_prefix(prefix, version)
+    upload_new(bucket.blob(posixpath.join(folder, BOOSTER_FILE)), (model_dir / BOOSTER_FILE).read_bytes())
+    upload_new(bucket.blob(posixpath.join(folder, METADATA_FILE)), (model_dir / METADATA_FILE).read_bytes())
+    move_pointer(pointer, version, expected_generation)
+    logger.info("pushed model %s to gs://%s/%s/ and moved %s", version, bucket_name, folder, LATEST)
+    return version
+
+
+def current_generation(blob: storage.Blob) -> int:
+    """The object's generation, 0 when it does not exist (the precondition for 'create only')."""
+    try:
+        blob.reload()
+    except gexc.NotFound:
+        return 0
+    return blob.generation
+
+
+def upload_new(blob: storage.Blob, data: bytes) -> None:
+    """Create the object; refuse (412) if it exists; check the server's crc32c of what it stored."""
+    try:
+        blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
+    except gexc.PreconditionFailed as exc:
+        raise PushConflict(
+            f"gs://{blob.bucket.name}/{blob.name} already exists: a version is never overwritten"
+        ) from exc
+    local_crc32c = crc32c_base64(data)
+    if blob.crc32c != local_crc32c:
+        blob.delete(if_generation_match=blob.generation)
+        raise UploadCorrupted(
+            f"gs://{blob.bucket.name}/{blob.name}: stored crc32c {blob.crc32c} != local {local_crc32c}"
+        )
+
+
+def move_pointer(pointer: storage.Blob, version: str, expected_generation: int) -> None:
+    body = {"version": version, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        pointer.upload_from_string(
+            json.dumps(body), content_type="application/json", if_generation_match=expected_generation
+        )
+    except gexc.PreconditionFailed as exc:
+        raise PushConflict(
+            f"gs://{pointer.bucket.name}/{pointer.name} was moved by another push while this one ran: "
+            f"version {version} is uploaded but {LATEST} does not point to it; check the other push, then "
+            f"point {LATEST} at the version you want"
+        ) from exc
+
+
+# --- fetch ------------------------------------------------------------------------------------------
+
+
+class Deadline:
+    """Per-call timeouts and a retry policy that together fit in what is left of one time budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expires = time.monotonic() + seconds
+
+    def call_options(self) -> dict:
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("Cloud Storage deadline exceeded")
+        # Short back-off on 429/5xx/connection errors, but no attempt may outlive the budget.
+        retry = DEFAULT_RETRY.with_delay(initial=0.1, maximum=1.0, multiplier=2.0).with_timeout(remaining)
+        return {"timeout": min(MAX_CALL_TIMEOUT_S, remaining), "retry": retry}
+
+
+def fetch_model(
+    client: storage.Client,
+    bucket_name: str,
+    prefix: str,
+    version: str,
+    blob_name: str | None,
+    deadline_s: float,
+    nthread: int,
+) -> PenguinModel:
+    """Download, verify (crc32c in transit, sha256 against the metadata, self-check) and load a model."""
+    deadline = Deadline(deadline_s)
+    bucket = client.bucket(bucket_name)
+
+    def download(name: str) -> bytes:
+        # download_as_bytes verifies the crc32c that Cloud Storage reports and raises DataCorruption.
+        return bucket.blob(name).download_as_bytes(checksum="crc32c", **deadline.call_options())
+
+    if blob_name:
+        booster_name = blob_name
+        metadata_name = posixpath.join(posixpath.dirname(blob_name), METADATA_FILE)
+    else:
+        if version == LATEST:
+            version = json.loads(download(posixpath.join(prefix, LATEST)))["version"]
+        folder = version_prefix(prefix, version)
+        booster_name, metadata_name = posixpath.join(folder, BOOSTER_FILE), posixpath.join(folder, METADATA_FILE)
+    metadata = json.loads(download(metadata_name))
+    booster_raw = download(booster_name)
+    return PenguinModel.from_bytes(
+        booster_raw, metadata, source="gcs", nthread=nthread, location=f"gs://{bucket_name}/{booster_name}"
+    )

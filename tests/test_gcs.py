@@ -1,0 +1,246 @@
+"""Cloud Storage against a real emulator (fake-gcs-server) with the official client: push, fetch, faults."""
+
+import json
+import shutil
+import threading
+import time
+
+import bentoml
+import numpy as np
+import pytest
+from google.api_core.exceptions import NotFound
+
+import train
+from penguin_serve.contract import encode
+from penguin_serve.dataset import load_dataset
+from penguin_serve.loading import load_serving_model
+from penguin_serve.metrics import MODEL_INFO
+from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, MODEL_NAME, ModelCheckError, PenguinModel
+from penguin_serve.settings import Settings
+from penguin_serve.storage import (
+    LATEST, PushConflict, UploadCorrupted, current_generation, fetch_model, make_client, move_pointer, push_model,
+)
+
+DEADLINE_S = 2.0
+MARGIN_S = 1.5  # process and scheduling slack on a shared 2-core machine
+
+
+@pytest.fixture
+def client(gcs_emulator):
+    return make_client(gcs_emulator.url)
+
+
+@pytest.fixture
+def pushed(client, bucket, exported_model):
+    return push_model(client, bucket, MODEL_NAME, exported_model)
+
+
+def settings_for(bucket, host, **overrides):
+    return Settings(gcs_bucket=bucket, storage_emulator_host=host, gcs_deadline_s=DEADLINE_S, **overrides)
+
+
+def bento_path():
+    return bentoml.models.get(f"{MODEL_NAME}:latest").path
+
+
+def timed_load(settings):
+    started = time.monotonic()
+    model = load_serving_model(settings, bento_path())
+    return model, time.monotonic() - started
+
+
+def another_version(exported_model, tmp_path, version):
+    """The same booster published under another version name, as a later training would be."""
+    copy = tmp_path / version
+    shutil.copytree(exported_model, copy)
+    metadata = json.loads((copy / METADATA_FILE).read_text())
+    (copy / METADATA_FILE).write_text(json.dumps({**metadata, "model_version": version}))
+    return copy
+
+
+# --- push ---
+
+
+def test_round_trip_gives_identical_predictions_and_matching_checksums(client, bucket, pushed, exported_model):
+    fetched = fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, nthread=1)
+    local = PenguinModel.from_files(exported_model, "export", nthread=1)
+    assert fetched.version == pushed == local.version and fetched.source == "gcs"
+    rows = encode(load_dataset().penguins)
+    np.testing.assert_array_equal(fetched.probabilities(rows), local.probabilities(rows))
+
+    blob = client.bucket(bucket).get_blob(f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}")
+    artifact = fetched.metadata["artifact"]
+    assert (blob.crc32c, blob.size) == (artifact["crc32c"], artifact["size"])
+    remote_metadata = json.loads(client.bucket(bucket).blob(f"{MODEL_NAME}/{pushed}/{METADATA_FILE}").download_as_bytes())
+    assert remote_metadata == json.loads((exported_model / METADATA_FILE).read_text())
+    for key in ("metrics", "classes", "feature_names", "trained_at", "dataset", "source_commit"):
+        assert key in remote_metadata
+    pointer = json.loads(client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").download_as_bytes())
+    assert pointer["version"] == pushed
+
+
+def test_a_version_is_never_overwritten(client, bucket, pushed, exported_model):
+    blob = client.bucket(bucket).get_blob(f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}")
+    with pytest.raises(PushConflict, match="already exists"):
+        push_model(client, bucket, MODEL_NAME, exported_model)
+    assert client.bucket(bucket).get_blob(blob.name).generation == blob.generation
+
+
+def test_latest_moves_to_the_newest_push_and_older_versions_stay_loadable(client, bucket, pushed, exported_model, tmp_path):
+    newer = push_model(client, bucket, MODEL_NAME, another_version(exported_model, tmp_path, "v2"))
+    assert fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, 1).version == newer == "v2"
+    assert fetch_model(client, bucket, MODEL_NAME, pushed, None, DEADLINE_S, 1).version == pushed
+
+
+def test_explicit_blob_name_as_older_deployments_configure_it(client, bucket, pushed):
+    model = fetch_model(client, bucket, "ignored", LATEST, f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}", DEADLINE_S, 1)
+    assert model.version == pushed and model.location.endswith(f"{pushed}/{BOOSTER_FILE}")
+
+
+def test_concurrent_pointer_moves_exactly_one_wins(client, bucket, pushed):
+    pointer = client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}")
+    generation = current_generation(pointer)
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def move(version):
+        barrier.wait()
+        try:
+            move_pointer(client.bucket(bucket).blob(pointer.name), version, generation)
+            outcomes[version] = "won"
+        except PushConflict as exc:
+            outcomes[version] = str(exc)
+
+    threads = [threading.Thread(target=move, args=(v,)) for v in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [v for v, outcome in outcomes.items() if outcome == "won"]
+    assert len(winners) == 1
+    loser = ({"a", "b"} - set(winners)).pop()
+    assert "moved by another push" in outcomes[loser]
+    assert json.loads(pointer.download_as_bytes())["version"] == winners[0]
+
+
+def test_upload_stored_with_other_bytes_is_detected_and_removed(gcs_emulator, bucket, exported_model, fault_proxy):
+    fault_proxy.corrupt_uploads = True
+    proxied = make_client(fault_proxy.url)
+    with pytest.raises(UploadCorrupted, match="crc32c"):
+        push_model(proxied, bucket, MODEL_NAME, exported_model)
+    direct = make_client(gcs_emulator.url)
+    assert list(direct.list_blobs(bucket)) == []  # nothing half-pushed, latest untouched
+
+
+def test_train_push_cli(gcs_emulator, bucket, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    assert train.main(["--push", "--bucket", bucket, "--prefix", "models/penguins", "--export-dir", str(tmp_path)]) == 0
+    version = json.loads((tmp_path / METADATA_FILE).read_text())["model_version"]
+    assert f"gs://{bucket}/models/penguins/{version}/" in capsys.readouterr().out
+    names = {blob.name for blob in make_client(gcs_emulator.url).list_blobs(bucket)}
+    assert names == {f"models/penguins/{version}/{BOOSTER_FILE}", f"models/penguins/{version}/{METADATA_FILE}", f"models/penguins/{LATEST}"}
+
+
+def test_train_push_needs_a_bucket(monkeypatch, capsys):
+    monkeypatch.delenv("GCS_BUCKET_NAME", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--push"])
+    assert exit_info.value.code == 2 and "needs a bucket" in capsys.readouterr().err
+
+
+def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    client = make_client(gcs_emulator.url)
+    client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string("{}")
+    # Another push moves latest between our read of it and our move.
+    real_upload_new = train.push_model.__globals__["upload_new"]
+
+    def upload_then_race(blob, data):
+        real_upload_new(blob, data)
+        if blob.name.endswith(METADATA_FILE):
+            client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string('{"version": "other"}')
+
+    monkeypatch.setitem(train.push_model.__globals__, "upload_new", upload_then_race)
+    assert train.main(["--push", "--bucket", bucket, "--export-dir", str(tmp_path)]) == 1
+    assert "moved by another push" in capsys.readouterr().err
+
+
+# --- load at start-up: outcome and bounded time for each fault ---
+
+
+def test_service_loads_from_gcs(bucket, pushed, gcs_emulator):
+    model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url))
+    assert (model.source, model.version, model.fallback_reason) == ("gcs", pushed, None)
+    assert MODEL_INFO.labels(version=pushed, source="gcs")._value.get() == 1
+
+
+def assert_fell_back(model, elapsed, reason):
+    assert model.source == "fallback"
+    assert model.version == bentoml.models.get(f"{MODEL_NAME}:latest").tag.version
+    assert reason in model.fallback_reason
+    assert model.info()["fallback_reason"] == model.fallback_reason
+    assert MODEL_INFO.labels(version=model.version, source="fallback")._value.get() == 1
+    assert elapsed < DEADLINE_S + MARGIN_S, elapsed
+
+
+def test_missing_object_falls_back(bucket, gcs_emulator, caplog):
+    model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url, gcs_model_version="no-such-version"))
+    assert_fell_back(model, elapsed, "NotFound")
+    assert any(r.levelname == "WARNING" and "serving the model in the bento" in r.getMessage() for r in caplog.records)
+
+
+def test_missing_bucket_falls_back(gcs_emulator):
+    model, elapsed = timed_load(settings_for("no-such-bucket", gcs_emulator.url))
+    assert_fell_back(model, elapsed, "NotFound")
+
+
+def test_object_changed_behind_its_metadata_is_never_served(client, bucket, pushed, gcs_emulator):
+    blob = client.bucket(bucket).blob(f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}")
+    blob.upload_from_string(blob.download_as_bytes().replace(b'"learner"', b'"leArner"', 1))
+    with pytest.raises(ModelCheckError, match="sha256"):
+        fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, 1)
+    model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url))
+    assert_fell_back(model, elapsed, "does not match")
+
+
+def test_bytes_corrupted_in_transit_are_never_served(bucket, pushed, fault_proxy):
+    fault_proxy.corrupt_downloads = True
+    model, elapsed = timed_load(settings_for(bucket, fault_proxy.url))
+    assert_fell_back(model, elapsed, "DataCorruption")
+
+
+def test_emulator_down_falls_back_within_the_deadline(bucket):
+    from scripts.processes import free_port
+
+    model, elapsed = timed_load(settings_for(bucket, f"http://127.0.0.1:{free_port()}"))
+    assert_fell_back(model, elapsed, "")
+
+
+def test_slow_emulator_falls_back_within_the_deadline(bucket, pushed, fault_proxy):
+    fault_proxy.delay_s = 30
+    model, elapsed = timed_load(settings_for(bucket, fault_proxy.url))
+    assert_fell_back(model, elapsed, "")
+
+
+def test_transient_503s_are_retried_and_succeed(bucket, pushed, fault_proxy):
+    fault_proxy.unavailable_responses = 3
+    model, elapsed = timed_load(settings_for(bucket, fault_proxy.url))
+    assert (model.source, model.version) == ("gcs", pushed)
+    assert fault_proxy.requests >= 3 + 3  # three refused, then pointer, metadata and booster
+    assert elapsed < DEADLINE_S
+
+
+def test_strict_mode_refuses_instead_of_falling_back(bucket, gcs_emulator):
+    settings = settings_for(bucket, gcs_emulator.url, gcs_strict=True, gcs_model_version="no-such-version")
+    with pytest.raises(NotFound):
+        load_serving_model(settings, bento_path())
+
+
+def test_settings_from_environment():
+    settings = Settings.from_env({
+        "GCS_BUCKET_NAME": "b", "GCS_MODEL_PREFIX": "/p/", "GCS_BLOB_NAME": "x/booster.json", "GCS_STRICT": "true",
+        "GCS_LOAD_DEADLINE_S": "4.5", "GCS_MODEL_VERSION": "v1", "PENGUIN_WORKERS": "3", "STORAGE_EMULATOR_HOST": "http://h",
+    })
+    assert (settings.gcs_bucket, settings.gcs_prefix, settings.gcs_blob_name, settings.gcs_strict) == ("b", "p", "x/booster.json", True)
+    assert (settings.gcs_deadline_s, settings.gcs_model_version, settings.workers) == (4.5, "v1", 3)
+    assert Settings.from_env({}) == Settings()
