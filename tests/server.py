@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +11,10 @@ from pathlib import Path
 
 import requests
 
+from scripts.processes import die_with_parent, free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENTOML = Path(sys.executable).with_name("bentoml")
-PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # If the test run itself is killed, the kernel sends the server SIGTERM instead of leaving it behind.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServeProcess:
@@ -41,7 +29,7 @@ class ServeProcess:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def get(self, path: str) -> requests.Response:
