@@ -37,7 +37,6 @@ async def docs(_: Request) -> RedirectResponse:
 
 info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs)])
 
-
 @bentoml.service(workers=SETTINGS.workers, traffic={"timeout": SETTINGS.request_timeout_s})
 @bentoml.asgi_app(info_routes, path="/")
 class PenguinClassifier:

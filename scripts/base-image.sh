@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds a Python 3.11 base image from Debian packages, for machines that cannot pull python:3.11-slim.
+# Usage: scripts/base-image.sh [NAME:TAG]   (default penguin-serve/python:3.11-bookworm; prints the name)
+#
+# debootstrap's minimal Debian 12 with python3, python3-venv (venv + pip for the image's build stage) and
+# ca-certificates, without apt's lists, docs and man pages. On a machine whose HTTPS egress passes an
+# intercepting proxy, that proxy's CA (/usr/local/share/ca-certificates) is trusted in this local-only base
+# so the image build can reach PyPI; a normal machine has none to copy.
+set -euo pipefail
+name=${1:-penguin-serve/python:3.11-bookworm}
+docker=${DOCKER:-docker}
+
+if $docker image inspect "$name" >/dev/null 2>&1; then
+  echo "$name"
+  exit 0
+fi
+command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+rootfs=$(mktemp -d)
+trap 'rm -rf "$rootfs"' EXIT
+
+echo "building $name from $mirror (about 90 s)" >&2
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" "$mirror" >&2
+ln -sf python3 "$rootfs/usr/bin/python"
+
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+  chroot "$rootfs" update-ca-certificates >&2
+fi
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
+  "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/log/* \
+  "$rootfs"/usr/share/locale/*/LC_MESSAGES  # translations: as in Debian's slim images
+
+tar -C "$rootfs" -c . | $docker import \
+  --change 'ENV LANG=C.UTF-8 SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+  --change 'CMD ["python3"]' - "$name" >&2
+echo "$name"
