@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test clean
+.PHONY: install run train test image clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -24,6 +24,10 @@ run: install
 
 train: install
 	$(BIN)/python train.py
+
+# Builds the OCI image (starts a Docker engine and builds a Debian base image where needed).
+image: install
+	scripts/image.sh
 
 test: install
 	$(BIN)/python -m pytest

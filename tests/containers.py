@@ -1,0 +1,68 @@
+"""Docker helpers for the image tests: build once, run containers that are removed even when a test fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import requests
+
+from conftest import REPO_ROOT
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def engine_unavailable_reason() -> str | None:
+    """Why the image tests cannot run here, or None. As root the image script starts an engine itself."""
+    if shutil.which("docker") is None and os.geteuid() != 0:
+        return "no docker CLI and not root: cannot install a container engine"
+    if os.geteuid() != 0 and docker("info", check=False).returncode != 0:
+        return "no Docker engine answers and this user cannot start one"
+    return None
+
+
+def build_image(bentoml_home: str) -> str:
+    result = subprocess.run(
+        ["scripts/image.sh"], cwd=REPO_ROOT, env={**os.environ, "BENTOML_HOME": bentoml_home, "PENGUIN_IMAGE": "penguin-serve-test"},
+        capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+class Container:
+    """`docker run -d` with a unique name; .remove() in a finally block."""
+
+    def __init__(self, image: str, *run_args: str) -> None:
+        self.name = f"penguin-test-{uuid.uuid4().hex[:10]}"
+        docker("run", "-d", "--name", self.name, *run_args, image)
+
+    def logs(self) -> str:
+        result = docker("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def state(self) -> dict:
+        import json
+
+        return json.loads(docker("inspect", "--format", "{{json .State}}", self.name).stdout)
+
+    def wait_ready(self, url: str, timeout_s: float = 60) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if not self.state()["Running"]:
+                raise AssertionError(f"container exited:\n{self.logs()[-3000:]}")
+            try:
+                if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                    return time.monotonic() - started
+            except requests.RequestException:  # refused while starting, or held until the worker is up
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"not ready after {timeout_s}s:\n{self.logs()[-3000:]}")
+
+    def remove(self) -> None:
+        docker("rm", "-f", self.name, check=False)

@@ -1,0 +1,151 @@
+"""The OCI image, run the way Cloud Run runs it: PORT=8080, read-only root with a tmpfs /tmp, 1 CPU, 1 GiB.
+
+The image is built by scripts/image.sh (`make image`), which starts a Docker engine where none runs (as root)
+and builds a Debian base image where python:3.11-slim cannot be pulled.
+"""
+
+import json
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import BENTOML_HOME, KNOWN_RECORDS
+from containers import Container, build_image, docker, engine_unavailable_reason
+from scripts.processes import free_port
+
+MAX_IMAGE_BYTES = 450 * 1000 * 1000
+CLOUD_RUN_LIKE = ("--read-only", "--tmpfs", "/tmp", "--cpus", "1", "--memory", "1g", "-e", "PORT=8080")
+
+
+@pytest.fixture(scope="module")
+def image(exported_model):
+    reason = engine_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    built = build_image(BENTOML_HOME)
+    yield built
+    docker("rmi", built, built.split(":")[0] + ":latest", check=False)
+
+
+@pytest.fixture
+def cloud_run_container(image):
+    port = free_port()
+    container = Container(image, *CLOUD_RUN_LIKE, "-p", f"127.0.0.1:{port}:8080")
+    container.url = f"http://127.0.0.1:{port}"
+    try:
+        container.startup_s = container.wait_ready(container.url)
+        yield container
+    finally:
+        container.remove()
+
+
+def in_image(image, script):
+    return docker("run", "--rm", "--user", "0", "--entrypoint", "sh", image, "-c", script).stdout  # root: sees every file
+
+
+def test_image_size(image):
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+    print(f"image size: {size / 1e6:.0f} MB")
+    assert size <= MAX_IMAGE_BYTES
+
+
+def test_no_compilers_cuda_tests_training_data_or_installers(image):
+    found = in_image(image, """
+        for tool in gcc cc g++ make pip pip3 uv git; do command -v $tool; done
+        site=/app/.venv/lib/python3.11/site-packages
+        # CUDA wheels install under site-packages/nvidia/ (nvidia_ml_py, a small NVML binding BentoML needs, is fine)
+        ls $site | grep -iE '^(nvidia|pandas|sklearn|scikit_learn|palmerpenguins|pytest|locust)$' || true
+        find / -xdev \\( -name 'libcud*' -o -name 'libnccl*' -o -name 'libcublas*' -o -name 'penguins*.csv' \\
+            -o -path '*/site-packages/*/tests' -o -path '/home/bentoml/bento/src/tests' \\) 2>/dev/null
+    """)
+    assert found.strip() == ""
+
+
+def test_no_credentials_in_environment_or_files(image):
+    env = json.loads(docker("image", "inspect", "--format", "{{json .Config.Env}}", image).stdout)
+    secret_names = [e for e in env if any(w in e.split("=")[0].upper() for w in ("SECRET", "TOKEN", "PASSWORD", "CREDENTIAL", "KEY"))]
+    assert secret_names == []
+    # Key material, not code that handles keys: PEM private keys where our build writes (the bento, home,
+    # /etc, /tmp), and credential files anywhere.
+    found = in_image(image, r"""
+        grep -rlE -e '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' -e '"private_key"' /home /root /tmp /etc 2>/dev/null
+        find / -xdev -name '*.json' -size -64k -exec grep -l '"private_key"' {} + 2>/dev/null
+        find / -xdev \( -name 'application_default_credentials.json' -o -name '*.p12' -o -name '.netrc' \) 2>/dev/null
+        true
+    """)
+    assert found.strip() == ""
+
+
+def test_runs_as_non_root_and_answers_like_cloud_run(cloud_run_container):
+    print(f"container start to ready: {cloud_run_container.startup_s:.1f} s")
+    assert docker("exec", cloud_run_container.name, "id", "-u").stdout.strip() == "1034"
+    for record, species in KNOWN_RECORDS:
+        answer = requests.post(cloud_run_container.url + "/predict", json=record, timeout=10).json()
+        assert answer["prediction"] == species
+    assert requests.get(cloud_run_container.url + "/model", timeout=5).json()["source"] == "bento"
+
+
+def test_root_filesystem_is_read_only_for_the_service(cloud_run_container):
+    result = docker("exec", cloud_run_container.name, "sh", "-c", "touch /home/bentoml/bento/x /app/x 2>&1; echo rc=$?", check=False)
+    assert "Read-only file system" in result.stdout
+
+
+def test_loads_the_model_from_the_gcs_emulator_on_the_host(image, exported_model, gcs_emulator, bucket):
+    from penguin_serve.model import MODEL_NAME
+    from penguin_serve.storage import make_client, push_model
+
+    version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
+    port = free_port()
+    # Host networking: the emulator listens on the host's 127.0.0.1 only.
+    container = Container(image, "--network", "host", *CLOUD_RUN_LIKE[:-2], "-e", f"PORT={port}",
+                          "-e", f"GCS_BUCKET_NAME={bucket}", "-e", f"STORAGE_EMULATOR_HOST={gcs_emulator.url}")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        container.wait_ready(url)
+        info = requests.get(url + "/model", timeout=5).json()
+        assert (info["source"], info["version"]) == ("gcs", version)
+    finally:
+        container.remove()
+
+
+def test_sigterm_during_load_fails_no_in_flight_request(cloud_run_container):
+    batch = [record for record, _ in KNOWN_RECORDS] * 250  # 1,000 records: requests long enough to overlap the signal
+    stop_sending = threading.Event()
+    results, in_flight_at_signal = [], []
+    lock = threading.Lock()
+    active = set()
+
+    def client(worker):
+        session = requests.Session()
+        while not stop_sending.is_set():
+            with lock:
+                active.add(worker)
+            try:
+                response = session.post(cloud_run_container.url + "/predict_batch", json=batch, timeout=30)
+                outcome = response.status_code if len(response.json()) == len(batch) else "short"
+            except Exception as exc:  # a request the server dropped
+                outcome = repr(exc)
+            with lock:
+                active.discard(worker)
+                results.append(outcome)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    # As Cloud Run does: stop routing new requests to the instance, then send SIGTERM.
+    stop_sending.set()
+    with lock:
+        in_flight_at_signal.extend(active)
+    signalled = time.monotonic()
+    docker("kill", "--signal", "TERM", cloud_run_container.name)
+    for thread in threads:
+        thread.join(30)
+    exit_code = int(docker("wait", cloud_run_container.name, timeout=15).stdout)
+    exited_after_s = time.monotonic() - signalled
+    print(f"{len(results)} requests, {len(in_flight_at_signal)} in flight at SIGTERM, exit {exit_code} after {exited_after_s:.1f} s")
+    assert in_flight_at_signal, "no request was in flight when the signal came: the test proved nothing"
+    assert set(results) == {200}, [r for r in results if r != 200]
+    assert exit_code == 0 and exited_after_s < 10
