@@ -70,6 +70,19 @@ def api(exported_model):
 
 
 @pytest.fixture(scope="session")
+def served(exported_model, tmp_path_factory):
+    """One real `bentoml serve` process for the session, stopped by PID at the end."""
+    from server import ServeProcess
+
+    server = ServeProcess(tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        server.readiness = server.readyz_history()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def gcs_emulator():
     """A real fake-gcs-server on a free port, stopped at the end (and by the kernel if pytest is killed)."""
     from scripts.gcs_emulator import FakeGcsServer

@@ -149,3 +149,65 @@ def test_sigterm_during_load_fails_no_in_flight_request(cloud_run_container):
     assert in_flight_at_signal, "no request was in flight when the signal came: the test proved nothing"
     assert set(results) == {200}, [r for r in results if r != 200]
     assert exit_code == 0 and exited_after_s < 10
+
+
+@pytest.fixture
+def local_registry(tmp_path):
+    """Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1, stopped by PID."""
+    import shutil
+    import subprocess
+
+    from scripts.processes import die_with_parent
+
+    if shutil.which("docker-registry") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True,
+                       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    process = subprocess.Popen(["docker-registry", "serve", str(config)], preexec_fn=die_with_parent,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_push_to_a_registry_then_pull_by_digest_and_run(image, local_registry):
+    import os
+    import subprocess
+
+    from conftest import REPO_ROOT
+
+    result = subprocess.run(["scripts/push-image.sh", image], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "REGISTRY": f"{local_registry}/penguin"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    pushed = result.stdout.strip()
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout)
+    model_version = labels["penguin-serve.model"].split(":")[1]
+    assert f"{local_registry}/penguin/penguin-serve:model-{model_version}-{labels['org.opencontainers.image.revision'][:12]}" in result.stderr
+    assert pushed.startswith(f"{local_registry}/penguin/penguin-serve@sha256:")
+
+    # Forget every local name of the pushed image, pull it back by digest alone, and run it.
+    for reference in json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}", image).stdout):
+        if reference.startswith(local_registry):
+            docker("rmi", reference)
+    docker("rmi", pushed, check=False)
+    docker("pull", pushed, timeout=300)
+    port = free_port()
+    container = Container(pushed, *CLOUD_RUN_LIKE, "-p", f"127.0.0.1:{port}:8080")
+    try:
+        container.wait_ready(f"http://127.0.0.1:{port}")
+        answer = requests.post(f"http://127.0.0.1:{port}/predict", json=KNOWN_RECORDS[2][0], timeout=10).json()
+        assert answer["prediction"] == "Gentoo"
+    finally:
+        container.remove()
+        docker("rmi", pushed, check=False)

@@ -15,16 +15,6 @@ from server import ServeProcess
 
 
 @pytest.fixture(scope="module")
-def served(exported_model, tmp_path_factory):
-    server = ServeProcess(tmp_path_factory.mktemp("serve") / "serve.log")
-    try:
-        server.readiness = server.readyz_history()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def corrupt_model_tag(exported_model):
     """A store entry whose booster was changed behind its metadata, as a damaged copy would be."""
     with bentoml.models.create("penguin_corrupt") as entry:
