@@ -160,8 +160,9 @@ def local_registry(tmp_path):
     from scripts.processes import die_with_parent
 
     if shutil.which("docker-registry") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True,
-                       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        apt_env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=apt_env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True, env=apt_env)
     port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
