@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test image clean
+.PHONY: install run train test image loadtest clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -28,6 +28,11 @@ train: install
 # Builds the OCI image (starts a Docker engine and builds a Debian base image where needed).
 image: install
 	scripts/image.sh
+
+# Locust scenarios against LOADTEST_ARGS' target (default: starts the local container), with a report under
+# load_results/<timestamp>/. E.g. make loadtest LOADTEST_ARGS="--url https://... --scenarios normal,step"
+loadtest: install
+	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
 
 test: install
 	$(BIN)/python -m pytest

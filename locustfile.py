@@ -1,0 +1,184 @@
+"""Load test of the penguin classifier: a local server, the local container, or a Cloud Run URL.
+
+    .venv/bin/locust -f locustfile.py --headless --host http://127.0.0.1:3000 --scenario normal --time-scale 0.2
+
+Every answer is checked: payloads are real dataset records, so a wrong species is a failure; a configurable
+share of deliberately invalid requests must get 422 (then they count as successes, reported under their own
+name); a configurable share are batch requests. Scenarios (--scenario): baseline (1 user, 60 s), normal
+(10 users, 5 min), stress (50 users, 2 min), spike (1 -> 100 users within a minute), step (a step ramp that
+stops at the saturation point). --time-scale shortens every scenario. For a private Cloud Run service pass
+an identity token in LOCUST_ID_TOKEN, or --id-token-from-gcloud.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+
+from locust import FastHttpUser, LoadTestShape, events, task
+from locust.exception import StopUser
+
+from penguin_serve.contract import SPECIES
+from penguin_serve.dataset import load_dataset
+
+INVALID_BODIES = [  # each must be answered 422
+    {"bill_length_mm": -1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream"},
+    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Atlantis"},
+    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "island": "Dream"},
+    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream", "colour": "black"},
+    {"bill_length_mm": "long", "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream"},
+]
+MIN_CALIBRATION_ACCURACY = 0.97
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser):
+    parser.add_argument("--scenario", choices=sorted(["baseline", "normal", "stress", "spike", "step"]),
+                        default="baseline", env_var="LOCUST_SCENARIO", help="load shape")
+    parser.add_argument("--time-scale", type=float, default=1.0, env_var="LOCUST_TIME_SCALE",
+                        help="multiply every scenario duration by this (0.1: a tenth of the time)")
+    parser.add_argument("--invalid-share", type=float, default=0.05, env_var="LOCUST_INVALID_SHARE",
+                        help="share of requests that are deliberately invalid (must get 422)")
+    parser.add_argument("--batch-share", type=float, default=0.05, env_var="LOCUST_BATCH_SHARE",
+                        help="share of requests sent to /predict_batch")
+    parser.add_argument("--batch-size", type=int, default=100, env_var="LOCUST_BATCH_SIZE",
+                        help="records per batch request")
+    parser.add_argument("--p95-limit-ms", type=float, default=500, env_var="LOCUST_P95_LIMIT_MS",
+                        help="step scenario: saturated when p95 latency exceeds this")
+    parser.add_argument("--failure-limit", type=float, default=0.01, env_var="LOCUST_FAILURE_LIMIT",
+                        help="step scenario: saturated when this share of requests fails")
+    parser.add_argument("--id-token-from-gcloud", action="store_true", default=False,
+                        help="authenticate with `gcloud auth print-identity-token` (private Cloud Run)")
+
+
+# --- payloads, checked against the deployed model once at start ---------------------------------------
+
+KNOWN: list[tuple[dict, str]] = []  # (record, species the service gave it at calibration)
+HEADERS: dict[str, str] = {}
+
+
+def identity_token(options) -> str | None:
+    if os.environ.get("LOCUST_ID_TOKEN"):
+        return os.environ["LOCUST_ID_TOKEN"]
+    if options.id_token_from_gcloud:
+        return subprocess.run(["gcloud", "auth", "print-identity-token"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    return None
+
+
+@events.test_start.add_listener
+def calibrate(environment, **_):
+    """Keep the dataset records that the service classifies as their true species (it should be nearly all:
+    the model's accuracy over the dataset is >= 0.97; below that the run aborts). During the run each of them
+    must keep getting that species."""
+    token = identity_token(environment.parsed_options)
+    HEADERS.clear()
+    HEADERS.update({"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+    dataset = load_dataset()
+    records = [p.model_dump(mode="json") for p in dataset.penguins]
+    request = urllib.request.Request(environment.host.rstrip("/") + "/predict_batch", data=json.dumps(records).encode(),
+                                     headers=HEADERS, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answers = json.load(response)
+    truth = [SPECIES[label] for label in dataset.labels]
+    KNOWN.clear()
+    KNOWN.extend((record, species) for record, species, answer in zip(records, truth, answers)
+                 if answer["prediction"] == species)
+    accuracy = len(KNOWN) / len(records)
+    print(f"calibration: {len(KNOWN)} of {len(records)} dataset records classified correctly ({accuracy:.3f})")
+    if accuracy < MIN_CALIBRATION_ACCURACY:
+        environment.runner.quit()
+        raise RuntimeError(f"the service's accuracy {accuracy:.3f} < {MIN_CALIBRATION_ACCURACY}: not load-testing it")
+
+
+class PenguinUser(FastHttpUser):
+    """A client sending requests back to back (no think time): the user count is the concurrency."""
+
+    @task
+    def request(self):
+        if not KNOWN:
+            raise StopUser()
+        options = self.environment.parsed_options
+        draw = random.random()
+        if draw < options.invalid_share:
+            self.invalid()
+        elif draw < options.invalid_share + options.batch_share:
+            self.batch(options.batch_size)
+        else:
+            self.single()
+
+    def single(self):
+        record, species = random.choice(KNOWN)
+        with self.client.post("/predict", json=record, headers=HEADERS, catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"status {response.status_code}")
+            elif response.json().get("prediction") != species:
+                response.failure(f"wrong species: {response.json().get('prediction')} for a known {species}")
+
+    def batch(self, size):
+        picked = random.choices(KNOWN, k=size)
+        with self.client.post("/predict_batch", json=[r for r, _ in picked], headers=HEADERS, catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"status {response.status_code}")
+            elif [a["prediction"] for a in response.json()] != [s for _, s in picked]:
+                response.failure("wrong species in a batch of known records")
+
+    def invalid(self):
+        body = random.choice(INVALID_BODIES)
+        with self.client.post("/predict", json=body, headers=HEADERS, catch_response=True,
+                              name="/predict [invalid, expects 422]") as response:
+            if response.status_code == 422:
+                response.success()
+            else:
+                response.failure(f"invalid input answered {response.status_code}, expected 422")
+
+
+# --- scenarios -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    until_s: float  # end of this stage, seconds from the start (before time scaling)
+    users: int
+    spawn_rate: float
+
+
+SCENARIOS = {
+    "baseline": [Stage(60, 1, 1)],
+    "normal": [Stage(300, 10, 2)],
+    "stress": [Stage(120, 50, 10)],
+    # 1 user for 10 s, 100 users within the next minute, hold 30 s, back to 1 for 20 s
+    "spike": [Stage(10, 1, 1), Stage(70, 100, 100 / 60), Stage(100, 100, 100), Stage(120, 1, 100)],
+    # 30 s at each level; stops early once saturated (see StepRamp)
+    "step": [Stage(30 * (i + 1), users, users) for i, users in enumerate((1, 2, 5, 10, 20, 30, 40, 60, 80, 100))],
+}
+
+
+class ScenarioShape(LoadTestShape):
+    """The scenario named by --scenario, its durations multiplied by --time-scale."""
+
+    def tick(self):
+        options = self.runner.environment.parsed_options
+        elapsed = self.get_run_time() / options.time_scale
+        stages = SCENARIOS[options.scenario]
+        if options.scenario == "step" and self.saturated(options):
+            return None
+        for stage in stages:
+            if elapsed < stage.until_s:
+                return stage.users, stage.spawn_rate
+        return None
+
+    def saturated(self, options) -> bool:
+        total = self.runner.stats.total
+        if total.num_requests < 50:
+            return False
+        p95 = total.get_current_response_time_percentile(0.95) or 0
+        if p95 > options.p95_limit_ms or total.fail_ratio > options.failure_limit:
+            print(f"saturated at {self.get_current_user_count()} users: current p95 {p95:.0f} ms, "
+                  f"failures {total.fail_ratio:.2%}")
+            return True
+        return False

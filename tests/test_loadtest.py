@@ -1,0 +1,80 @@
+"""Load testing: a short headless Locust run against a real local server, then the generated report."""
+
+import csv
+import re
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_short_headless_run_checks_answers_counts_422s_as_success_and_reports(served, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/loadtest.py", "--url", served.url, "--scenarios", "baseline,spike",
+         "--time-scale", "0.04", "--invalid-share", "0.2", "--batch-share", "0.1", "--batch-size", "20",
+         "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = next(tmp_path.iterdir())
+    assert "calibration: 342 of 342 dataset records" in result.stdout
+
+    for scenario in ("baseline", "spike"):
+        for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", ".html", ".png"):
+            assert (run_dir / f"{scenario}{suffix}").stat().st_size > 0, f"{scenario}{suffix}"
+    rows = {row["Name"]: row for row in csv.DictReader((run_dir / "baseline_stats.csv").open())}
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    assert int(rows["/predict [invalid, expects 422]"]["Request Count"]) > 0  # answered 422: successes
+    assert int(rows["/predict_batch"]["Request Count"]) > 0 and int(rows["/predict"]["Request Count"]) > 0
+
+    report = (run_dir / "LOAD_TEST_REPORT.md").read_text()
+    assert "## baseline" in report and "## spike" in report and "![spike](spike.png)" in report
+    # The report's numbers are the CSV's numbers.
+    total = re.search(r"## baseline\n\n(?:.*\n){2}(?:.*\n)*?\| \*\*all\*\* \| (\d+) \| (\d+) \|", report)
+    assert total and (int(total.group(1)), int(total.group(2))) == (int(rows["Aggregated"]["Request Count"]), 0)
+    assert f"--host {served.url} --scenario baseline" in report
+
+
+def test_a_wrong_species_is_a_failure(tmp_path):
+    """A stand-in service (the one fault a real model cannot be made to show on demand) that classifies the
+    calibration batch right and then calls every single penguin a Gentoo: Locust must count failures."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from penguin_serve.contract import SPECIES
+    from penguin_serve.dataset import load_dataset
+
+    truth = [SPECIES[label] for label in load_dataset().labels]
+
+    class TurnsWrong(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if isinstance(body, list):
+                answer = [{"prediction": species} for species in truth[: len(body)]]
+            else:
+                answer = {"prediction": "Gentoo"}
+            payload = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TurnsWrong)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", "locustfile.py", "--headless", "--host",
+             f"http://127.0.0.1:{server.server_address[1]}", "--scenario", "baseline", "--time-scale", "0.03",
+             "--invalid-share", "0", "--batch-share", "0", "--csv", str(tmp_path / "wrong"), "--only-summary"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    failures = list(csv.DictReader((tmp_path / "wrong_failures.csv").open()))
+    assert failures and all("wrong species: Gentoo for a known" in f["Error"] for f in failures)
+    assert {re.search(r"for a known (\w+)", f["Error"]).group(1) for f in failures} == {"Adelie", "Chinstrap"}
