@@ -84,7 +84,8 @@ def saturation(rows: list[dict], p95_limit_ms: float, failure_limit: float) -> d
     the first level whose p95 or failure share breaks the limit, or whose throughput no longer grows (< 10 %)."""
     levels: dict[int, list[dict]] = {}
     for row in rows:
-        levels.setdefault(row["users"], []).append(row)
+        if row["users"]:
+            levels.setdefault(row["users"], []).append(row)
     summary = []
     for users, samples in sorted(levels.items()):
         steady = samples[len(samples) // 3:] or samples  # skip the ramp into the level
@@ -145,6 +146,11 @@ def write_report(run_dir: Path) -> Path:
         lines.append(f"- Saturation point (step ramp): {where}: {saturation_result['reason']}.")
         lines.append(f"- Highest throughput: {best['rps']:.0f} requests/s at {best['users']} users "
                      f"(median p95 {best['p95']:.0f} ms).")
+        last = saturation_result["levels"][-1]
+        lines.append(f"- Past the saturation point more users only queue: at {last['users']} users "
+                     f"{last['rps']:.0f} requests/s, p95 {last['p95']:.0f} ms. Little's law gives the mean wait: "
+                     f"{last['users']} users / {last['rps']:.0f} req/s = {1000 * last['users'] / last['rps']:.0f} ms "
+                     "per request: throughput is capped by CPU, latency grows with the queue.")
     lines += [f"- {note}" for note in run.get("notes", [])]
     report = run_dir / "LOAD_TEST_REPORT.md"
     report.write_text("\n".join(lines) + "\n")

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "p95_limit_ms": args.p95_limit_ms,
         "failure_limit": args.failure_limit,
         "commands": commands,
+        "notes": ["Locust ran on the same machine and shared its CPUs with the service."] if target else [],
     }, indent=2))
     print(write_report(run_dir))
     return exit_code
