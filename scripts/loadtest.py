@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(scenarios) - set(ALL_SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    run_dir = args.out / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    started_at = datetime.now(timezone.utc)
+    run_dir = args.out / started_at.strftime("%Y%m%dT%H%M%SZ")
     run_dir.mkdir(parents=True)
     target = None if args.url else LocalTarget(args.target, args.image, args.cpus)
     url = args.url or target.url
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if target:
             target.close()
     (run_dir / "run.json").write_text(json.dumps({
+        "started_at": started_at.isoformat(timespec="seconds"),
         "target": target.description if target else url,
         "machine": machine(),
         "scenarios": scenarios,
