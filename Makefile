@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test image loadtest clean
+.PHONY: install run train test image loadtest bench clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -31,8 +31,16 @@ image: install
 
 # Locust scenarios against LOADTEST_ARGS' target (default: starts the local container), with a report under
 # load_results/<timestamp>/. E.g. make loadtest LOADTEST_ARGS="--url https://... --scenarios normal,step"
-loadtest: install
+load# This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
+bench: install
+	$(BIN)/python benchmarks/bench.py --out docs/performance.json
+
+test: install
 	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
+
+# This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
+bench: install
+	$(BIN)/python benchmarks/bench.py --out docs/performance.json
 
 test: install
 	$(BIN)/python -m pytest

@@ -43,7 +43,7 @@ WORKERS = 2
 CONNECTIONS = (16, 64)
 WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = [[{body}]]
+wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -105,7 +105,7 @@ def wrk(binary: str, url: str, body: str, connections: int, seconds: float) -> d
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{body}", body))
     try:
-        output = subprocess.run([binary, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "-s", script.name, url],
+        output = subprocess.run([binary, "-t", "1", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", script.name, url],
                                 capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script.name)
@@ -144,7 +144,7 @@ def prepare_model(home: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)

@@ -109,30 +109,36 @@ class PenguinModel:
 
     def predict(self, penguins: Sequence[Penguin]) -> list[Prediction]:
         features = encode(penguins)
-        probabilities = self.probabilities(features).tolist()
+        probabilities = self.probabilities(features)
+        best = probabilities.argmax(axis=1).tolist()
         low, high = self._training_ranges
-        outside = (features[:, : len(MEASUREMENTS)] < low) | (features[:, : len(MEASUREMENTS)] > high)
+        measured = features[:, : len(MEASUREMENTS)]
+        outside = (measured < low) | (measured > high)
+        flagged = set(np.flatnonzero(outside.any(axis=1)).tolist())
+        # model_construct: every value here is computed by this code with the right type, so pydantic's
+        # validation would only cost time (it dominated the batch path).
         return [
-            self._prediction(row, features[i], np.flatnonzero(outside[i]))
-            for i, row in enumerate(probabilities)
+            Prediction.model_construct(
+                prediction=SPECIES[best[i]],
+                probabilities=dict(zip(SPECIES, row)),
+                confidence=row[best[i]],
+                model_version=self.version,
+                **(self._out_of_distribution(features[i], outside[i]) if i in flagged else {"out_of_distribution": [], "warnings": []}),
+            )
+            for i, row in enumerate(probabilities.tolist())
         ]
 
-    def _prediction(self, row: list[float], features: np.ndarray, outside: np.ndarray) -> Prediction:
-        best = max(range(len(SPECIES)), key=row.__getitem__)
+    def _out_of_distribution(self, features: np.ndarray, outside: np.ndarray) -> dict[str, list[str]]:
         ranges = self.metadata["training_ranges"]
-        out_of_distribution = [MEASUREMENTS[i] for i in outside]
-        return Prediction(
-            prediction=SPECIES[best],
-            probabilities=dict(zip(SPECIES, row)),
-            confidence=row[best],
-            model_version=self.version,
-            out_of_distribution=out_of_distribution,
-            warnings=[
+        names = [MEASUREMENTS[i] for i in np.flatnonzero(outside)]
+        return {
+            "out_of_distribution": names,
+            "warnings": [
                 f"{name}={features[MEASUREMENTS.index(name)]:g} is outside the training range "
                 f"{ranges[name][0]:g}..{ranges[name][1]:g}"
-                for name in out_of_distribution
+                for name in names
             ],
-        )
+        }
 
     @cached_property
     def _training_ranges(self) -> tuple[np.ndarray, np.ndarray]:
