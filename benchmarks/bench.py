@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from penguin_serve.contract import encode  # noqa: E402
 from penguin_serve.dataset import load_dataset  # noqa: E402
-from processes import die_with_parent, free_port  # noqa: E402
+from processes import die_with_parent, free_port, stop  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RECORD = {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
@@ -93,12 +93,7 @@ class Server:
         return statistics.median(c.memory_info().rss for c in workers) / 2**20
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, timeout_s=20)
 
 
 def wrk(binary: str, url: str, body: str, connections: int, seconds: float) -> dict:

@@ -9,23 +9,13 @@ import os
 import numpy as np
 import xgboost as xgb
 from fastapi import FastAPI
-from pydantic import BaseModel
 
+from benchmarks.naive_schema import MODEL_DIR, PenguinFeatures
 from penguin_serve.contract import ISLANDS, SPECIES
 
-booster = xgb.Booster(model_file=os.path.join(os.environ.get("MODEL_DIR", "models"), "booster.json"))
+booster = xgb.Booster(model_file=os.path.join(MODEL_DIR, "booster.json"))
 booster.set_param({"nthread": 1})
 app = FastAPI()
-
-
-class PenguinFeatures(BaseModel):
-    bill_length_mm: float
-    bill_depth_mm: float
-    flipper_length_mm: float
-    body_mass_g: float
-    year: int | None = None
-    sex: str | None = None
-    island: str
 
 
 @app.post("/predict")

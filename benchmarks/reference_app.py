@@ -10,25 +10,13 @@ import os
 import pandas as pd
 import xgboost as xgb
 from fastapi import FastAPI
-from pydantic import BaseModel
 
+from benchmarks.naive_schema import MODEL_DIR, PenguinFeatures
 from penguin_serve.contract import FEATURE_NAMES, SPECIES
-
-MODEL_DIR = os.environ.get("MODEL_DIR", "models")
 
 model = xgb.XGBClassifier()
 model.load_model(os.path.join(MODEL_DIR, "booster.json"))
 app = FastAPI()
-
-
-class PenguinFeatures(BaseModel):
-    bill_length_mm: float
-    bill_depth_mm: float
-    flipper_length_mm: float
-    body_mass_g: float
-    year: int | None = None
-    sex: str | None = None
-    island: str
 
 
 @app.post("/predict")

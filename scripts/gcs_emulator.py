@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from processes import die_with_parent, free_port  # noqa: E402
+from processes import die_with_parent, free_port, stop  # noqa: E402
 
 
 def emulator_binary() -> Path:
@@ -60,13 +60,7 @@ class FakeGcsServer:
         make_client(self.url).create_bucket(name)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, timeout_s=5)
 
 
 def main() -> None:

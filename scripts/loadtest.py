@@ -25,7 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_report import write_report  # noqa: E402
-from processes import die_with_parent, free_port  # noqa: E402
+from processes import die_with_parent, free_port, stop  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL_SCENARIOS = ("baseline", "normal", "stress", "spike", "step")
@@ -73,8 +73,7 @@ class LocalTarget:
 
     def close(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(20)
+            stop(self.process, timeout_s=20)
         else:
             subprocess.run(["docker", "stop", "-t", "10", self.name], check=False, stdout=subprocess.DEVNULL)
 

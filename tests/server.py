@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from scripts.processes import die_with_parent, free_port
+from scripts.processes import die_with_parent, free_port, stop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENTOML = Path(sys.executable).with_name("bentoml")
@@ -56,12 +55,6 @@ class ServeProcess:
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM to the server's PID (BentoML's arbiter stops its workers), SIGKILL if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        returncode = stop(self.process, timeout_s)
         self._log.close()
-        return self.process.returncode
+        return returncode
