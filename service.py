@@ -17,6 +17,7 @@ from penguin_serve.settings import SETTINGS
 from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
 from penguin_serve.http import ClientErrorLogFilter, ErrorContract
 from penguin_serve.loading import load_serving_model
+from penguin_serve.metrics import record_predictions
 from penguin_serve.model import PenguinModel
 
 logger = logging.getLogger("penguin_serve.service")
@@ -60,7 +61,9 @@ class PenguinClassifier:
     @bentoml.api(route="/predict")
     async def predict(self, penguin: Penguin, /) -> Prediction:
         """Classify one penguin. Invalid input: 422 listing each field and reason."""
-        return self._ready_model().predict([penguin])[0]
+        prediction = self._ready_model().predict([penguin])[0]
+        record_predictions([prediction])
+        return prediction
 
     @bentoml.api(route="/predict_batch")
     def predict_batch(
@@ -68,7 +71,9 @@ class PenguinClassifier:
     ) -> list[Prediction]:
         """Classify up to 10,000 penguins, answers in order. One invalid record fails the whole request
         with 422 naming its index and field."""
-        return self._ready_model().predict(penguins)
+        predictions = self._ready_model().predict(penguins)
+        record_predictions(predictions)
+        return predictions
 
     def _ready_model(self) -> PenguinModel:
         if self.model is None:

@@ -12,6 +12,8 @@ import json
 import logging
 from typing import Any, Awaitable, Callable
 
+from .metrics import record_validation_failures
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -48,7 +50,9 @@ def translate_bad_request(payload: Any, body_size: int) -> tuple[int, dict]:
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if malformed is not None:
         return 400, {"error": f"malformed JSON: {malformed.get('msg', '')}"}
-    return 422, {"error": "validation failed", "detail": field_errors(errors)}
+    detail = field_errors(errors)
+    record_validation_failures(entry["field"] for entry in detail)
+    return 422, {"error": "validation failed", "detail": detail}
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: list | None = None) -> None:

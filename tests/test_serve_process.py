@@ -57,6 +57,8 @@ def test_model_info_and_metrics(served):
     requests.post(served.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5)
     metrics = served.get("/metrics").text
     assert 'bentoml_service_request_total{endpoint="/predict"' in metrics
+    assert 'penguin_predictions_total{species="Adelie"}' in metrics  # summed over the workers
+    assert "penguin_prediction_confidence_bucket" in metrics
 
 
 def test_corrupt_model_is_never_served_and_sigterm_exits_cleanly(corrupt_model_tag, tmp_path):

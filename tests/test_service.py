@@ -62,3 +62,32 @@ def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_chec
             break
         threading.Event().wait(0.01)
     assert instance.__is_ready__() is True
+
+
+def sample(name, **labels):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_count_predictions_confidence_and_out_of_distribution(api):
+    from conftest import KNOWN_RECORDS
+
+    gentoo = KNOWN_RECORDS[2][0]
+    before = (sample("penguin_predictions_total", species="Gentoo"), sample("penguin_prediction_confidence_count"),
+              sample("penguin_out_of_distribution_total", field="body_mass_g"))
+    api.post("/predict", json={**gentoo, "body_mass_g": 9000})
+    api.post("/predict_batch", json=[gentoo, gentoo])
+    after = (sample("penguin_predictions_total", species="Gentoo"), sample("penguin_prediction_confidence_count"),
+             sample("penguin_out_of_distribution_total", field="body_mass_g"))
+    assert [b - a for a, b in zip(before, after)] == [3, 3, 1]
+
+
+def test_metrics_count_validation_failures_by_field_with_bounded_labels(api):
+    before = (sample("penguin_validation_failures_total", field="island"),
+              sample("penguin_validation_failures_total", field="(unknown field)"))
+    api.post("/predict", json={**ADELIE, "island": "Mars", "client-chosen-name": 1})
+    after = (sample("penguin_validation_failures_total", field="island"),
+             sample("penguin_validation_failures_total", field="(unknown field)"))
+    assert [b - a for a, b in zip(before, after)] == [1, 1]
+    assert sample("penguin_validation_failures_total", field="client-chosen-name") == 0
