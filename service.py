@@ -16,6 +16,7 @@ from starlette.routing import Route
 from penguin_serve.settings import SETTINGS
 from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
 from penguin_serve.http import ClientErrorLogFilter, ErrorContract
+from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
 from penguin_serve.metrics import record_predictions
 from penguin_serve.model import PenguinModel
@@ -38,7 +39,18 @@ async def docs(_: Request) -> RedirectResponse:
 
 info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs)])
 
-@bentoml.service(workers=SETTINGS.workers, traffic={"timeout": SETTINGS.request_timeout_s})
+@bentoml.service(
+    workers=SETTINGS.workers,
+    traffic={"timeout": SETTINGS.request_timeout_s},
+    http={
+        "cors": {
+            "enabled": bool(SETTINGS.cors_origins),
+            "access_control_allow_origins": list(SETTINGS.cors_origins),
+            "access_control_allow_methods": ["GET", "POST"],
+            "access_control_allow_headers": ["Content-Type", "Authorization"],
+        }
+    },
+)
 @bentoml.asgi_app(info_routes, path="/")
 class PenguinClassifier:
     bento_model = bentoml.models.BentoModel(SETTINGS.model_tag)
@@ -81,4 +93,8 @@ class PenguinClassifier:
         return self.model
 
 
-PenguinClassifier.add_asgi_middleware(ErrorContract, api_paths=("/predict", "/predict_batch"))
+API_PATHS = ("/predict", "/predict_batch")
+PenguinClassifier.add_asgi_middleware(
+    RequestLimits, api_paths=API_PATHS, max_body_bytes=SETTINGS.max_body_bytes, max_in_flight=SETTINGS.max_in_flight
+)
+PenguinClassifier.add_asgi_middleware(ErrorContract, api_paths=API_PATHS)

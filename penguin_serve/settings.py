@@ -18,7 +18,10 @@ class Settings:
     # API worker processes, one per core by default; each predicts on one XGBoost thread.
     workers: int | str = "cpu_count"
     xgboost_threads: int = 1
-    request_timeout_s: int = 30
+    request_timeout_s: int = 30  # 504 past this
+    max_body_bytes: int = 4 * 2**20  # 413 past this; a full 10,000-record batch is about 1.5 MB
+    max_in_flight: int = 100  # per worker; 429 past this (above Cloud Run's per-instance concurrency of 80)
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     # Cloud Storage: unset bucket means "serve the model in the bento".
     gcs_bucket: str | None = None
     gcs_prefix: str = MODEL_NAME
@@ -36,6 +39,9 @@ class Settings:
             workers=int(env["PENGUIN_WORKERS"]) if env.get("PENGUIN_WORKERS") else default.workers,
             xgboost_threads=int(env.get("PENGUIN_XGBOOST_THREADS", default.xgboost_threads)),
             request_timeout_s=int(env.get("PENGUIN_REQUEST_TIMEOUT_S", default.request_timeout_s)),
+            max_body_bytes=int(env.get("PENGUIN_MAX_BODY_BYTES", default.max_body_bytes)),
+            max_in_flight=int(env.get("PENGUIN_MAX_IN_FLIGHT", default.max_in_flight)),
+            cors_origins=tuple(o.strip() for o in env.get("PENGUIN_CORS_ORIGINS", "").split(",") if o.strip()),
             gcs_bucket=env.get("GCS_BUCKET_NAME") or None,
             gcs_prefix=env.get("GCS_MODEL_PREFIX", default.gcs_prefix).strip("/"),
             gcs_model_version=env.get("GCS_MODEL_VERSION", default.gcs_model_version),

@@ -123,3 +123,16 @@ def test_falls_back_to_the_bento_model_when_gcs_is_down_and_says_so(exported_mod
         assert "[WARNING]" in server.log() and "serving the model in the bento instead" in server.log()
     finally:
         assert server.stop() == 0
+
+
+def test_cors_for_configured_origins_only(exported_model, tmp_path):
+    server = ServeProcess(tmp_path / "serve.log", PENGUIN_CORS_ORIGINS="https://app.example.com")
+    try:
+        server.readyz_history()
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "Content-Type"}
+        allowed = requests.options(server.url + "/predict", headers={"Origin": "https://app.example.com", **preflight}, timeout=5)
+        assert allowed.headers.get("access-control-allow-origin") == "https://app.example.com"
+        other = requests.options(server.url + "/predict", headers={"Origin": "https://evil.example", **preflight}, timeout=5)
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        assert server.stop() == 0
