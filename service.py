@@ -16,6 +16,7 @@ from starlette.routing import Route
 from penguin_serve.settings import SETTINGS
 from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
 from penguin_serve.http import ClientErrorLogFilter, ErrorContract
+from penguin_serve import request_log
 from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
 from penguin_serve.metrics import record_predictions
@@ -42,6 +43,7 @@ info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs
 @bentoml.service(
     workers=SETTINGS.workers,
     traffic={"timeout": SETTINGS.request_timeout_s},
+    logging={"access": {"enabled": False}},  # replaced by request_log's JSON lines
     http={
         "cors": {
             "enabled": bool(SETTINGS.cors_origins),
@@ -94,6 +96,8 @@ class PenguinClassifier:
 
 
 API_PATHS = ("/predict", "/predict_batch")
+request_log.configure(SETTINGS.log_level)
+PenguinClassifier.add_asgi_middleware(request_log.RequestLog, project=SETTINGS.google_cloud_project)
 PenguinClassifier.add_asgi_middleware(
     RequestLimits, api_paths=API_PATHS, max_body_bytes=SETTINGS.max_body_bytes, max_in_flight=SETTINGS.max_in_flight
 )

@@ -22,6 +22,8 @@ class Settings:
     max_body_bytes: int = 4 * 2**20  # 413 past this; a full 10,000-record batch is about 1.5 MB
     max_in_flight: int = 100  # per worker; 429 past this (above Cloud Run's per-instance concurrency of 80)
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    log_level: str = "INFO"  # DEBUG adds request bodies (input values) to the request log
+    google_cloud_project: str | None = None  # prefixes trace ids so Cloud Logging links them to traces
     # Cloud Storage: unset bucket means "serve the model in the bento".
     gcs_bucket: str | None = None
     gcs_prefix: str = MODEL_NAME
@@ -42,6 +44,8 @@ class Settings:
             max_body_bytes=int(env.get("PENGUIN_MAX_BODY_BYTES", default.max_body_bytes)),
             max_in_flight=int(env.get("PENGUIN_MAX_IN_FLIGHT", default.max_in_flight)),
             cors_origins=tuple(o.strip() for o in env.get("PENGUIN_CORS_ORIGINS", "").split(",") if o.strip()),
+            log_level=env.get("PENGUIN_LOG_LEVEL", default.log_level).upper(),
+            google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             gcs_bucket=env.get("GCS_BUCKET_NAME") or None,
             gcs_prefix=env.get("GCS_MODEL_PREFIX", default.gcs_prefix).strip("/"),
             gcs_model_version=env.get("GCS_MODEL_VERSION", default.gcs_model_version),

@@ -136,3 +136,40 @@ def test_cors_for_configured_origins_only(exported_model, tmp_path):
         assert "access-control-allow-origin" not in other.headers
     finally:
         assert server.stop() == 0
+
+
+def request_log_entries(server, request_id):
+    lines = [line for line in server.log().splitlines() if line.startswith("{")]
+    return [entry for entry in map(json.loads, lines) if entry.get("requestId") == request_id]
+
+
+def test_one_json_log_line_per_request_in_cloud_logging_format(served):
+    trace = "105445aa7843bc8bf206b12000100000"
+    response = requests.post(served.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5,
+                             headers={"X-Request-ID": "req-123", "X-Cloud-Trace-Context": f"{trace}/12;o=1"})
+    assert response.headers["x-request-id"] == "req-123"
+    invalid = requests.post(served.url + "/predict", json={"sex": "x"}, timeout=5)
+    generated_id = invalid.headers["x-request-id"]
+    time.sleep(0.5)  # let the worker flush its line
+
+    [entry] = request_log_entries(served, "req-123")
+    assert entry["severity"] == "INFO"
+    assert entry["httpRequest"]["requestMethod"] == "POST" and entry["httpRequest"]["requestUrl"] == "/predict"
+    assert entry["httpRequest"]["status"] == 200 and entry["httpRequest"]["latency"].endswith("s")
+    assert entry["logging.googleapis.com/trace"] == trace
+    assert entry["logging.googleapis.com/spanId"] == f"{12:016x}" and entry["logging.googleapis.com/trace_sampled"] is True
+    assert "requestBody" not in entry and "39.1" not in json.dumps(entry)  # input values only at DEBUG
+    [warning] = request_log_entries(served, generated_id)
+    assert (warning["severity"], warning["httpRequest"]["status"]) == ("WARNING", 422)
+
+
+def test_request_bodies_are_logged_only_at_debug(exported_model, tmp_path):
+    server = ServeProcess(tmp_path / "serve.log", PENGUIN_LOG_LEVEL="DEBUG")
+    try:
+        server.readyz_history()
+        requests.post(server.url + "/predict", json=KNOWN_RECORDS[1][0], timeout=5, headers={"X-Request-ID": "debug-1"})
+        time.sleep(0.5)
+        [entry] = request_log_entries(server, "debug-1")
+        assert entry["severity"] == "INFO" and json.loads(entry["requestBody"]) == KNOWN_RECORDS[1][0]
+    finally:
+        assert server.stop() == 0
