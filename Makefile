@@ -31,11 +31,7 @@ image: install
 
 # Locust scenarios against LOADTEST_ARGS' target (default: starts the local container), with a report under
 # load_results/<timestamp>/. E.g. make loadtest LOADTEST_ARGS="--url https://... --scenarios normal,step"
-load# This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
-bench: install
-	$(BIN)/python benchmarks/bench.py --out docs/performance.json
-
-test: install
+loadtest: install
 	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
 
 # This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).

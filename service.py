@@ -19,6 +19,7 @@ from penguin_serve.http import ClientErrorLogFilter, ErrorContract
 from penguin_serve import request_log
 from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
+from penguin_serve.openapi import DocumentedSpec
 from penguin_serve.metrics import record_predictions
 from penguin_serve.model import PenguinModel
 
@@ -102,3 +103,4 @@ PenguinClassifier.add_asgi_middleware(
     RequestLimits, api_paths=API_PATHS, max_body_bytes=SETTINGS.max_body_bytes, max_in_flight=SETTINGS.max_in_flight
 )
 PenguinClassifier.add_asgi_middleware(ErrorContract, api_paths=API_PATHS)
+PenguinClassifier.add_asgi_middleware(DocumentedSpec, api_paths=API_PATHS)

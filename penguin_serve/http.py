@@ -21,6 +21,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_MEDIA_TYPE = b"application/json"
+EMPTY_BODY = {"error": "empty request body: send a JSON document (Content-Type: application/json)"}
 
 
 def field_errors(pydantic_errors: list[dict]) -> list[dict]:
@@ -43,7 +44,7 @@ def field_errors(pydantic_errors: list[dict]) -> list[dict]:
 def translate_bad_request(payload: Any, body_size: int) -> tuple[int, dict]:
     """The status and body that replace BentoML's 400 answer to a request that failed validation."""
     if body_size == 0:
-        return 400, {"error": "empty request body: send a JSON document (Content-Type: application/json)"}
+        return 400, EMPTY_BODY
     errors = payload.get("detail") if isinstance(payload, dict) else None
     if not isinstance(errors, list):
         return 400, payload if isinstance(payload, dict) else {"error": str(payload)}
@@ -87,20 +88,23 @@ class ErrorContract:
                  "send application/json"},
             )
 
-        body_size = 0
+        request_body: list[bytes] = []  # references only: read again only on the error path
         held_start: Message | None = None
         held_body: list[bytes] = []
 
-        async def counting_receive() -> Message:
-            nonlocal body_size
+        async def keeping_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                body_size += len(message.get("body", b""))
+                request_body.append(message.get("body", b""))
             return message
 
         async def translating_send(message: Message) -> None:
             nonlocal held_start
-            if message["type"] == "http.response.start" and message["status"] == 400:
+            if message["type"] == "http.response.start" and (
+                message["status"] == 400 or (message["status"] == 500 and not _is_json(b"".join(request_body)))
+            ):
+                # 400: BentoML's validation answer. 500 for a body that is not JSON: BentoML's batch path
+                # parses with json.loads and lets the error escape; it is a client error.
                 held_start = message
             elif held_start is None:
                 await send(message)
@@ -111,10 +115,22 @@ class ErrorContract:
                         payload = json.loads(b"".join(held_body))
                     except ValueError:
                         payload = {"error": b"".join(held_body).decode(errors="replace")}
-                    status, translated = translate_bad_request(payload, body_size)
+                    body = b"".join(request_body)
+                    if held_start["status"] == 500:
+                        status, translated = 400, EMPTY_BODY if not body else {"error": "malformed JSON: not a JSON document"}
+                    else:
+                        status, translated = translate_bad_request(payload, len(body))
                     await send_json(send, status, translated, held_start.get("headers"))
 
-        await self.app(scope, counting_receive, translating_send)
+        await self.app(scope, keeping_receive, translating_send)
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 class ClientErrorLogFilter:

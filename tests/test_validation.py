@@ -140,3 +140,11 @@ def test_batch_body_must_be_a_list(api):
     response = post_json(api, "/predict_batch", ADELIE)
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize("body", [b"\x00", b"[1,", b"nul", b"\xff\xfe"], ids=repr)
+def test_batch_body_that_is_not_json_is_400_not_500(api, body):
+    # Found by schemathesis: BentoML's batch path parses with json.loads and answered these with 500.
+    response = api.post("/predict_batch", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("malformed JSON")
