@@ -13,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from penguin_serve.settings import SETTINGS
+from penguin_serve import request_log
 from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
 from penguin_serve.http import ClientErrorLogFilter, ErrorContract
-from penguin_serve import request_log
 from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
-from penguin_serve.openapi import DocumentedSpec
 from penguin_serve.metrics import record_predictions
 from penguin_serve.model import PenguinModel
+from penguin_serve.openapi import DocumentedSpec
+from penguin_serve.settings import SETTINGS
 
 logger = logging.getLogger("penguin_serve.service")
 logging.getLogger("penguin_serve").setLevel(logging.INFO)
@@ -40,6 +40,7 @@ async def docs(_: Request) -> RedirectResponse:
 
 
 info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs)])
+
 
 @bentoml.service(
     workers=SETTINGS.workers,
@@ -96,6 +97,8 @@ class PenguinClassifier:
         return self.model
 
 
+# Outermost first: the request log sees every answer, the limits act before any parsing, the error contract
+# reshapes BentoML's error answers, and the spec patch rewrites /docs.json.
 API_PATHS = ("/predict", "/predict_batch")
 request_log.configure(SETTINGS.log_level)
 PenguinClassifier.add_asgi_middleware(request_log.RequestLog, project=SETTINGS.google_cloud_project)

@@ -5,6 +5,7 @@ and builds a Debian base image where python:3.11-slim cannot be pulled.
 """
 
 import json
+import re
 import threading
 import time
 
@@ -76,6 +77,31 @@ def test_no_credentials_in_environment_or_files(image):
         true
     """)
     assert found.strip() == ""
+
+
+def test_no_credentials_in_any_layer(image, tmp_path):
+    """Each layer on its own: a key added in one layer and deleted in a later one still ships in the image."""
+    import tarfile
+
+    from test_repository import KEY_MATERIAL
+
+    archive = tmp_path / "image.tar"
+    docker("save", "-o", str(archive), image, timeout=300)
+    suspicious_names = re.compile(r"(application_default_credentials\.json|\.p12|\.netrc|id_rsa|id_ed25519)$")
+    findings, layers = [], 0
+    with tarfile.open(archive) as saved:
+        for member in saved.getmembers():
+            if not member.name.endswith("layer.tar"):
+                continue
+            layers += 1
+            with tarfile.open(fileobj=saved.extractfile(member)) as layer:
+                for entry in layer:
+                    if suspicious_names.search(entry.name):
+                        findings.append(entry.name)
+                    elif entry.isfile() and entry.size < 256 * 1024 and not entry.name.startswith(("usr/", "app/.venv/")):
+                        if KEY_MATERIAL.search(layer.extractfile(entry).read().decode("latin-1")):
+                            findings.append(entry.name)
+    assert layers >= 3 and findings == []
 
 
 def test_runs_as_non_root_and_answers_like_cloud_run(cloud_run_container):
