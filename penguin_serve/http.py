@@ -134,13 +134,15 @@ def _is_json(body: bytes) -> bool:
 
 
 class ClientErrorLogFilter:
-    """BentoML logs every request that fails validation as an ERROR with a traceback. Invalid client input
-    is not a server fault: keep the line, at INFO, without the traceback."""
+    """BentoML logs every request that fails validation (or, on the batch path, JSON parsing) as an ERROR
+    with a traceback. Invalid client input is not a server fault: keep the line, at INFO, without it."""
 
     def filter(self, record) -> bool:
         from pydantic import ValidationError
 
-        if record.exc_info and isinstance(record.exc_info[1], ValidationError):
+        # Decode errors: BentoML's batch path parses with json.loads before validating.
+        client_errors = (ValidationError, json.JSONDecodeError, UnicodeDecodeError)
+        if record.exc_info and isinstance(record.exc_info[1], client_errors):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg = "Invalid input on %s [%s]"
             record.exc_info = record.exc_text = None

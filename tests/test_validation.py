@@ -148,3 +148,8 @@ def test_batch_body_that_is_not_json_is_400_not_500(api, body):
     response = api.post("/predict_batch", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"].startswith("malformed JSON")
+
+
+def test_batch_body_that_is_not_utf8_is_400(api):
+    response = api.post("/predict_batch", content=b"\x89\x91", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
