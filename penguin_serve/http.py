@@ -41,12 +41,14 @@ def field_errors(pydantic_errors: list[dict]) -> list[dict]:
     return entries
 
 
-def translate_bad_request(payload: Any, body_size: int) -> tuple[int, dict]:
-    """The status and body that replace BentoML's 400 answer to a request that failed validation."""
-    if body_size == 0:
+def translate_bad_request(payload: Any, body: bytes) -> tuple[int, dict]:
+    """The status and body that replace BentoML's answer to a request that failed parsing or validation."""
+    if not body:
         return 400, EMPTY_BODY
     errors = payload.get("detail") if isinstance(payload, dict) else None
     if not isinstance(errors, list):
+        if not _is_json(body):  # BentoML's batch path lets json.loads fail into a 500
+            return 400, {"error": "malformed JSON: not a JSON document"}
         return 400, payload if isinstance(payload, dict) else {"error": str(payload)}
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if malformed is not None:
@@ -88,9 +90,10 @@ class ErrorContract:
                  "send application/json"},
             )
 
-        request_body: list[bytes] = []  # references only: read again only on the error path
+        request_body: list[bytes] = []  # references only: joined only on the error path
         held_start: Message | None = None
         held_body: list[bytes] = []
+        body = b""
 
         async def keeping_receive() -> Message:
             message = await receive()
@@ -99,9 +102,11 @@ class ErrorContract:
             return message
 
         async def translating_send(message: Message) -> None:
-            nonlocal held_start
+            nonlocal held_start, body
+            if message["type"] == "http.response.start" and message["status"] in (400, 500):
+                body = b"".join(request_body)
             if message["type"] == "http.response.start" and (
-                message["status"] == 400 or (message["status"] == 500 and not _is_json(b"".join(request_body)))
+                message["status"] == 400 or (message["status"] == 500 and not _is_json(body))
             ):
                 # 400: BentoML's validation answer. 500 for a body that is not JSON: BentoML's batch path
                 # parses with json.loads and lets the error escape; it is a client error.
@@ -115,11 +120,7 @@ class ErrorContract:
                         payload = json.loads(b"".join(held_body))
                     except ValueError:
                         payload = {"error": b"".join(held_body).decode(errors="replace")}
-                    body = b"".join(request_body)
-                    if held_start["status"] == 500:
-                        status, translated = 400, EMPTY_BODY if not body else {"error": "malformed JSON: not a JSON document"}
-                    else:
-                        status, translated = translate_bad_request(payload, len(body))
+                    status, translated = translate_bad_request(payload, body)
                     await send_json(send, status, translated, held_start.get("headers"))
 
         await self.app(scope, keeping_receive, translating_send)

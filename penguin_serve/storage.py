@@ -49,7 +49,7 @@ def make_client(emulator_host: str | None = None) -> storage.Client:
 
 
 def version_prefix(prefix: str, version: str) -> str:
-    return posixpath.join(prefix, version) if prefix else version
+    return posixpath.join(prefix, version)  # an empty prefix gives just the version
 
 
 # --- push -------------------------------------------------------------------------------------------
