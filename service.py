@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated
 
 import bentoml
-from pydantic import Field
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from penguin_serve import request_log
-from penguin_serve.contract import MAX_BATCH_RECORDS, Penguin, Prediction
-from penguin_serve.http import ClientErrorLogFilter, ErrorContract
+from penguin_serve.batching import MicroBatcher
+from penguin_serve.contract import Penguin, PenguinBatch, Prediction, encode
 from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
 from penguin_serve.metrics import record_predictions
 from penguin_serve.model import PenguinModel
 from penguin_serve.openapi import DocumentedSpec
+from penguin_serve.routes import PredictionRoutes
 from penguin_serve.settings import SETTINGS
 
 logger = logging.getLogger("penguin_serve.service")
 logging.getLogger("penguin_serve").setLevel(logging.INFO)
-logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
 
 
 async def model_info(_: Request) -> JSONResponse:
@@ -39,6 +38,7 @@ async def docs(_: Request) -> RedirectResponse:
     return RedirectResponse("/")  # BentoML serves Swagger UI at / and the spec at /docs.json
 
 
+API_PATHS = ("/predict", "/predict_batch")
 info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs)])
 
 
@@ -46,6 +46,9 @@ info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs
     workers=SETTINGS.workers,
     traffic={"timeout": SETTINGS.request_timeout_s},
     logging={"access": {"enabled": False}},  # replaced by request_log's JSON lines
+    # BentoML's OpenTelemetry middleware cost more CPU than the prediction itself. Its spans are exported only
+    # where an exporter is configured; to trace these routes too, override this with BENTOML_CONFIG_OVERRIDES.
+    tracing={"excluded_urls": list(API_PATHS)},
     http={
         "cors": {
             "enabled": bool(SETTINGS.cors_origins),
@@ -63,6 +66,7 @@ class PenguinClassifier:
         # Load in the background so that /livez answers at once and /readyz says 503 until the model has
         # loaded and passed its self-check.
         self.model: PenguinModel | None = None
+        self.batcher = MicroBatcher(self._answers)
         threading.Thread(target=self._load_model, name="model-loader", daemon=True).start()
 
     def _load_model(self) -> None:
@@ -74,36 +78,38 @@ class PenguinClassifier:
     def __is_ready__(self) -> bool:
         return self.model is not None
 
+    # HTTP requests to these two routes are answered by PredictionRoutes (penguin_serve/routes.py) with the
+    # same types and contract, without BentoML's per-request overhead. The methods define the API and its
+    # OpenAPI spec, and serve in-process callers.
     @bentoml.api(route="/predict")
     async def predict(self, penguin: Penguin, /) -> Prediction:
         """Classify one penguin. Invalid input: 422 listing each field and reason."""
-        prediction = self._ready_model().predict([penguin])[0]
-        record_predictions([prediction])
-        return prediction
+        return Prediction.model_construct(**(await self.classify(encode([penguin])))[0])
 
     @bentoml.api(route="/predict_batch")
-    def predict_batch(
-        self, penguins: Annotated[list[Penguin], Field(min_length=1, max_length=MAX_BATCH_RECORDS)], /
-    ) -> list[Prediction]:
+    async def predict_batch(self, penguins: PenguinBatch, /) -> list[Prediction]:
         """Classify up to 10,000 penguins, answers in order. One invalid record fails the whole request
         with 422 naming its index and field."""
-        predictions = self._ready_model().predict(penguins)
-        record_predictions(predictions)
-        return predictions
+        return [Prediction.model_construct(**answer) for answer in await self.classify(encode(penguins))]
 
-    def _ready_model(self) -> PenguinModel:
+    async def classify(self, features: np.ndarray) -> list[dict]:
+        """Answers shaped like Prediction, one per feature row; concurrent requests share one model call."""
         if self.model is None:
             raise bentoml.exceptions.ServiceUnavailable("model is still loading; retry shortly")
-        return self.model
+        return await self.batcher.submit(features)
+
+    def _answers(self, features: np.ndarray) -> list[dict]:
+        answers = self.model.answers(features)
+        record_predictions(answers)
+        return answers
 
 
-# Outermost first: the request log sees every answer, the limits act before any parsing, the error contract
-# reshapes BentoML's error answers, and the spec patch rewrites /docs.json.
-API_PATHS = ("/predict", "/predict_batch")
+# Outermost first: the request log sees every answer, the limits act before any parsing, the prediction
+# routes answer /predict and /predict_batch, and the spec patch rewrites /docs.json.
 request_log.configure(SETTINGS.log_level)
 PenguinClassifier.add_asgi_middleware(request_log.RequestLog, project=SETTINGS.google_cloud_project)
 PenguinClassifier.add_asgi_middleware(
     RequestLimits, api_paths=API_PATHS, max_body_bytes=SETTINGS.max_body_bytes, max_in_flight=SETTINGS.max_in_flight
 )
-PenguinClassifier.add_asgi_middleware(ErrorContract, api_paths=API_PATHS)
+PenguinClassifier.add_asgi_middleware(PredictionRoutes, classifier=bentoml.get_current_service)
 PenguinClassifier.add_asgi_middleware(DocumentedSpec, api_paths=API_PATHS)

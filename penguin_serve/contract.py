@@ -100,6 +100,10 @@ class Penguin(BaseModel):
         return value
 
 
+# The body of POST /predict_batch: answers come back in the same order.
+PenguinBatch = Annotated[list[Penguin], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+
+
 def encode(penguins: Sequence[Penguin]) -> np.ndarray:
     """The model's input matrix (float32, one row per penguin, columns in FEATURE_NAMES order)."""
     rows = [

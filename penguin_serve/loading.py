@@ -16,7 +16,6 @@ from pathlib import Path
 from .metrics import MODEL_INFO
 from .model import PenguinModel
 from .settings import Settings
-from .storage import fetch_model, make_client
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ def load_serving_model(settings: Settings, bento_model_path: str | Path) -> Peng
 def _load(settings: Settings, bento_model_path: str | Path) -> PenguinModel:
     if settings.gcs_bucket is None:
         return PenguinModel.from_files(bento_model_path, source="bento", nthread=settings.xgboost_threads)
+    from .storage import fetch_model, make_client  # google-cloud-storage only where a bucket is configured
+
     where = f"gs://{settings.gcs_bucket}/{settings.gcs_blob_name or settings.gcs_prefix}"
     started = time.monotonic()
     try:

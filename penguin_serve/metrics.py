@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from typing import Iterable
+from typing import Any, Iterable
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from .contract import Penguin, Prediction
+from .contract import Penguin
 
 # 1 for the model a worker serves. source: bento, gcs, or fallback (Cloud Storage failed, bento model served).
 MODEL_INFO = Gauge(
@@ -31,16 +32,25 @@ VALIDATION_FAILURES = Counter(
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 
 
-def record_predictions(predictions: Iterable[Prediction]) -> None:
-    species, fields = Tally(), Tally()
-    for prediction in predictions:
-        species[prediction.prediction] += 1
-        fields.update(prediction.out_of_distribution)
-        CONFIDENCE.observe(prediction.confidence)
-    for name, count in species.items():
+def record_predictions(answers: list[dict[str, Any]]) -> None:
+    """Counts answers shaped like contract.Prediction: one metric update per label, not per answer."""
+    for name, count in Tally(answer["prediction"] for answer in answers).items():
         PREDICTIONS.labels(species=name).inc(count)
-    for name, count in fields.items():
+    for name, count in Tally(field for answer in answers for field in answer["out_of_distribution"]).items():
         OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
+    observe_all(CONFIDENCE, [answer["confidence"] for answer in answers])
+
+
+def observe_all(histogram: Histogram, values: list[float]) -> None:
+    """histogram.observe(value) for each value, as one increment per bucket: per value it cost more than the
+    model on a 1,000-row batch. Uses the Histogram's bucket internals (pinned prometheus-client; a test
+    checks the result against observe)."""
+    bounds = histogram._upper_bounds
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist()):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(np.sum(values)))
 
 
 def record_validation_failures(field_names: Iterable[str]) -> None:

@@ -9,13 +9,15 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 import numpy as np
-import xgboost as xgb
 
-from .contract import FEATURE_NAMES, MEASUREMENTS, SPECIES, Penguin, Prediction, encode
+from .contract import FEATURE_NAMES, MEASUREMENTS, SPECIES, Penguin, encode
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class PenguinModel:
                 f"booster sha256 {actual['sha256'][:12]}… ({actual['size']} bytes) does not match the "
                 f"metadata's {str(expected.get('sha256'))[:12]}… ({expected.get('size')} bytes)"
             )
+        # Imported here, in the model loader: bentoml serve's parent process imports the service only to
+        # read its configuration, and should not pay for XGBoost (docs/PERFORMANCE.md, cold start).
+        import xgboost as xgb
+
         booster = xgb.Booster()
         booster.load_model(bytearray(booster_raw))
         return cls.checked(booster, metadata, metadata["model_version"], source, nthread, location)
@@ -107,24 +113,28 @@ class PenguinModel:
         """Class probabilities, one row per input row, columns in SPECIES order."""
         return self.booster.inplace_predict(features).reshape(len(features), len(SPECIES))
 
-    def predict(self, penguins: Sequence[Penguin]) -> list[Prediction]:
-        features = encode(penguins)
+    def answers(self, features: np.ndarray) -> list[dict[str, Any]]:
+        """One answer per feature row, shaped like contract.Prediction. Plain dicts: the HTTP routes serialize
+        them in one call, and every value is computed here with the right type, so validating them again
+        would only cost time (it dominated the batch path)."""
         probabilities = self.probabilities(features)
         best = probabilities.argmax(axis=1).tolist()
         low, high = self._training_ranges
         measured = features[:, : len(MEASUREMENTS)]
         outside = (measured < low) | (measured > high)
         flagged = set(np.flatnonzero(outside.any(axis=1)).tolist())
-        # model_construct: every value here is computed by this code with the right type, so pydantic's
-        # validation would only cost time (it dominated the batch path).
         return [
-            Prediction.model_construct(
-                prediction=SPECIES[best[i]],
-                probabilities=dict(zip(SPECIES, row)),
-                confidence=row[best[i]],
-                model_version=self.version,
-                **(self._out_of_distribution(features[i], outside[i]) if i in flagged else {"out_of_distribution": [], "warnings": []}),
-            )
+            {
+                "prediction": SPECIES[best[i]],
+                "probabilities": dict(zip(SPECIES, row)),
+                "confidence": row[best[i]],
+                "model_version": self.version,
+                **(
+                    self._out_of_distribution(features[i], outside[i])
+                    if i in flagged
+                    else {"out_of_distribution": [], "warnings": []}
+                ),
+            }
             for i, row in enumerate(probabilities.tolist())
         ]
 

@@ -81,11 +81,13 @@ def test_corrupt_model_is_never_served_and_sigterm_exits_cleanly(corrupt_model_t
     assert returncode == 0 and time.monotonic() - started < 10
 
 
-def test_invalid_input_is_logged_as_info_without_traceback(served):
+def test_invalid_input_is_one_warning_line_without_traceback(served):
     requests.post(served.url + "/predict", json={"bill_length_mm": "long"}, timeout=5)
+    requests.post(served.url + "/predict_batch", data=b"not json", headers={"Content-Type": "application/json"}, timeout=5)
     log = served.log()
-    assert "[INFO]" in log and "Invalid input on /predict [POST]" in log
-    assert "Exception on /predict" not in log and "Traceback" not in log
+    assert '"severity": "WARNING", "message": "POST /predict 422' in log
+    assert '"severity": "WARNING", "message": "POST /predict_batch 400' in log
+    assert "Exception on" not in log and "Traceback" not in log and "ERROR" not in log
 
 
 def test_serves_the_model_from_gcs_and_is_503_until_it_arrived(exported_model, gcs_emulator, bucket, fault_proxy, tmp_path):

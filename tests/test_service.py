@@ -1,12 +1,13 @@
 """Code: the service's readiness, model-info, documentation and probe endpoints."""
 
+import asyncio
 import threading
 
 import bentoml
 import pytest
 
 import service
-from penguin_serve.contract import FEATURE_NAMES, SPECIES
+from penguin_serve.contract import FEATURE_NAMES, SPECIES, Penguin
 
 from conftest import ADELIE
 
@@ -55,7 +56,7 @@ def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_chec
     instance = service.PenguinClassifier.inner()
     assert instance.__is_ready__() is False
     with pytest.raises(bentoml.exceptions.ServiceUnavailable):
-        instance.predict_batch([])
+        asyncio.run(instance.predict(Penguin(**ADELIE)))
     release.set()
     for _ in range(500):
         if instance.__is_ready__():
@@ -91,3 +92,21 @@ def test_metrics_count_validation_failures_by_field_with_bounded_labels(api):
              sample("penguin_validation_failures_total", field="(unknown field)"))
     assert [b - a for a, b in zip(before, after)] == [1, 1]
     assert sample("penguin_validation_failures_total", field="client-chosen-name") == 0
+
+
+def test_bulk_histogram_observation_matches_observing_one_by_one():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from penguin_serve.metrics import observe_all
+
+    values = [0.3, 0.4, 0.41, 0.5, 0.95, 0.99, 0.995, 1.0, 0.7]
+    registry = CollectorRegistry()
+    one_by_one, bulk = (Histogram(name, "test", buckets=(0.4, 0.5, 0.99, 1.0), registry=registry) for name in ("one", "bulk"))
+    for value in values:
+        one_by_one.observe(value)
+    observe_all(bulk, values)
+    assert [(s.name.replace("one", "bulk"), s.labels, s.value) for s in one_by_one.collect()[0].samples
+            if not s.name.endswith("_created")] == \
+        [(s.name, s.labels, s.value) for s in bulk.collect()[0].samples if not s.name.endswith("_created")]
+    assert registry.get_sample_value("bulk_bucket", {"le": "0.4"}) == 2
+    assert registry.get_sample_value("bulk_sum") == pytest.approx(sum(values))
