@@ -14,10 +14,19 @@ from starlette.routing import Route
 
 from penguin_serve import request_log
 from penguin_serve.batching import MicroBatcher
-from penguin_serve.contract import Penguin, PenguinBatch, Prediction, encode
+from penguin_serve.contract import (
+    Penguin,
+    PenguinBatch,
+    PenguinColumns,
+    Prediction,
+    PredictionColumns,
+    encode,
+    encode_columns,
+    prediction_records,
+)
 from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
-from penguin_serve.metrics import record_predictions
+from penguin_serve.metrics import MODEL_CALL_ROWS, record_predictions
 from penguin_serve.model import PenguinModel
 from penguin_serve.openapi import DocumentedSpec
 from penguin_serve.routes import PredictionRoutes
@@ -66,7 +75,7 @@ class PenguinClassifier:
         # Load in the background so that /livez answers at once and /readyz says 503 until the model has
         # loaded and passed its self-check.
         self.model: PenguinModel | None = None
-        self.batcher = MicroBatcher(self._answers)
+        self.batcher = MicroBatcher(self._model_call)
         threading.Thread(target=self._load_model, name="model-loader", daemon=True).start()
 
     def _load_model(self) -> None:
@@ -84,24 +93,32 @@ class PenguinClassifier:
     @bentoml.api(route="/predict")
     async def predict(self, penguin: Penguin, /) -> Prediction:
         """Classify one penguin. Invalid input: 422 listing each field and reason."""
-        return Prediction.model_construct(**(await self.classify(encode([penguin])))[0])
+        return Prediction.model_construct(**prediction_records(await self.classify(encode([penguin])))[0])
 
     @bentoml.api(route="/predict_batch")
-    async def predict_batch(self, penguins: PenguinBatch, /) -> list[Prediction]:
-        """Classify up to 10,000 penguins, answers in order. One invalid record fails the whole request
-        with 422 naming its index and field."""
-        return [Prediction.model_construct(**answer) for answer in await self.classify(encode(penguins))]
+    async def predict_batch(
+        self, penguins: PenguinBatch | PenguinColumns, /
+    ) -> list[Prediction] | PredictionColumns:
+        """Classify up to 10,000 penguins, sent as a list of records or as columns (one array per field);
+        answers in order, in the same form. One invalid value fails the whole request with 422 naming its
+        index and field."""
+        if isinstance(penguins, PenguinColumns):
+            return PredictionColumns.model_construct(**await self.classify(encode_columns(penguins)))
+        answers = prediction_records(await self.classify(encode(penguins)))
+        return [Prediction.model_construct(**answer) for answer in answers]
 
-    async def classify(self, features: np.ndarray) -> list[dict]:
-        """Answers shaped like Prediction, one per feature row; concurrent requests share one model call."""
+    async def classify(self, features: np.ndarray) -> dict:
+        """Answers shaped like PredictionColumns, one per feature row; concurrent requests share one model
+        call."""
         if self.model is None:
             raise bentoml.exceptions.ServiceUnavailable("model is still loading; retry shortly")
-        return await self.batcher.submit(features)
-
-    def _answers(self, features: np.ndarray) -> list[dict]:
-        answers = self.model.answers(features)
+        answers = self.model.answer_columns(features, await self.batcher.submit(features))
         record_predictions(answers)
         return answers
+
+    def _model_call(self, rows: np.ndarray) -> np.ndarray:
+        MODEL_CALL_ROWS.observe(len(rows))
+        return self.model.probabilities(rows)
 
 
 # Outermost first: the request log sees every answer, the limits act before any parsing, the prediction
@@ -112,4 +129,6 @@ PenguinClassifier.add_asgi_middleware(
     RequestLimits, api_paths=API_PATHS, max_body_bytes=SETTINGS.max_body_bytes, max_in_flight=SETTINGS.max_in_flight
 )
 PenguinClassifier.add_asgi_middleware(PredictionRoutes, classifier=bentoml.get_current_service)
-PenguinClassifier.add_asgi_middleware(DocumentedSpec, api_paths=API_PATHS)
+PenguinClassifier.add_asgi_middleware(
+    DocumentedSpec, api_paths=API_PATHS, alternatives={"/predict_batch": (PenguinColumns, PredictionColumns)}
+)

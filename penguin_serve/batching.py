@@ -9,39 +9,38 @@ request never waits for later ones and a lone request is answered as soon as its
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-Answers = list[dict[str, Any]]
-
 
 class MicroBatcher:
-    def __init__(self, run: Callable[[np.ndarray], Answers]) -> None:
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray]) -> None:
+        """run: one output row per input row (the model's class probabilities)."""
         self._run = run
-        self._pending: list[tuple[np.ndarray, asyncio.Future[Answers]]] = []
+        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
 
-    async def submit(self, features: np.ndarray) -> Answers:
-        """The answers for these feature rows, in order."""
+    async def submit(self, rows: np.ndarray) -> np.ndarray:
+        """run's output for these rows, computed together with the other rows submitted meanwhile."""
         loop = asyncio.get_running_loop()
         if not self._pending:
             loop.call_soon(self._flush)
-        future: asyncio.Future[Answers] = loop.create_future()
-        self._pending.append((features, future))
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._pending.append((rows, future))
         return await future
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         try:
-            answers = self._run(np.concatenate([features for features, _ in pending]))
+            outputs = self._run(np.concatenate([rows for rows, _ in pending]))
         except Exception as error:  # every waiting request fails with it; the next flush starts afresh
             for _, future in pending:
                 if not future.done():
                     future.set_exception(error)
             return
         start = 0
-        for features, future in pending:
-            end = start + len(features)
+        for rows, future in pending:
+            end = start + len(rows)
             if not future.done():  # done: the request was cancelled (client gone, timeout) while it waited
-                future.set_result(answers[start:end])
+                future.set_result(outputs[start:end])
             start = end

@@ -10,7 +10,7 @@ import math
 from typing import Annotated, Any, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 ISLANDS = ("Biscoe", "Dream", "Torgersen")
@@ -52,72 +52,104 @@ def _measurement(name: str) -> Any:
     ]
 
 
+def _fold_island(value: Any) -> Any:
+    return _ISLAND_BY_FOLDED_NAME.get(value.casefold(), value) if isinstance(value, str) else value
+
+
+def _fold_sex(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+# Field types, shared by the record (Penguin) and the columnar batch (PenguinColumns).
+Island = Annotated[Literal[ISLANDS], BeforeValidator(_fold_island)]
+Sex = Annotated[Literal[SEXES], BeforeValidator(_fold_sex)]
+Year = Annotated[int, Field(ge=YEAR_BOUNDS[0], le=YEAR_BOUNDS[1], strict=True)]
+ISLAND_DESCRIPTION = "Biscoe, Dream or Torgersen; case-insensitive."
+SEX_DESCRIPTION = "female or male, case-insensitive; null or absent when unknown."
+YEAR_DESCRIPTION = "Accepted for compatibility with existing clients; not a model feature."
+EXAMPLE = {
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "year": 2009,
+    "sex": "male",
+    "island": "Torgersen",
+}
+
+
 class Penguin(BaseModel):
     """One penguin's measurements: the body of POST /predict and each record of POST /predict_batch."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        # OpenAPI 3.0's singular `example`: BentoML's spec generator rejects JSON Schema's `examples`.
-        json_schema_extra={
-            "example": {
-                "bill_length_mm": 39.1,
-                "bill_depth_mm": 18.7,
-                "flipper_length_mm": 181,
-                "body_mass_g": 3750,
-                "year": 2009,
-                "sex": "male",
-                "island": "Torgersen",
-            }
-        },
-    )
+    # OpenAPI 3.0's singular `example`: BentoML's spec generator rejects JSON Schema's `examples`.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE})
 
     bill_length_mm: _measurement("bill_length_mm")
     bill_depth_mm: _measurement("bill_depth_mm")
     flipper_length_mm: _measurement("flipper_length_mm")
     body_mass_g: _measurement("body_mass_g")
-    island: Literal[ISLANDS] = Field(description="Biscoe, Dream or Torgersen; case-insensitive.")
-    sex: Literal[SEXES] | None = Field(
-        default=None, description="female or male, case-insensitive; null or absent when unknown."
-    )
-    year: int | None = Field(
-        default=None,
-        ge=YEAR_BOUNDS[0],
-        le=YEAR_BOUNDS[1],
-        strict=True,
-        description="Accepted for compatibility with existing clients; not a model feature.",
-    )
-
-    @field_validator("sex", mode="before")
-    @classmethod
-    def _fold_sex(cls, value: Any) -> Any:
-        return value.casefold() if isinstance(value, str) else value
-
-    @field_validator("island", mode="before")
-    @classmethod
-    def _fold_island(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return _ISLAND_BY_FOLDED_NAME.get(value.casefold(), value)
-        return value
+    island: Island = Field(description=ISLAND_DESCRIPTION)
+    sex: Sex | None = Field(default=None, description=SEX_DESCRIPTION)
+    year: Year | None = Field(default=None, description=YEAR_DESCRIPTION)
 
 
-# The body of POST /predict_batch: answers come back in the same order.
+# The body of POST /predict_batch as records: answers come back in the same order.
 PenguinBatch = Annotated[list[Penguin], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+
+
+def _column(item: Any) -> Any:
+    return Annotated[list[item], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+
+
+class PenguinColumns(BaseModel):
+    """POST /predict_batch as columns: one array per field, all of the same length, as pandas'
+    `df.to_dict(orient="list")` writes them. Answers come back as columns too. The same batch as records
+    costs several times more to validate and answer (docs/PERFORMANCE.md)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {name: [value] * 2 for name, value in EXAMPLE.items()}}
+    )
+
+    bill_length_mm: _column(_measurement("bill_length_mm"))
+    bill_depth_mm: _column(_measurement("bill_depth_mm"))
+    flipper_length_mm: _column(_measurement("flipper_length_mm"))
+    body_mass_g: _column(_measurement("body_mass_g"))
+    island: _column(Island) = Field(description=ISLAND_DESCRIPTION)
+    sex: _column(Sex | None) | None = Field(default=None, description=SEX_DESCRIPTION)
+    year: _column(Year | None) | None = Field(default=None, description=YEAR_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> PenguinColumns:
+        lengths = {name: len(values) for name, values in self if values is not None}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns must have the same length: {lengths}")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.island)
 
 
 def encode(penguins: Sequence[Penguin]) -> np.ndarray:
     """The model's input matrix (float32, one row per penguin, columns in FEATURE_NAMES order)."""
-    rows = [
-        (
-            p.bill_length_mm,
-            p.bill_depth_mm,
-            p.flipper_length_mm,
-            p.body_mass_g,
-            _SEX_CODE[p.sex],
-            *_ISLAND_ONE_HOT[p.island],
-        )
-        for p in penguins
-    ]
-    return np.array(rows, dtype=np.float32).reshape(len(rows), len(FEATURE_NAMES))
+    return _matrix(
+        [[getattr(p, name) for p in penguins] for name in MEASUREMENTS],
+        [p.sex for p in penguins],
+        [p.island for p in penguins],
+    )
+
+
+def encode_columns(columns: PenguinColumns) -> np.ndarray:
+    """encode() for a columnar batch."""
+    sexes = columns.sex if columns.sex is not None else [None] * len(columns)
+    return _matrix([getattr(columns, name) for name in MEASUREMENTS], sexes, columns.island)
+
+
+def _matrix(measurements: list[list[float]], sexes: Sequence[str | None], islands: Sequence[str]) -> np.ndarray:
+    features = np.empty((len(islands), len(FEATURE_NAMES)), dtype=np.float32)
+    features[:, : len(MEASUREMENTS)] = np.array(measurements, dtype=np.float32).T
+    features[:, len(MEASUREMENTS)] = [_SEX_CODE[sex] for sex in sexes]
+    features[:, len(MEASUREMENTS) + 1 :] = np.array([_ISLAND_ONE_HOT[island] for island in islands]).reshape(-1, len(ISLANDS))
+    return features
 
 
 class Prediction(BaseModel):
@@ -132,3 +164,36 @@ class Prediction(BaseModel):
         description="Measurements outside the range seen in training: the prediction is less reliable.",
     )
     warnings: list[str] = Field(default_factory=list)
+
+
+class PredictionColumns(BaseModel):
+    """The answers to a columnar batch: one array per field of Prediction, in the order of the input rows."""
+
+    prediction: list[Literal[SPECIES]]
+    probabilities: dict[str, list[float]] = Field(description="For each species, its probability per row.")
+    confidence: list[float]
+    model_version: str
+    out_of_distribution: list[list[str]]
+    warnings: list[list[str]]
+
+
+def prediction_records(columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """Answers in PredictionColumns' shape as a list in Prediction's shape."""
+    version = columns["model_version"]
+    return [
+        {
+            "prediction": species,
+            "probabilities": dict(zip(SPECIES, probabilities)),
+            "confidence": confidence,
+            "model_version": version,
+            "out_of_distribution": out_of_distribution,
+            "warnings": warnings,
+        }
+        for species, probabilities, confidence, out_of_distribution, warnings in zip(
+            columns["prediction"],
+            zip(*columns["probabilities"].values()),
+            columns["confidence"],
+            columns["out_of_distribution"],
+            columns["warnings"],
+        )
+    ]

@@ -14,15 +14,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def field_errors(pydantic_errors: list[dict]) -> list[dict]:
-    """Pydantic errors as {"field", "message", "type"} entries; batch records also get their "index"."""
+    """Pydantic errors as {"field", "message", "type"} entries; in a batch also the row's "index" (records
+    are located as (index, field), columns as (field, index))."""
     entries = []
     for error in pydantic_errors:
         location = list(error["loc"])
         entry: dict[str, Any] = {}
-        if location and isinstance(location[0], int):
-            entry["index"] = location.pop(0)
+        index = next((part for part in location if isinstance(part, int)), None)
+        if index is not None:
+            entry["index"] = index
+            location.remove(index)
         entry["field"] = ".".join(str(part) for part in location) or "body"
-        entry["message"] = error["msg"]
+        entry["message"] = error["msg"].removeprefix("Value error, ")
         entry["type"] = error["type"]
         entries.append(entry)
     return entries

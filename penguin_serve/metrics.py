@@ -26,19 +26,24 @@ CONFIDENCE = Histogram(
 OUT_OF_DISTRIBUTION = Counter(
     "penguin_out_of_distribution", "Measurements outside the training range, by field", ["field"]
 )
+MODEL_CALL_ROWS = Histogram(
+    "penguin_model_call_rows",
+    "Rows per model call: concurrent requests share one call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 1000, 10000),
+)
 VALIDATION_FAILURES = Counter(
     "penguin_validation_failures", "Invalid request fields (422 answers), by field", ["field"]
 )
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 
 
-def record_predictions(answers: list[dict[str, Any]]) -> None:
-    """Counts answers shaped like contract.Prediction: one metric update per label, not per answer."""
-    for name, count in Tally(answer["prediction"] for answer in answers).items():
+def record_predictions(answers: dict[str, Any]) -> None:
+    """Counts answers shaped like contract.PredictionColumns: one metric update per label, not per row."""
+    for name, count in Tally(answers["prediction"]).items():
         PREDICTIONS.labels(species=name).inc(count)
-    for name, count in Tally(field for answer in answers for field in answer["out_of_distribution"]).items():
+    for name, count in Tally(field for fields in answers["out_of_distribution"] for field in fields).items():
         OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
-    observe_all(CONFIDENCE, [answer["confidence"] for answer in answers])
+    observe_all(CONFIDENCE, answers["confidence"])
 
 
 def observe_all(histogram: Histogram, values: list[float]) -> None:

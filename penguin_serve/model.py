@@ -113,42 +113,37 @@ class PenguinModel:
         """Class probabilities, one row per input row, columns in SPECIES order."""
         return self.booster.inplace_predict(features).reshape(len(features), len(SPECIES))
 
-    def answers(self, features: np.ndarray) -> list[dict[str, Any]]:
-        """One answer per feature row, shaped like contract.Prediction. Plain dicts: the HTTP routes serialize
-        them in one call, and every value is computed here with the right type, so validating them again
-        would only cost time (it dominated the batch path)."""
-        probabilities = self.probabilities(features)
-        best = probabilities.argmax(axis=1).tolist()
+    def answer_columns(self, features: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+        """The answers for these feature rows and their probabilities, shaped like contract.PredictionColumns.
+        Plain lists, built with numpy: the service serializes them in one call, and validating values this
+        code computed would only cost time (it dominated the batch path)."""
+        best = probabilities.argmax(axis=1)
         low, high = self._training_ranges
-        measured = features[:, : len(MEASUREMENTS)]
-        outside = (measured < low) | (measured > high)
-        flagged = set(np.flatnonzero(outside.any(axis=1)).tolist())
-        return [
-            {
-                "prediction": SPECIES[best[i]],
-                "probabilities": dict(zip(SPECIES, row)),
-                "confidence": row[best[i]],
-                "model_version": self.version,
-                **(
-                    self._out_of_distribution(features[i], outside[i])
-                    if i in flagged
-                    else {"out_of_distribution": [], "warnings": []}
-                ),
-            }
-            for i, row in enumerate(probabilities.tolist())
-        ]
+        outside = (features[:, : len(MEASUREMENTS)] < low) | (features[:, : len(MEASUREMENTS)] > high)
+        out_of_distribution: list[list[str]] = [[] for _ in range(len(features))]
+        warnings: list[list[str]] = [[] for _ in range(len(features))]
+        for row in np.flatnonzero(outside.any(axis=1)).tolist():
+            out_of_distribution[row], warnings[row] = self._out_of_distribution(features[row], outside[row])
+        return {
+            "prediction": [SPECIES[i] for i in best.tolist()],
+            "probabilities": {species: probabilities[:, i].tolist() for i, species in enumerate(SPECIES)},
+            "confidence": probabilities[np.arange(len(best)), best].tolist(),
+            "model_version": self.version,
+            "out_of_distribution": out_of_distribution,
+            "warnings": warnings,
+        }
 
-    def _out_of_distribution(self, features: np.ndarray, outside: np.ndarray) -> dict[str, list[str]]:
+    def _out_of_distribution(self, features: np.ndarray, outside: np.ndarray) -> tuple[list[str], list[str]]:
         ranges = self.metadata["training_ranges"]
         names = [MEASUREMENTS[i] for i in np.flatnonzero(outside)]
-        return {
-            "out_of_distribution": names,
-            "warnings": [
+        return (
+            names,
+            [
                 f"{name}={features[MEASUREMENTS.index(name)]:g} is outside the training range "
                 f"{ranges[name][0]:g}..{ranges[name][1]:g}"
                 for name in names
             ],
-        }
+        )
 
     @cached_property
     def _training_ranges(self) -> tuple[np.ndarray, np.ndarray]:

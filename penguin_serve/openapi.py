@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from .http import ASGIApp, Message, Receive, Scope, Send, send_json
 
 SPEC_PATH = "/docs.json"
@@ -49,8 +51,19 @@ ERROR_RESPONSES = {
 }
 
 
-def document(spec: dict[str, Any], api_paths: frozenset[str]) -> dict[str, Any]:
-    spec.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS)
+def document(
+    spec: dict[str, Any], api_paths: frozenset[str], alternatives: dict[str, tuple[type[BaseModel], type[BaseModel]]]
+) -> dict[str, Any]:
+    """alternatives: for a path, a second request type and its response type (BentoML documents only the
+    first member of a union)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(SCHEMAS)
+    for path, models in alternatives.items():
+        operation = spec["paths"][path]["post"]
+        for model, content in zip(models, (operation["requestBody"], operation["responses"]["200"])):
+            schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            media = content["content"]["application/json"]
+            media["schema"] = {"oneOf": [media["schema"], {"$ref": f"#/components/schemas/{model.__name__}"}]}
     for path in api_paths:
         operation = spec.get("paths", {}).get(path, {}).get("post")
         if operation is None:
@@ -90,9 +103,15 @@ def _as_openapi_30(node: Any) -> Any:
 
 
 class DocumentedSpec:
-    def __init__(self, app: ASGIApp, api_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_paths: tuple[str, ...],
+        alternatives: dict[str, tuple[type[BaseModel], type[BaseModel]]],
+    ) -> None:
         self.app = app
         self.api_paths = frozenset(api_paths)
+        self.alternatives = alternatives
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != SPEC_PATH or scope["method"] != "GET":
@@ -111,5 +130,5 @@ class DocumentedSpec:
         if start.get("status") != 200:
             await send(start)
             return await send({"type": "http.response.body", "body": b"".join(chunks)})
-        spec = document(json.loads(b"".join(chunks)), self.api_paths)
+        spec = document(json.loads(b"".join(chunks)), self.api_paths, self.alternatives)
         await send_json(send, 200, spec, start.get("headers"))

@@ -15,29 +15,33 @@ from typing import Any, Awaitable, Callable, Protocol
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from .contract import Penguin, PenguinBatch, encode
+from .contract import Penguin, PenguinBatch, PenguinColumns, encode, encode_columns, prediction_records
 from .http import ASGIApp, Receive, Scope, Send, field_errors, send_json
 from .metrics import record_validation_failures
 
 JSON_MEDIA_TYPE = b"application/json"
 EMPTY_BODY = {"error": "empty request body: send a JSON document (Content-Type: application/json)"}
 NOT_READY = {"error": "model is still loading; retry shortly"}
+Shape = Callable[[dict[str, Any]], Any]  # answers in PredictionColumns' shape -> the response body
 
 
 class Classifier(Protocol):
     model: Any  # None until the model has loaded and passed its self-check
 
-    def classify(self, features: np.ndarray) -> Awaitable[list[dict[str, Any]]]: ...
+    def classify(self, features: np.ndarray) -> Awaitable[dict[str, Any]]: ...
 
 
 class PredictionRoutes:
     def __init__(self, app: ASGIApp, classifier: Callable[[], Classifier]) -> None:
         self.app = app
         self.classifier = classifier
-        self.parsers = {
-            "/predict": TypeAdapter(Penguin).validate_json,
-            "/predict_batch": TypeAdapter(PenguinBatch).validate_json,
+        self.parsers: dict[str, Callable[[bytes], tuple[np.ndarray, Shape]]] = {
+            "/predict": self._parse_penguin,
+            "/predict_batch": self._parse_batch,
         }
+        self._penguin = TypeAdapter(Penguin).validate_json
+        self._records = TypeAdapter(PenguinBatch).validate_json
+        self._columns = TypeAdapter(PenguinColumns).validate_json
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         parse = self.parsers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
@@ -53,15 +57,23 @@ class PredictionRoutes:
         if not body:
             return await send_json(send, 400, EMPTY_BODY)
         try:
-            penguins = parse(body)
+            features, shape = parse(body)
         except ValidationError as error:
             return await send_json(send, *invalid_body(error))
 
         classifier = self.classifier()
         if classifier.model is None:
             return await send_json(send, 503, NOT_READY, [(b"retry-after", b"1")])
-        answers = await classifier.classify(encode([penguins] if isinstance(penguins, Penguin) else penguins))
-        await send_json(send, 200, answers[0] if isinstance(penguins, Penguin) else answers)
+        await send_json(send, 200, shape(await classifier.classify(features)))
+
+    def _parse_penguin(self, body: bytes) -> tuple[np.ndarray, Shape]:
+        return encode([self._penguin(body)]), lambda answers: prediction_records(answers)[0]
+
+    def _parse_batch(self, body: bytes) -> tuple[np.ndarray, Shape]:
+        """A JSON object is a columnar batch, answered in columns; anything else is validated as records."""
+        if body.lstrip()[:1] == b"{":
+            return encode_columns(self._columns(body)), lambda answers: answers
+        return encode(self._records(body)), prediction_records
 
 
 def invalid_body(error: ValidationError) -> tuple[int, dict]:

@@ -51,3 +51,12 @@ def test_year_is_not_a_feature():
 
 def test_encode_of_no_penguins_keeps_the_column_count():
     assert encode([]).shape == (0, len(FEATURE_NAMES))
+
+
+def test_columnar_encoding_equals_record_encoding_for_every_dataset_row():
+    from penguin_serve.contract import PenguinColumns, encode_columns
+    from penguin_serve.dataset import load_dataset
+
+    penguins = load_dataset().penguins
+    as_columns = PenguinColumns(**{name: [getattr(p, name) for p in penguins] for name in Penguin.model_fields})
+    np.testing.assert_array_equal(encode_columns(as_columns), encode(penguins))

@@ -35,8 +35,13 @@ def test_openapi_spec_documents_the_typed_endpoints(api):
     penguin = spec["components"]["schemas"]["Penguin"]
     assert set(penguin["required"]) == {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island"}
     assert penguin["additionalProperties"] is False
-    batch = spec["paths"]["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert batch["maxItems"] == 10_000
+    records, columns = spec["paths"]["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert records["maxItems"] == 10_000 and records["items"] == {"$ref": "#/components/schemas/Penguin"}
+    assert columns == {"$ref": "#/components/schemas/PenguinColumns"}
+    column_schemas = spec["components"]["schemas"]["PenguinColumns"]["properties"]
+    assert set(column_schemas) == set(penguin["properties"]) and column_schemas["island"]["maxItems"] == 10_000
+    answers = spec["paths"]["/predict_batch"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answers["oneOf"][1] == {"$ref": "#/components/schemas/PredictionColumns"}
 
 
 def test_liveness(api):
@@ -110,3 +115,17 @@ def test_bulk_histogram_observation_matches_observing_one_by_one():
         [(s.name, s.labels, s.value) for s in bulk.collect()[0].samples if not s.name.endswith("_created")]
     assert registry.get_sample_value("bulk_bucket", {"le": "0.4"}) == 2
     assert registry.get_sample_value("bulk_sum") == pytest.approx(sum(values))
+
+
+def test_typed_methods_answer_in_process_like_the_http_routes(api):
+    from penguin_serve.contract import PenguinColumns, PredictionColumns
+
+    instance = bentoml.get_current_service()  # the one the api fixture's app started
+    penguin = Penguin(**ADELIE)
+    single = asyncio.run(instance.predict.local(penguin))  # .local: BentoML's in-process call, no self-proxy
+    records = asyncio.run(instance.predict_batch.local([penguin, penguin]))
+    columns = asyncio.run(instance.predict_batch.local(PenguinColumns(**{name: [value] * 2 for name, value in ADELIE.items()})))
+    over_http = api.post("/predict", json=ADELIE).json()
+    assert single.model_dump() == over_http and [r.model_dump() for r in records] == [over_http] * 2
+    assert isinstance(columns, PredictionColumns)
+    assert columns.model_dump() == api.post("/predict_batch", json={name: [value] * 2 for name, value in ADELIE.items()}).json()

@@ -136,10 +136,17 @@ def test_batch_at_the_limit_is_answered(api):
     assert len(response.json()) == MAX_BATCH_RECORDS
 
 
-def test_batch_body_must_be_a_list(api):
-    response = post_json(api, "/predict_batch", ADELIE)
+@pytest.mark.parametrize("body", [3, "penguins", None, True], ids=repr)
+def test_batch_body_must_be_a_list_or_columns(api, body):
+    response = post_json(api, "/predict_batch", body)
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "body"
+
+
+def test_one_record_sent_as_a_batch_is_read_as_columns_and_rejected(api):
+    response = post_json(api, "/predict_batch", ADELIE)
+    assert response.status_code == 422
+    assert {e["field"]: e["message"] for e in response.json()["detail"]}["bill_length_mm"] == "Input should be a valid array"
 
 
 @pytest.mark.parametrize("body", [b"\x00", b"[1,", b"nul", b"\xff\xfe"], ids=repr)
@@ -153,3 +160,48 @@ def test_batch_body_that_is_not_json_is_400_not_500(api, body):
 def test_batch_body_that_is_not_utf8_is_400(api):
     response = api.post("/predict_batch", content=b"\x89\x91", headers={"Content-Type": "application/json"})
     assert response.status_code == 400
+
+
+def columns(records):
+    return {name: [record.get(name) for record in records] for name in records[0]}
+
+
+def test_columnar_batch_is_answered_in_columns(api):
+    gentoo = {**ADELIE, "bill_length_mm": 50.0, "bill_depth_mm": 15.0, "flipper_length_mm": 230, "body_mass_g": 5500,
+              "island": "biscoe", "sex": None}
+    response = post_json(api, "/predict_batch", columns([ADELIE, gentoo]))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["prediction"] == ["Adelie", "Gentoo"]
+    assert list(answer["probabilities"]) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert answer["confidence"] == [max(p) for p in zip(*answer["probabilities"].values())]
+    assert answer["out_of_distribution"] == [[], []] and answer["warnings"] == [[], []]
+
+
+@pytest.mark.parametrize("absent", ["sex", "year"])
+def test_optional_columns_may_be_absent(api, absent):
+    body = {name: values for name, values in columns([ADELIE] * 3).items() if name != absent}
+    assert post_json(api, "/predict_batch", body).status_code == 200
+
+
+def test_columns_of_different_lengths_are_422(api):
+    body = {**columns([ADELIE] * 3), "island": ["Dream"] * 2}
+    response = post_json(api, "/predict_batch", body)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["field"] == "body" and error["message"].startswith("columns must have the same length")
+    assert "'island': 2" in error["message"]
+
+
+def test_columnar_error_names_row_index_and_field(api):
+    body = columns([ADELIE, ADELIE, {**ADELIE, "island": "Mars"}, {**ADELIE, "body_mass_g": -1}])
+    response = post_json(api, "/predict_batch", {**body, "colour": ["black"] * 4})
+    assert response.status_code == 422
+    assert [(e.get("index"), e["field"]) for e in response.json()["detail"]] == \
+        [(3, "body_mass_g"), (2, "island"), (None, "colour")]
+
+
+def test_empty_columns_are_422(api):
+    response = post_json(api, "/predict_batch", {name: [] for name in ADELIE})
+    assert response.status_code == 422
+    assert "at least 1 item" in response.json()["detail"][0]["message"]
