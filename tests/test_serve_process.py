@@ -178,16 +178,16 @@ def test_request_bodies_are_logged_only_at_debug(exported_model, tmp_path):
 
 
 def test_overload_past_the_request_timeout_is_504_not_a_hang(exported_model, tmp_path):
-    """Eight 10,000-record batches at once on one worker with a 1 s timeout: the later ones wait in the
+    """Sixteen 10,000-record batches at once on one worker with a 1 s timeout: the later ones wait in the
     queue past the timeout and get 504 with a JSON body; none gets another 5xx."""
     from concurrent.futures import ThreadPoolExecutor
 
-    server = ServeProcess(tmp_path / "serve.log", PENGUIN_REQUEST_TIMEOUT_S="1")
+    server = ServeProcess(tmp_path / "serve.log", PENGUIN_REQUEST_TIMEOUT_S="1", PENGUIN_WORKERS="1")
     try:
         server.readyz_history()
         batch = [KNOWN_RECORDS[0][0]] * 10_000
-        with ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(lambda _: requests.post(server.url + "/predict_batch", json=batch, timeout=60), range(8)))
+        with ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(lambda _: requests.post(server.url + "/predict_batch", json=batch, timeout=60), range(16)))
         statuses = sorted(r.status_code for r in responses)
         assert 504 in statuses and set(statuses) <= {200, 504}, statuses
         assert all("error" in r.json() for r in responses if r.status_code == 504)
