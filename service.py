@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -83,6 +84,9 @@ class PenguinClassifier:
             self.model = load_serving_model(SETTINGS, self.bento_model.path)
         except Exception:
             logger.exception("no model could be loaded: staying unready")
+        # The ~100k objects of start-up (BentoML, pydantic, XGBoost) leave the garbage collector's scans: a
+        # full collection over them paused every request in flight for ~50 ms (docs/PERFORMANCE.md).
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self.model is not None
