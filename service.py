@@ -27,7 +27,7 @@ from penguin_serve.contract import (
 )
 from penguin_serve.limits import RequestLimits
 from penguin_serve.loading import load_serving_model
-from penguin_serve.metrics import MODEL_CALL_ROWS, record_predictions
+from penguin_serve.metrics import record_model_call, record_out_of_distribution
 from penguin_serve.model import PenguinModel
 from penguin_serve.openapi import DocumentedSpec
 from penguin_serve.routes import PredictionRoutes
@@ -117,12 +117,13 @@ class PenguinClassifier:
         if self.model is None:
             raise bentoml.exceptions.ServiceUnavailable("model is still loading; retry shortly")
         answers = self.model.answer_columns(features, await self.batcher.submit(features))
-        record_predictions(answers)
+        record_out_of_distribution(answers["out_of_distribution"])
         return answers
 
     def _model_call(self, rows: np.ndarray) -> np.ndarray:
-        MODEL_CALL_ROWS.observe(len(rows))
-        return self.model.probabilities(rows)
+        probabilities = self.model.probabilities(rows)
+        record_model_call(probabilities)
+        return probabilities
 
 
 # Outermost first: the request log sees every answer, the limits act before any parsing, the prediction

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from .contract import Penguin
+from .contract import SPECIES, Penguin
 
 # 1 for the model a worker serves. source: bento, gcs, or fallback (Cloud Storage failed, bento model served).
 MODEL_INFO = Gauge(
@@ -37,16 +37,22 @@ VALIDATION_FAILURES = Counter(
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 
 
-def record_predictions(answers: dict[str, Any]) -> None:
-    """Counts answers shaped like contract.PredictionColumns: one metric update per label, not per row."""
-    for name, count in Tally(answers["prediction"]).items():
-        PREDICTIONS.labels(species=name).inc(count)
-    for name, count in Tally(field for fields in answers["out_of_distribution"] for field in fields).items():
+def record_model_call(probabilities: np.ndarray) -> None:
+    """Counts one model call's rows (all the requests that shared it) by predicted species and confidence:
+    one metric update per bucket and label, not per row."""
+    MODEL_CALL_ROWS.observe(len(probabilities))
+    for index, count in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=len(SPECIES)).tolist()):
+        if count:
+            PREDICTIONS.labels(species=SPECIES[index]).inc(count)
+    observe_all(CONFIDENCE, probabilities.max(axis=1))
+
+
+def record_out_of_distribution(fields_per_row: list[list[str]]) -> None:
+    for name, count in Tally(field for fields in fields_per_row for field in fields).items():
         OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
-    observe_all(CONFIDENCE, answers["confidence"])
 
 
-def observe_all(histogram: Histogram, values: list[float]) -> None:
+def observe_all(histogram: Histogram, values: np.ndarray | list[float]) -> None:
     """histogram.observe(value) for each value, as one increment per bucket: per value it cost more than the
     model on a 1,000-row batch. Uses the Histogram's bucket internals (pinned prometheus-client; a test
     checks the result against observe)."""

@@ -3,12 +3,13 @@ and a request id echoed in the X-Request-ID response header. Request bodies (inp
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
 import uuid
+
+import pydantic_core
 
 from .http import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,6 +69,8 @@ class RequestLog:
     def _log(self, scope: Scope, headers: dict, request_id: str, status: int, size: int, latency: float,
              body: bytearray | None) -> None:
         severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+        if not ACCESS_LOG.isEnabledFor(logging.getLevelName(severity)):
+            return
         query = scope.get("query_string", b"").decode("latin-1")
         entry = {
             "severity": severity,
@@ -87,7 +90,7 @@ class RequestLog:
         }
         if body is not None:
             entry["requestBody"] = body.decode("utf-8", "replace")
-        ACCESS_LOG.log(logging.getLevelName(severity), json.dumps(entry))
+        ACCESS_LOG.log(logging.getLevelName(severity), pydantic_core.to_json(entry).decode())
 
     def _trace(self, header: str) -> dict:
         match = _TRACE_CONTEXT.match(header)

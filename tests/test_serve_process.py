@@ -85,8 +85,8 @@ def test_invalid_input_is_one_warning_line_without_traceback(served):
     requests.post(served.url + "/predict", json={"bill_length_mm": "long"}, timeout=5)
     requests.post(served.url + "/predict_batch", data=b"not json", headers={"Content-Type": "application/json"}, timeout=5)
     log = served.log()
-    assert '"severity": "WARNING", "message": "POST /predict 422' in log
-    assert '"severity": "WARNING", "message": "POST /predict_batch 400' in log
+    assert '"severity":"WARNING","message":"POST /predict 422' in log
+    assert '"severity":"WARNING","message":"POST /predict_batch 400' in log
     assert "Exception on" not in log and "Traceback" not in log and "ERROR" not in log
 
 
