@@ -102,6 +102,7 @@ def deploy_args(config: Config, image: str, public: bool) -> list[str]:
         "--min-instances", config.min_instances,
         "--max-instances", config.max_instances,
         "--timeout", config.timeout_s,
+        "--cpu-boost",  # start-up CPU boost: cold start is CPU-bound imports (docs/PERFORMANCE.md)
         "--service-account", config.service_account,
         "--set-env-vars", env_vars,
         "--startup-probe", STARTUP_PROBE,

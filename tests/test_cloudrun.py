@@ -17,7 +17,7 @@ WHERE = ["--project", "demo", "--region", "europe-west1"]
 DEPLOY = [
     "run", "deploy", "penguin-serve", *WHERE, "--image", IMAGE, "--port", "8080", "--cpu", "1", "--memory", "1Gi",
     "--concurrency", "80", "--min-instances", "0", "--max-instances", "10", "--timeout", "30",
-    "--service-account", "penguin-serve@demo.iam.gserviceaccount.com",
+    "--cpu-boost", "--service-account", "penguin-serve@demo.iam.gserviceaccount.com",
     "--set-env-vars", "GCS_BUCKET_NAME=penguin-models,GCS_MODEL_PREFIX=penguin_classifier",
     "--startup-probe", "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30",
     "--liveness-probe", "httpGet.path=/livez,httpGet.port=8080,periodSeconds=10,timeoutSeconds=1,failureThreshold=3",
