@@ -10,7 +10,7 @@ import math
 from typing import Annotated, Any, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 ISLANDS = ("Biscoe", "Dream", "Torgersen")
@@ -36,7 +36,6 @@ _SEX_CODE = {"male": 1.0, "female": 0.0, None: math.nan}
 _ISLAND_ONE_HOT = {
     island: tuple(1.0 if other == island else 0.0 for other in ISLANDS) for island in ISLANDS
 }
-_ISLAND_BY_FOLDED_NAME = {island.casefold(): island for island in ISLANDS}
 
 
 def _measurement(name: str) -> Any:
@@ -52,17 +51,45 @@ def _measurement(name: str) -> Any:
     ]
 
 
-def _fold_island(value: Any) -> Any:
-    return _ISLAND_BY_FOLDED_NAME.get(value.casefold(), value) if isinstance(value, str) else value
+class _CaseInsensitive:
+    """A choice among canonical names, matched in any case: in a record one value at a time, in a columnar
+    batch a whole column in one call (a Python validator call per value cost more than the model there)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.by_folded_name = {name.casefold(): name for name in names}
+        self.expected = " or ".join([", ".join(map(repr, names[:-1])), repr(names[-1])])  # pydantic's wording
+        self.json_schema = {"type": "string", "enum": list(names)}
+
+    def fold(self, value: Any) -> Any:
+        """Before the Literal check: a known name in any case becomes the canonical one."""
+        return self.by_folded_name.get(value.casefold(), value) if isinstance(value, str) else value
+
+    def fold_column(self, values: list[str | None]) -> list[str | None]:
+        folded = [None if value is None else self.by_folded_name.get(value.casefold(), _UNKNOWN) for value in values]
+        unknown = [index for index, value in enumerate(folded) if value is _UNKNOWN]
+        if unknown:
+            raise ValidationError.from_exception_data("column", [
+                {"type": "literal_error", "loc": (index,), "input": values[index], "ctx": {"expected": self.expected}}
+                for index in unknown
+            ])
+        return folded
+
+    def column(self, nullable: bool = False) -> Any:
+        item = {"anyOf": [self.json_schema, {"type": "null"}]} if nullable else self.json_schema
+        return Annotated[
+            list[str | None] if nullable else list[str],
+            AfterValidator(self.fold_column),
+            Field(min_length=1, max_length=MAX_BATCH_RECORDS, json_schema_extra={"items": item}),
+        ]
 
 
-def _fold_sex(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+_UNKNOWN = object()
+_ISLAND = _CaseInsensitive(ISLANDS)
+_SEX = _CaseInsensitive(SEXES)
 
-
-# Field types, shared by the record (Penguin) and the columnar batch (PenguinColumns).
-Island = Annotated[Literal[ISLANDS], BeforeValidator(_fold_island)]
-Sex = Annotated[Literal[SEXES], BeforeValidator(_fold_sex)]
+# Field types of a record (Penguin); PenguinColumns has the same as columns.
+Island = Annotated[Literal[ISLANDS], BeforeValidator(_ISLAND.fold)]
+Sex = Annotated[Literal[SEXES], BeforeValidator(_SEX.fold)]
 Year = Annotated[int, Field(ge=YEAR_BOUNDS[0], le=YEAR_BOUNDS[1], strict=True)]
 ISLAND_DESCRIPTION = "Biscoe, Dream or Torgersen; case-insensitive."
 SEX_DESCRIPTION = "female or male, case-insensitive; null or absent when unknown."
@@ -114,8 +141,8 @@ class PenguinColumns(BaseModel):
     bill_depth_mm: _column(_measurement("bill_depth_mm"))
     flipper_length_mm: _column(_measurement("flipper_length_mm"))
     body_mass_g: _column(_measurement("body_mass_g"))
-    island: _column(Island) = Field(description=ISLAND_DESCRIPTION)
-    sex: _column(Sex | None) | None = Field(default=None, description=SEX_DESCRIPTION)
+    island: _ISLAND.column() = Field(description=ISLAND_DESCRIPTION)
+    sex: _SEX.column(nullable=True) | None = Field(default=None, description=SEX_DESCRIPTION)
     year: _column(Year | None) | None = Field(default=None, description=YEAR_DESCRIPTION)
 
     @model_validator(mode="after")
