@@ -120,7 +120,8 @@ def test_service_yaml_matches_the_deploy_settings(tmp_path):
     assert {e["name"]: e["value"] for e in container["env"]} == {"GCS_BUCKET_NAME": "penguin-models", "GCS_MODEL_PREFIX": "penguin_classifier"}
     assert template["spec"]["containerConcurrency"] == 80 and template["spec"]["timeoutSeconds"] == 30
     assert template["spec"]["serviceAccountName"] == "penguin-serve@demo.iam.gserviceaccount.com"
-    assert template["metadata"]["annotations"] == {"autoscaling.knative.dev/minScale": "0", "autoscaling.knative.dev/maxScale": "10"}
+    assert template["metadata"]["annotations"] == {"autoscaling.knative.dev/minScale": "0", "autoscaling.knative.dev/maxScale": "10",
+                                                   "run.googleapis.com/startup-cpu-boost": "true"}
     for probe, flag in (("startupProbe", "--startup-probe"), ("livenessProbe", "--liveness-probe")):
         spec = container[probe]
         as_flag = (f"httpGet.path={spec['httpGet']['path']},httpGet.port={spec['httpGet']['port']},periodSeconds={spec['periodSeconds']},"
