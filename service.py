@@ -57,7 +57,8 @@ info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs
     traffic={"timeout": SETTINGS.request_timeout_s},
     logging={"access": {"enabled": False}},  # replaced by request_log's JSON lines
     # BentoML's OpenTelemetry middleware cost more CPU than the prediction itself. Its spans are exported only
-    # where an exporter is configured; to trace these routes too, override this with BENTOML_CONFIG_OVERRIDES.
+    # where an exporter is configured; to trace these routes too, set BENTOML_CONFIG_OVERRIDES to
+    # {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
     tracing={"excluded_urls": list(API_PATHS)},
     http={
         "cors": {
