@@ -1,8 +1,8 @@
 """The HTTP side of POST /predict and POST /predict_batch, answered in one ASGI step.
 
 BentoML's own request path (IO descriptors, validating in Python mode, validating the answer again and
-serializing it twice) cost ~1.5 ms of CPU per request and 70 ms per 1,000-record batch (docs/PERFORMANCE.md).
-This middleware answers the same routes with the same contract: the body is validated from JSON bytes by
+serializing it twice, a tracing span) cost ~2 ms of CPU per request and 70 ms per 1,000-record batch
+(docs/PERFORMANCE.md). This middleware answers the same routes with the same contract: the body is validated from JSON bytes by
 the service's own pydantic types, the answers are serialized in one call, and errors are 415 for a body that
 is not JSON, 400 for an empty or malformed one, 422 naming each invalid field, 503 until the model is ready.
 The service's typed API methods remain the OpenAPI spec and the interface for in-process callers.
