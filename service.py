@@ -9,6 +9,7 @@ import threading
 import bentoml
 import numpy as np
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
@@ -60,14 +61,6 @@ info_routes = Starlette(routes=[Route("/model", model_info), Route("/docs", docs
     # where an exporter is configured; to trace these routes too, set BENTOML_CONFIG_OVERRIDES to
     # {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
     tracing={"excluded_urls": list(API_PATHS)},
-    http={
-        "cors": {
-            "enabled": bool(SETTINGS.cors_origins),
-            "access_control_allow_origins": list(SETTINGS.cors_origins),
-            "access_control_allow_methods": ["GET", "POST"],
-            "access_control_allow_headers": ["Content-Type", "Authorization"],
-        }
-    },
 )
 @bentoml.asgi_app(info_routes, path="/")
 class PenguinClassifier:
@@ -127,10 +120,18 @@ class PenguinClassifier:
         return probabilities
 
 
-# Outermost first: the request log sees every answer, the limits act before any parsing, the prediction
-# routes answer /predict and /predict_batch, and the spec patch rewrites /docs.json.
+# Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the
+# prediction routes' answers too, the limits act before any parsing, the prediction routes answer
+# /predict and /predict_batch, and the spec patch rewrites /docs.json.
 request_log.configure(SETTINGS.log_level)
 PenguinClassifier.add_asgi_middleware(request_log.RequestLog, project=SETTINGS.google_cloud_project)
+if SETTINGS.cors_origins:
+    PenguinClassifier.add_asgi_middleware(
+        CORSMiddleware,
+        allow_origins=list(SETTINGS.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Authorization"],
+    )
 PenguinClassifier.add_asgi_middleware(
     RequestLimits, api_paths=API_PATHS, max_body_bytes=SETTINGS.max_body_bytes, max_in_flight=SETTINGS.max_in_flight
 )

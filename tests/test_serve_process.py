@@ -136,6 +136,13 @@ def test_cors_for_configured_origins_only(exported_model, tmp_path):
         assert allowed.headers.get("access-control-allow-origin") == "https://app.example.com"
         other = requests.options(server.url + "/predict", headers={"Origin": "https://evil.example", **preflight}, timeout=5)
         assert "access-control-allow-origin" not in other.headers
+        # The answers themselves carry the header too, or a browser would not let the page read them.
+        for path, body in (("/predict", KNOWN_RECORDS[0][0]), ("/predict_batch", [KNOWN_RECORDS[0][0]]), ("/model", None)):
+            answer = requests.request("POST" if body else "GET", server.url + path, json=body, timeout=5,
+                                      headers={"Origin": "https://app.example.com"})
+            assert answer.status_code == 200 and answer.headers.get("access-control-allow-origin") == "https://app.example.com"
+        refused = requests.post(server.url + "/predict", json=KNOWN_RECORDS[0][0], headers={"Origin": "https://evil.example"}, timeout=5)
+        assert "access-control-allow-origin" not in refused.headers
     finally:
         assert server.stop() == 0
 
