@@ -9,8 +9,8 @@ plus the in-process floor: Booster.inplace_predict on a numpy batch (rows/s, 1 t
 
 Reported as medians of --reps repetitions: /predict requests/s and p50/p95/p99 at 16 and 64 connections,
 /predict_batch rows/s for 1,000-row requests (as columns and as records; compared with the floor per server
-CPU-second, because wrk's connections land on one worker or on both by chance), cold start (process start -> first successful answer) and
-resident memory per worker. The last line is machine-readable; ratios are penguin-serve over reference.
+CPU-second, because wrk's connections land on one worker or on both by chance), cold start (process start
+-> first successful answer) and resident memory per worker. The last line is machine-readable; ratios are penguin-serve over reference.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import requests
 

@@ -51,6 +51,11 @@ def _measurement(name: str) -> Any:
     ]
 
 
+def _column(item: Any) -> Any:
+    """A batch of 1 to MAX_BATCH_RECORDS items: the records of POST /predict_batch, or one of its columns."""
+    return Annotated[list[item], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+
+
 class _CaseInsensitive:
     """A choice among canonical names, matched in any case: in a record one value at a time, in a columnar
     batch a whole column in one call (a Python validator call per value cost more than the model there)."""
@@ -77,9 +82,9 @@ class _CaseInsensitive:
     def column(self, nullable: bool = False) -> Any:
         item = {"anyOf": [self.json_schema, {"type": "null"}]} if nullable else self.json_schema
         return Annotated[
-            list[str | None] if nullable else list[str],
+            _column(str | None if nullable else str),
             AfterValidator(self.fold_column),
-            Field(min_length=1, max_length=MAX_BATCH_RECORDS, json_schema_extra={"items": item}),
+            Field(json_schema_extra={"items": item}),
         ]
 
 
@@ -121,11 +126,7 @@ class Penguin(BaseModel):
 
 
 # The body of POST /predict_batch as records: answers come back in the same order.
-PenguinBatch = Annotated[list[Penguin], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
-
-
-def _column(item: Any) -> Any:
-    return Annotated[list[item], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+PenguinBatch = _column(Penguin)
 
 
 class PenguinColumns(BaseModel):
