@@ -21,8 +21,8 @@ import xgboost as xgb
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from penguin_serve.contract import FEATURE_NAMES, ISLANDS, MEASUREMENTS, SPECIES, encode
-from penguin_serve.dataset import DATASET_NAME, load_dataset
-from penguin_serve.evaluate import classification_metrics, format_report, summarize
+from penguin_serve.training.dataset import DATASET_NAME, load_dataset
+from penguin_serve.training.evaluate import classification_metrics, format_report, summarize
 from penguin_serve.model import MODEL_NAME, PenguinModel
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix

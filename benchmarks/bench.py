@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from penguin_serve.contract import encode  # noqa: E402
-from penguin_serve.dataset import load_dataset  # noqa: E402
+from penguin_serve.training.dataset import load_dataset  # noqa: E402
 from processes import die_with_parent, free_port, stop  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -1,9 +1,9 @@
 """Which model the service serves: the one in Cloud Storage when configured, else the one in the bento.
 
 If Cloud Storage fails (unreachable, slow past the deadline, missing or corrupt object), the service serves
-the model packed in the bento, the last known good one, and says so in a WARNING, on /model and in the
-penguin_model_info metric. With GCS_STRICT it refuses to become ready instead. A model that fails its
-checksum or self-check is never served.
+the model packed in the bento, the last known good one, and says so in a WARNING and in the model's
+`source` and `fallback_reason` (shown on /model and in the penguin_model_info metric). With GCS_STRICT it
+refuses to become ready instead. A model that fails its checksum or self-check is never served.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import logging
 import time
 from pathlib import Path
 
-from .metrics import MODEL_INFO
 from .model import PenguinModel
 from .settings import Settings
 
@@ -21,12 +20,6 @@ logger = logging.getLogger(__name__)
 
 
 def load_serving_model(settings: Settings, bento_model_path: str | Path) -> PenguinModel:
-    model = _load(settings, bento_model_path)
-    MODEL_INFO.labels(version=model.version, source=model.source).set(1)
-    return model
-
-
-def _load(settings: Settings, bento_model_path: str | Path) -> PenguinModel:
     if settings.gcs_bucket is None:
         return PenguinModel.from_files(bento_model_path, source="bento", nthread=settings.xgboost_threads)
     from .storage import fetch_model, make_client  # google-cloud-storage only where a bucket is configured

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Builds a Python 3.11 base image from Debian packages, for machines that cannot pull python:3.11-slim.
-# Usage: scripts/base-image.sh [NAME:TAG]   (default penguin-serve/python:3.11-bookworm; prints the name)
+# Builds a stand-in for python:3.11-slim from Debian packages, for machines that cannot pull it (no registry).
+# Usage: scripts/base-image.sh [NAME:TAG]   (default python:3.11-slim; prints the name)
 #
-# debootstrap's minimal Debian 12 with python3, python3-venv (venv + pip for the image's build stage) and
-# ca-certificates, without apt's lists, docs and man pages. On a machine whose HTTPS egress passes an
+# debootstrap's minimal Debian 12 with python3, python3-venv, python3-pip and ca-certificates, without apt's
+# lists, docs and man pages: like python:3.11-slim, Python 3.11 with pip on Debian 12. On a machine whose HTTPS egress passes an
 # intercepting proxy, that proxy's CA (/usr/local/share/ca-certificates) is trusted in this local-only base
 # so the image build can reach PyPI; a normal machine has none to copy.
 set -euo pipefail
-name=${1:-penguin-serve/python:3.11-bookworm}
+name=${1:-python:3.11-slim}
 docker=${DOCKER:-docker}
 
 if $docker image inspect "$name" >/dev/null 2>&1; then
@@ -21,8 +21,9 @@ rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 
 echo "building $name from $mirror (about 90 s)" >&2
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" "$mirror" >&2
+debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" "$mirror" >&2
 ln -sf python3 "$rootfs/usr/bin/python"
+rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED  # pip installs system-wide, as in python:3.11-slim
 
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import requests
 
-from penguin_serve.batching import MicroBatcher
-from penguin_serve.dataset import load_dataset
+from penguin_serve.serving.batching import MicroBatcher
+from penguin_serve.training.dataset import load_dataset
 
 
 class RecordingModel:

@@ -55,7 +55,7 @@ def test_encode_of_no_penguins_keeps_the_column_count():
 
 def test_columnar_encoding_equals_record_encoding_for_every_dataset_row():
     from penguin_serve.contract import PenguinColumns, encode_columns
-    from penguin_serve.dataset import load_dataset
+    from penguin_serve.training.dataset import load_dataset
 
     penguins = load_dataset().penguins
     as_columns = PenguinColumns(**{name: [getattr(p, name) for p in penguins] for name in Penguin.model_fields})

@@ -3,7 +3,7 @@
 import numpy as np
 
 from penguin_serve.contract import SPECIES
-from penguin_serve.dataset import load_dataset
+from penguin_serve.training.dataset import load_dataset
 
 
 def test_dataset_is_the_shipped_table():

@@ -12,9 +12,8 @@ from google.api_core.exceptions import NotFound
 
 import train
 from penguin_serve.contract import encode
-from penguin_serve.dataset import load_dataset
+from penguin_serve.training.dataset import load_dataset
 from penguin_serve.loading import load_serving_model
-from penguin_serve.metrics import MODEL_INFO
 from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, MODEL_NAME, ModelCheckError, PenguinModel
 from penguin_serve.settings import Settings
 from penguin_serve.storage import (
@@ -171,7 +170,6 @@ def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, c
 def test_service_loads_from_gcs(bucket, pushed, gcs_emulator):
     model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url))
     assert (model.source, model.version, model.fallback_reason) == ("gcs", pushed, None)
-    assert MODEL_INFO.labels(version=pushed, source="gcs")._value.get() == 1
 
 
 def assert_fell_back(model, elapsed, reason):
@@ -179,7 +177,6 @@ def assert_fell_back(model, elapsed, reason):
     assert model.version == bentoml.models.get(f"{MODEL_NAME}:latest").tag.version
     assert reason in model.fallback_reason
     assert model.info()["fallback_reason"] == model.fallback_reason
-    assert MODEL_INFO.labels(version=model.version, source="fallback")._value.get() == 1
     assert elapsed < DEADLINE_S + MARGIN_S, elapsed
 
 

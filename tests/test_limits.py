@@ -1,10 +1,13 @@
 """Code: request limits. Body size through the service; the in-flight cap and streamed bodies against the
-middleware directly, with an inner app held open (the only way to keep requests in flight on demand)."""
+routes directly, with an endpoint held open (the only way to keep requests in flight on demand)."""
 
 import asyncio
 import json
 
-from penguin_serve.limits import RequestLimits
+from typing import Any
+
+from penguin_serve.serving.endpoints import Endpoint
+from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.settings import SETTINGS
 
 from conftest import ADELIE
@@ -23,8 +26,18 @@ def test_cors_is_off_by_default(api):
     assert "access-control-allow-origin" not in response.headers
 
 
-def run_requests(limits, requests):
-    """Drive the middleware with raw ASGI requests [(headers, body chunks)]; statuses in order of start."""
+def run_requests(max_body_bytes, max_in_flight, requests):
+    """Drive ApiRoutes with raw ASGI requests [(headers, body chunks)] to an endpoint that answers only once
+    every request has started; statuses in order of start."""
+    release = asyncio.Event()
+
+    async def held_answer(classifier, request):
+        await release.wait()
+        return {}
+
+    endpoint = Endpoint("/predict", Any, Any, "held", "held", held_answer, {})
+    routes = ApiRoutes(None, classifier=None, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes,
+                       max_in_flight=max_in_flight)
 
     async def one(headers, chunks):
         sent, queue = [], list(chunks)
@@ -37,8 +50,8 @@ def run_requests(limits, requests):
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "path": "/predict", "headers": headers}
-        await limits(scope, receive, send)
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
+        await routes(scope, receive, send)
         return next(m["status"] for m in sent if m["type"] == "http.response.start")
 
     async def main():
@@ -49,26 +62,15 @@ def run_requests(limits, requests):
         release.set()
         return await asyncio.gather(*tasks)
 
-    release = asyncio.Event()
-
-    async def held_app(scope, receive, send):
-        await receive()
-        await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    limits.app = held_app
-    return asyncio.run(main())
+    statuses = asyncio.run(main())
+    assert routes.in_flight == 0
+    return statuses
 
 
 def test_requests_over_the_in_flight_limit_get_429():
-    limits = RequestLimits(None, ("/predict",), max_body_bytes=100, max_in_flight=2)
-    statuses = run_requests(limits, [([], [b"{}"])] * 3)
-    assert statuses == [200, 200, 429]
-    assert limits.in_flight == 0
+    assert run_requests(100, 2, [([], [b"{}"])] * 3) == [200, 200, 429]
 
 
 def test_streamed_body_without_length_is_limited_too():
-    limits = RequestLimits(None, ("/predict",), max_body_bytes=100, max_in_flight=5)
-    statuses = run_requests(limits, [([], [b"x" * 60, b"x" * 60]), ([(b"content-length", b"abc")], [b"{}"])])
+    statuses = run_requests(100, 5, [([], [b"x" * 60, b"x" * 60]), ([(b"content-length", b"abc")], [b"{}"])])
     assert statuses == [413, 400]

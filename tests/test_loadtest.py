@@ -43,7 +43,7 @@ def test_a_wrong_species_is_a_failure(tmp_path):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from penguin_serve.contract import SPECIES
-    from penguin_serve.dataset import load_dataset
+    from penguin_serve.training.dataset import load_dataset
 
     truth = [SPECIES[label] for label in load_dataset().labels]
 

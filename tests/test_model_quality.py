@@ -3,7 +3,7 @@
 import pytest
 
 from penguin_serve.contract import SPECIES
-from penguin_serve.dataset import load_dataset
+from penguin_serve.training.dataset import load_dataset
 
 from conftest import KNOWN_RECORDS
 

@@ -8,7 +8,7 @@ import pytest
 
 import train
 from penguin_serve.contract import FEATURE_NAMES, SPECIES, encode
-from penguin_serve.dataset import load_dataset
+from penguin_serve.training.dataset import load_dataset
 from penguin_serve.model import MODEL_NAME, PenguinModel
 
 

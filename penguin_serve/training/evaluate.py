@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
 
-from .contract import SPECIES
+from ..contract import SPECIES
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:

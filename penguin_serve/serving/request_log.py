@@ -16,7 +16,7 @@ from .http import ASGIApp, Message, Receive, Scope, Send
 ACCESS_LOG = logging.getLogger("penguin_serve.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TRACE_CONTEXT = re.compile(r"([0-9a-fA-F]{32})(?:/(\d+))?(?:;o=([01]))?")
-QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})  # probes and scrapes: no line each
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/health", "/metrics"})  # probes and scrapes: no line each
 
 
 def configure(level: str) -> None:

@@ -10,7 +10,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .contract import MEASUREMENTS, SPECIES, Penguin
+from ..contract import MEASUREMENTS, SPECIES, Penguin
 
 DATASET_NAME = "palmerpenguins/penguins.csv"
 

@@ -8,7 +8,7 @@ from typing import Iterable
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from .contract import SPECIES, Penguin
+from ..contract import SPECIES, Penguin
 
 # 1 for the model a worker serves. source: bento, gcs, or fallback (Cloud Storage failed, bento model served).
 MODEL_INFO = Gauge(
@@ -38,30 +38,20 @@ _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 
 
 def record_model_call(probabilities: np.ndarray) -> None:
-    """Counts one model call's rows (all the requests that shared it) by predicted species and confidence:
-    one metric update per bucket and label, not per row."""
+    """Counts one model call's rows (all the requests that shared it) by predicted species and confidence."""
     MODEL_CALL_ROWS.observe(len(probabilities))
     for index, count in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=len(SPECIES)).tolist()):
         if count:
             PREDICTIONS.labels(species=SPECIES[index]).inc(count)
-    observe_all(CONFIDENCE, probabilities.max(axis=1))
+    # One observe() per row: prometheus_client has no public bulk observation (the cost per row is in
+    # docs/PERFORMANCE.md).
+    for confidence in probabilities.max(axis=1).tolist():
+        CONFIDENCE.observe(confidence)
 
 
 def record_out_of_distribution(fields_per_row: list[list[str]]) -> None:
     for name, count in Tally(field for fields in fields_per_row for field in fields).items():
         OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
-
-
-def observe_all(histogram: Histogram, values: np.ndarray | list[float]) -> None:
-    """histogram.observe(value) for each value, as one increment per bucket: per value it cost more than the
-    model on a 1,000-row batch. Uses the Histogram's bucket internals (pinned prometheus-client; a test
-    checks the result against observe)."""
-    bounds = histogram._upper_bounds
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for bucket, count in zip(histogram._buckets, counts.tolist()):
-        if count:
-            bucket.inc(count)
-    histogram._sum.inc(float(np.sum(values)))
 
 
 def record_validation_failures(field_names: Iterable[str]) -> None:

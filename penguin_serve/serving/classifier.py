@@ -1,0 +1,73 @@
+"""The model a worker serves and the one way to ask it: readiness, one shared model call per moment, metrics.
+
+Both entry points use it: the HTTP routes (routes.py) and the typed BentoML methods in service.py. It knows
+nothing about either.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bentoml.exceptions import ServiceUnavailable
+
+from ..loading import load_serving_model
+from ..model import PenguinModel
+from ..settings import Settings
+from .batching import MicroBatcher
+from .metrics import MODEL_INFO, record_model_call, record_out_of_distribution
+
+logger = logging.getLogger(__name__)
+
+NOT_READY_MESSAGE = "model is still loading; retry shortly"
+
+
+class NotReady(ServiceUnavailable):
+    """No model has loaded and passed its self-check yet: 503, for HTTP and in-process callers alike."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_READY_MESSAGE)
+
+
+class Classifier:
+    def __init__(self) -> None:
+        self.model: PenguinModel | None = None  # set once, when loaded and checked
+        self._batcher = MicroBatcher(self._model_call)
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def load(self, settings: Settings, bento_model_path: str | Path) -> None:
+        """Blocking: the service runs it in a background thread, so /livez answers at once meanwhile."""
+        try:
+            model = load_serving_model(settings, bento_model_path)
+        except Exception:
+            logger.exception("no model could be loaded: staying unready")
+        else:
+            MODEL_INFO.labels(version=model.version, source=model.source).set(1)
+            self.model = model
+        # The ~100k objects of start-up (BentoML, pydantic, XGBoost) leave the garbage collector's scans: a
+        # full collection over them paused every request in flight for ~50 ms (docs/PERFORMANCE.md).
+        gc.freeze()
+
+    def checked_model(self) -> PenguinModel:
+        if self.model is None:
+            raise NotReady()
+        return self.model
+
+    async def answer(self, features: np.ndarray) -> dict[str, Any]:
+        """The answers for these feature rows, shaped like contract.PredictionColumns. Requests that arrive
+        together share one model call."""
+        model = self.checked_model()
+        answers = model.answer_columns(features, await self._batcher.submit(features))
+        record_out_of_distribution(answers["out_of_distribution"])
+        return answers
+
+    def _model_call(self, rows: np.ndarray) -> np.ndarray:
+        probabilities = self.checked_model().probabilities(rows)
+        record_model_call(probabilities)
+        return probabilities

@@ -1,0 +1,99 @@
+"""The service's GET pages: its front page (Swagger UI with this service's own header), the OpenAPI spec,
+model information and the health endpoint existing clients poll. Mounted at / by service.py."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.routing import Route
+
+from .classifier import NOT_READY_MESSAGE, Classifier
+from .endpoints import ENDPOINTS
+from .openapi import build_spec
+
+NAME = "penguin-serve"
+DESCRIPTION = (
+    "Classifies Palmer penguins (Adelie, Chinstrap, Gentoo) from body measurements with an XGBoost model. "
+    "POST a penguin's measurements as JSON to `/predict`, or up to 10,000 of them to `/predict_batch`; "
+    "invalid input is answered 422 naming each field and reason. Expand an endpoint below and use "
+    "*Try it out*: the examples are real penguins."
+)
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="UTF-8">
+  <title>{name}</title>
+  <link rel="stylesheet" href="/static_content/swagger-ui.css">
+  <style>
+    body {{ margin: 0; font-family: sans-serif; }}
+    header {{ padding: 16px 24px; background: #1b3a4b; color: #fff; }}
+    header h1 {{ margin: 0 0 4px; font-size: 24px; }}
+    header p {{ margin: 4px 0; }}
+    header code {{ background: rgba(255,255,255,0.15); padding: 1px 4px; }}
+    header a {{ color: #cde; }}
+  </style>
+</head>
+<body>
+  <header>
+    <h1>{name}</h1>
+    <p id="versions">bento {bento} &middot; model {model}</p>
+    <p>{description}</p>
+    <p><code>curl -X POST {origin}/predict -H 'Content-Type: application/json' -d '{{"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "sex": "male", "island": "Torgersen"}}'</code></p>
+    <p><a href="/docs.json">OpenAPI spec</a> &middot; <a href="/model">model</a> &middot; <a href="/health">health</a> &middot; <a href="/metrics">metrics</a></p>
+  </header>
+  <div id="swagger-ui"></div>
+  <script src="/static_content/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true, tryItOutEnabled: true}});
+  </script>
+</body>
+</html>
+"""
+
+
+def create_app(classifier: Classifier) -> Starlette:
+    def versions() -> tuple[str, str]:
+        model = classifier.model
+        return bentoml.server_context.bento_version, model.version if model else "loading"
+
+    async def front_page(request: Request) -> HTMLResponse:
+        bento, model = versions()
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        return HTMLResponse(
+            PAGE.format(
+                name=NAME, bento=html.escape(bento), model=html.escape(model),
+                description=html.escape(DESCRIPTION).replace("`", ""), origin=html.escape(origin),
+            )
+        )  # fmt: skip
+
+    async def spec(_: Request) -> JSONResponse:
+        bento, model = versions()
+        return JSONResponse(build_spec(ENDPOINTS, NAME, f"bento {bento}, model {model}", DESCRIPTION))
+
+    async def model_info(_: Request) -> JSONResponse:
+        if classifier.model is None:
+            return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
+        return JSONResponse(classifier.model.info())
+
+    async def health(_: Request) -> JSONResponse:
+        model = classifier.model
+        body: dict[str, Any] = {"status": "ok" if model else "loading", "model_version": model.version if model else None}
+        return JSONResponse(body, status_code=200 if model else 503)
+
+    async def docs(_: Request) -> RedirectResponse:
+        return RedirectResponse("/")
+
+    return Starlette(
+        routes=[
+            Route("/", front_page),
+            Route("/docs", docs),
+            Route("/docs.json", spec),
+            Route("/model", model_info),
+            Route("/health", health),
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Training-only code: the dataset and evaluation (pandas and scikit-learn, not in the serving image)."""
