@@ -1,44 +1,52 @@
-"""Load test of the penguin classifier: a local server, the local container, or a Cloud Run URL.
+"""Load test of the penguin classifier: a local server, the container, or a Cloud Run URL.
 
-    .venv/bin/locust -f locustfile.py --headless --host http://127.0.0.1:3000 --scenario normal --time-scale 0.2
+    locust -f locustfile.py --headless -u 10 -r 5 -t 30s --csv results --only-summary
+    locust -f locustfile.py --host https://penguin-serve-xyz.a.run.app           # web UI on :8089
+    locust -f locustfile.py --headless --host URL --scenario step --time-scale 0.2
 
-Every answer is checked: payloads are real dataset records, so a wrong species is a failure; a configurable
-share of deliberately invalid requests must get 422 (then they count as successes, reported under their own
-name); a configurable share are batch requests. Scenarios (--scenario): baseline (1 user, 60 s), normal
-(10 users, 5 min), stress (50 users, 2 min), spike (1 -> 100 users within a minute), step (a step ramp that
-stops at the saturation point). --time-scale shortens every scenario. For a private Cloud Run service pass
-an identity token in LOCUST_ID_TOKEN, or --id-token-from-gcloud.
+Plain Locust by default: -u, -r, -t and the web UI's form drive the run, against --host (LOCUST_HOST), or
+`make run`'s http://127.0.0.1:3000. --scenario (LOCUST_SCENARIO) opts into a load shape: baseline (1 user,
+60 s), normal (10 users, 5 min), stress (50 users, 2 min), spike (1 -> 100 users within a minute), step (a
+step ramp that stops at the saturation point); --time-scale shortens them.
+
+Every answer is checked: payloads are real penguins from the palmerpenguins table, kept only if the service
+classifies them right when the run starts, so later a wrong species is a failure; a share of deliberately
+invalid requests must get 422 (then they count as successes, under their own name); a share are batches.
+Needs only locust and palmerpenguins (requirements-loadtest.txt). For a private Cloud Run service pass an
+identity token in LOCUST_ID_TOKEN, or --id-token-from-gcloud.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import random
 import subprocess
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.exception import StopUser
 
-from penguin_serve.contract import SPECIES
-from penguin_serve.dataset import load_dataset
-
+MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 INVALID_BODIES = [  # each must be answered 422
     {"bill_length_mm": -1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream"},
     {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Atlantis"},
     {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "island": "Dream"},
     {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream", "colour": "black"},
     {"bill_length_mm": "long", "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream"},
-]
+]  # fmt: skip
 MIN_CALIBRATION_ACCURACY = 0.97
 
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser):
     parser.add_argument("--scenario", choices=sorted(["baseline", "normal", "stress", "spike", "step"]),
-                        default="baseline", env_var="LOCUST_SCENARIO", help="load shape")
+                        default=None, env_var="LOCUST_SCENARIO",
+                        help="a load shape instead of -u/-r/-t (default: none, plain Locust)")
     parser.add_argument("--time-scale", type=float, default=1.0, env_var="LOCUST_TIME_SCALE",
                         help="multiply every scenario duration by this (0.1: a tenth of the time)")
     parser.add_argument("--invalid-share", type=float, default=0.05, env_var="LOCUST_INVALID_SHARE",
@@ -53,12 +61,27 @@ def add_arguments(parser):
                         help="step scenario: saturated when this share of requests fails")
     parser.add_argument("--id-token-from-gcloud", action="store_true", default=False,
                         help="authenticate with `gcloud auth print-identity-token` (private Cloud Run)")
+    # fmt: skip
 
 
 # --- payloads, checked against the deployed model once at start ---------------------------------------
 
 KNOWN: list[tuple[dict, str]] = []  # (record, species the service gave it at calibration)
 HEADERS: dict[str, str] = {}
+
+
+def dataset_records() -> list[tuple[dict, str]]:
+    """The palmerpenguins table as API records with their true species. Rows without all four measurements
+    are left out: the API requires them."""
+    table = resources.files("palmerpenguins").joinpath("data/penguins.csv").read_text()
+    records = []
+    for row in csv.DictReader(io.StringIO(table)):
+        if "NA" in (row[name] for name in MEASUREMENTS):
+            continue
+        record = {name: float(row[name]) for name in MEASUREMENTS}
+        record.update(island=row["island"], sex=None if row["sex"] == "NA" else row["sex"], year=int(row["year"]))
+        records.append((record, row["species"]))
+    return records
 
 
 def identity_token(options) -> str | None:
@@ -70,6 +93,15 @@ def identity_token(options) -> str | None:
     return None
 
 
+@events.init.add_listener
+def choose_shape(environment, runner, **_):
+    """A scenario's shape only when one is asked for: otherwise -u, -r, -t and the web UI's form rule."""
+    options = environment.parsed_options
+    if options is not None and options.scenario:
+        environment.shape_class = ScenarioShape()
+        environment.shape_class.runner = runner
+
+
 @events.test_start.add_listener
 def calibrate(environment, **_):
     """Keep the dataset records that the service classifies as their true species (it should be nearly all:
@@ -78,18 +110,17 @@ def calibrate(environment, **_):
     token = identity_token(environment.parsed_options)
     HEADERS.clear()
     HEADERS.update({"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
-    dataset = load_dataset()
-    records = [p.model_dump(mode="json") for p in dataset.penguins]
-    request = urllib.request.Request(environment.host.rstrip("/") + "/predict_batch", data=json.dumps(records).encode(),
-                                     headers=HEADERS, method="POST")
+    labelled = dataset_records()
+    host = environment.host or PenguinUser.host
+    request = urllib.request.Request(host.rstrip("/") + "/predict_batch", method="POST",
+                                     data=json.dumps([record for record, _ in labelled]).encode(), headers=HEADERS)
     with urllib.request.urlopen(request, timeout=60) as response:
         answers = json.load(response)
-    truth = [SPECIES[label] for label in dataset.labels]
     KNOWN.clear()
-    KNOWN.extend((record, species) for record, species, answer in zip(records, truth, answers)
+    KNOWN.extend((record, species) for (record, species), answer in zip(labelled, answers)
                  if answer["prediction"] == species)
-    accuracy = len(KNOWN) / len(records)
-    print(f"calibration: {len(KNOWN)} of {len(records)} dataset records classified correctly ({accuracy:.3f})")
+    accuracy = len(KNOWN) / len(labelled)
+    print(f"calibration: {len(KNOWN)} of {len(labelled)} dataset records classified correctly ({accuracy:.3f})")
     if accuracy < MIN_CALIBRATION_ACCURACY:
         environment.runner.quit()
         raise RuntimeError(f"the service's accuracy {accuracy:.3f} < {MIN_CALIBRATION_ACCURACY}: not load-testing it")
@@ -97,6 +128,8 @@ def calibrate(environment, **_):
 
 class PenguinUser(FastHttpUser):
     """A client sending requests back to back (no think time): the user count is the concurrency."""
+
+    host = "http://127.0.0.1:3000"  # `make run`; --host or LOCUST_HOST for anything else
 
     @task
     def request(self):
@@ -153,21 +186,23 @@ SCENARIOS = {
     "stress": [Stage(120, 50, 10)],
     # 1 user for 10 s, 100 users within the next minute, hold 30 s, back to 1 for 20 s
     "spike": [Stage(10, 1, 1), Stage(70, 100, 100 / 60), Stage(100, 100, 100), Stage(120, 1, 100)],
-    # 30 s at each level; stops early once saturated (see StepRamp)
+    # 30 s at each level; stops early once saturated (ScenarioShape.saturated)
     "step": [Stage(30 * (i + 1), users, users) for i, users in enumerate((1, 2, 5, 10, 20, 30, 40, 60, 80, 100))],
 }
 
 
 class ScenarioShape(LoadTestShape):
-    """The scenario named by --scenario, its durations multiplied by --time-scale."""
+    """The scenario named by --scenario, its durations multiplied by --time-scale. Abstract for Locust's
+    discovery, so that it applies only when choose_shape installs it."""
+
+    abstract = True
 
     def tick(self):
         options = self.runner.environment.parsed_options
         elapsed = self.get_run_time() / options.time_scale
-        stages = SCENARIOS[options.scenario]
         if options.scenario == "step" and self.saturated(options):
             return None
-        for stage in stages:
+        for stage in SCENARIOS[options.scenario]:
             if elapsed < stage.until_s:
                 return stage.users, stage.spawn_rate
         return None

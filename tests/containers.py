@@ -27,12 +27,27 @@ def engine_unavailable_reason() -> str | None:
 
 
 def build_image(bentoml_home: str) -> str:
+    """`make image`'s script; the image name it prints."""
     result = subprocess.run(
         ["scripts/image.sh"], cwd=REPO_ROOT, env={**os.environ, "BENTOML_HOME": bentoml_home, "PENGUIN_IMAGE": "penguin-serve-test"},
         capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout.strip().splitlines()[-1]
+
+
+def user_environment(bentoml_home: str) -> dict[str, str]:
+    """A machine where `docker` builds with BuildKit, as on a developer's desk: here Debian's docker.io CLI
+    (the docker 28 CLI on these machines lacks the buildx plugin), with the engine started and the base image
+    present (a stand-in built from Debian packages when python:3.11-slim cannot be pulled)."""
+    subprocess.run(["scripts/container-engine.sh"], cwd=REPO_ROOT, check=True, timeout=300)
+    env = {**os.environ, "BENTOML_HOME": bentoml_home}
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0 and os.path.exists("/usr/bin/docker"):
+        env["PATH"] = "/usr/bin:" + env["PATH"]
+    base = "python:3.11-slim"
+    if docker("image", "inspect", base, check=False).returncode != 0 and docker("pull", base, check=False, timeout=300).returncode != 0:
+        subprocess.run(["scripts/base-image.sh", base], cwd=REPO_ROOT, check=True, capture_output=True, timeout=900)
+    return env
 
 
 class Container:

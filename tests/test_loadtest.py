@@ -1,11 +1,34 @@
-"""Load testing: a short headless Locust run against a real local server, then the generated report."""
+"""Load testing: Locust's own command line and a short scenario run against a real local server, then the
+generated report."""
 
 import csv
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO_ROOT
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+
+
+def test_plain_locust_command_line_runs_the_users_and_time_it_is_given(served, tmp_path):
+    """The command line penguin-service READMEs give, as typed (host from LOCUST_HOST, -t shortened): no
+    scenario takes over -u, -r or -t."""
+    result = subprocess.run(
+        [LOCUST, "-f", "locustfile.py", "--headless", "-u", "10", "-r", "5", "-t", "6s", "--csv", str(tmp_path / "results"),
+         "--only-summary"],
+        cwd=REPO_ROOT, env={**os.environ, "LOCUST_HOST": served.url}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    history = [row for row in csv.DictReader((tmp_path / "results_stats_history.csv").open()) if row["Name"] == "Aggregated"]
+    users = [int(row["User Count"]) for row in history]
+    seconds = int(history[-1]["Timestamp"]) - int(history[0]["Timestamp"]) + 1
+    assert max(users) == 10 and users[-1] == 10, users
+    assert 5 <= seconds <= 8, seconds
+    totals = next(row for row in csv.DictReader((tmp_path / "results_stats.csv").open()) if row["Name"] == "Aggregated")
+    assert int(totals["Request Count"]) > 100 and int(totals["Failure Count"]) == 0
 
 
 def test_short_headless_run_checks_answers_counts_422s_as_success_and_reports(served, tmp_path):
@@ -67,7 +90,7 @@ def test_a_wrong_species_is_a_failure(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", "locustfile.py", "--headless", "--host",
+            [LOCUST, "-f", "locustfile.py", "--headless", "--host",
              f"http://127.0.0.1:{server.server_address[1]}", "--scenario", "baseline", "--time-scale", "0.03",
              "--invalid-share", "0", "--batch-share", "0", "--csv", str(tmp_path / "wrong"), "--only-summary"],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
