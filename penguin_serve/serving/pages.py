@@ -42,7 +42,6 @@ PAGE = """<!DOCTYPE html>
   <header>
     <h1>{name}</h1>
     <p id="versions">bento {bento} &middot; model {model}</p>
-    <p>{description}</p>
     <p><code>curl -X POST {origin}/predict -H 'Content-Type: application/json' -d '{{"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "sex": "male", "island": "Torgersen"}}'</code></p>
     <p><a href="/docs.json">OpenAPI spec</a> &middot; <a href="/model">model</a> &middot; <a href="/health">health</a> &middot; <a href="/metrics">metrics</a></p>
   </header>
@@ -58,8 +57,10 @@ PAGE = """<!DOCTYPE html>
 
 def create_app(classifier: Classifier) -> Starlette:
     def versions() -> tuple[str, str]:
-        model = classifier.model
-        return bentoml.server_context.bento_version, model.version if model else "loading"
+        """The bento (none under `bentoml serve service:...`, which serves the source) and the model."""
+        context, model = bentoml.server_context, classifier.model
+        bento = f"{context.bento_name}:{context.bento_version}" if context.bento_version != "not available" else "none (source)"
+        return bento, model.version if model else "loading"
 
     async def front_page(request: Request) -> HTMLResponse:
         bento, model = versions()
@@ -67,7 +68,7 @@ def create_app(classifier: Classifier) -> Starlette:
         return HTMLResponse(
             PAGE.format(
                 name=NAME, bento=html.escape(bento), model=html.escape(model),
-                description=html.escape(DESCRIPTION).replace("`", ""), origin=html.escape(origin),
+                origin=html.escape(origin),
             )
         )  # fmt: skip
 
