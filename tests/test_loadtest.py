@@ -101,3 +101,15 @@ def test_a_wrong_species_is_a_failure(tmp_path):
     failures = list(csv.DictReader((tmp_path / "wrong_failures.csv").open()))
     assert failures and all("wrong species: Gentoo for a known" in f["Error"] for f in failures)
     assert {re.search(r"for a known (\w+)", f["Error"]).group(1) for f in failures} == {"Adelie", "Chinstrap"}
+
+
+def test_locustfile_needs_only_locust_and_the_penguin_table():
+    """What requirements-loadtest.txt installs on a separate load-generator machine is enough."""
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "locustfile.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert imported - set(sys.stdlib_module_names) == {"locust"}
+    assert '"palmerpenguins"' in (REPO_ROOT / "locustfile.py").read_text()
+    assert {"locust", "palmerpenguins"} <= {line.split("==")[0] for line in (REPO_ROOT / "requirements-loadtest.txt").read_text().splitlines()}
