@@ -44,7 +44,7 @@ $(SERVE_VENV)/.installed: requirements.txt
 
 # This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
 bench: install $(SERVE_VENV)/.installed
-	$(BIN)/python benchmarks/bench.py --service-venv $(SERVE_VENV) --out docs/performance.json
+	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --out docs/performance.json
 
 test: install
 	$(BIN)/python -m pytest

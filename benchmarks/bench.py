@@ -1,16 +1,24 @@
-"""`make bench`: this service against the usual approach, side by side, in one run.
+"""`make bench`: this service against the usual approach and the HTTP ceiling, side by side, in one run.
 
 Servers, each started here with 2 workers on 127.0.0.1 and driven by wrk (Debian's; it uses ~0.1 core):
-  penguin-serve            `bentoml serve service:PenguinClassifier` (this project), from --service-venv:
-                           the image's dependencies only (requirements.txt), as in production
-  reference                benchmarks/reference_app.py: FastAPI + pandas DataFrame + one-hot per request
-  fastapi-numpy            benchmarks/numpy_app.py: FastAPI + a numpy row + inplace_predict (1 thread)
-plus the in-process floor: Booster.inplace_predict on a numpy batch (rows/s, 1 thread).
+  penguin-serve    `bentoml serve service:PenguinClassifier` (this project), from --service-venv: the image's
+                   dependencies only (requirements.txt), as in production
+  http-ceiling     benchmarks/ceiling_app.py under uvicorn (httptools, uvloop): reads and parses the body,
+                   answers a fixed JSON as large as ours; no validation, no model
+  bentoml-floor    benchmarks/bentoml_floor.py under `bentoml serve`: the same fixed answer from a BentoML
+                   service configured like ours, i.e. what BentoML's server costs per request
+  fastapi-numpy    benchmarks/numpy_app.py: FastAPI + a numpy row + inplace_predict (1 thread)
+  reference        benchmarks/reference_app.py: the usual FastAPI + pandas DataFrame + one-hot per request
+plus in-process figures: Booster.inplace_predict on a 10,000-row batch (the floor, rows/s on 1 thread), one
+model call of 1 and of 32 rows, and what the metrics cost per row.
 
-Reported as medians of --reps repetitions: /predict requests/s and p50/p95/p99 at 16 and 64 connections,
-/predict_batch rows/s for 1,000-row requests (as columns and as records; compared with the floor per server
-CPU-second, because wrk's connections land on one worker or on both by chance), cold start (process start
--> first successful answer) and resident memory per worker. The last line is machine-readable; ratios are penguin-serve over reference.
+Reported as medians of --reps repetitions: /predict requests/s (and per server CPU-second: wrk's connections
+land on one worker or on both by chance) and p50/p95/p99 at 16 and 64 connections; for penguin-serve also
+/predict_batch rows/s for 1,000-row requests (as columns and as records, per server CPU-second against the
+floor), and a worker's live objects, resident memory and garbage-collection pauses at rest and after
+--saturation-s of saturation (benchmarks/probe/sitecustomize.py, injected for that phase only); cold start
+(process start -> first correct answer) and resident memory per worker for every server. The last line is
+machine-readable: ratios to the peers and the ceiling, measured in this run.
 """
 
 from __future__ import annotations
@@ -30,18 +38,15 @@ from pathlib import Path
 import psutil
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from penguin_serve.contract import encode  # noqa: E402
-from penguin_serve.training.dataset import load_dataset  # noqa: E402
-from processes import die_with_parent, free_port, stop  # noqa: E402
+from penguin_serve.contract import EXAMPLE, EXAMPLE_COLUMNS
+from penguin_serve.training.dataset import load_dataset
+from scripts.processes import die_with_parent, free_port, stop
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-RECORD = {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
-          "year": 2009, "sex": "male", "island": "Torgersen"}
 WORKERS = 2
 CONNECTIONS = (16, 64)
+BATCH_ROWS = 1_000
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [==[{body}]==]
@@ -52,6 +57,25 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
+"""
+IN_PROCESS = """
+import json, os, statistics, sys, time
+import numpy as np
+import xgboost as xgb
+from penguin_serve.serving.metrics import record_model_call
+booster = xgb.Booster(model_file=sys.argv[1]); booster.set_param({"nthread": 1})
+rows = np.load(sys.argv[2])
+def per_call(n, repeat):
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter(); booster.inplace_predict(rows[:n]); times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+probabilities = booster.inplace_predict(rows[:1000]).reshape(1000, 3)
+metrics = []
+for _ in range(21):
+    started = time.perf_counter(); record_model_call(probabilities); metrics.append(time.perf_counter() - started)
+print(json.dumps({"floor_rows_per_s": 10_000 / per_call(10_000, 21), "call_1_row_ms": 1000 * per_call(1, 201),
+                  "call_32_rows_ms": 1000 * per_call(32, 201), "metrics_us_per_row": 1e6 * statistics.median(metrics[1:]) / 1000}))
 """
 
 
@@ -68,17 +92,17 @@ class Server:
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.name, self.command, self.env = name, command, env
 
-    def start(self) -> float:
+    def start(self, **extra_env: str) -> float:
         """Start it and return the seconds from process start to the first correct /predict answer."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         started = time.monotonic()
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **self.env}, preexec_fn=die_with_parent,
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **self.env, **extra_env}, preexec_fn=die_with_parent,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while time.monotonic() - started < 120:
             try:
-                answer = requests.post(self.url + "/predict", json=RECORD, timeout=5)
+                answer = requests.post(self.url + "/predict", json=EXAMPLE, timeout=5)
                 if answer.status_code == 200 and answer.json()["prediction"] == "Adelie":
                     return time.monotonic() - started
             except requests.RequestException:
@@ -102,17 +126,19 @@ class Server:
         stop(self.process, timeout_s=20)
 
 
-def wrk(binary: str, url: str, body: str, connections: int, seconds: float) -> dict:
+def wrk(binary: str, server: Server, path: str, body: str, connections: int, seconds: float) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{body}", body))
     try:
-        output = subprocess.run([binary, "-t", "1", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", script.name, url],
+        cpu_before = server.cpu_seconds()
+        output = subprocess.run([binary, "-t", "1", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", script.name, server.url + path],
                                 capture_output=True, text=True, check=True).stdout
+        cpu = server.cpu_seconds() - cpu_before
     finally:
         os.unlink(script.name)
     fields = dict(re.findall(r"(\w+)=([\d.]+)", output.split("BENCH", 1)[1]))
     requests_done, duration_s = float(fields["requests"]), float(fields["duration_us"]) / 1e6
-    return {"rps": requests_done / duration_s, "errors": int(fields["errors"]),
+    return {"rps": requests_done / duration_s, "rps_per_cpu_s": requests_done / cpu, "errors": int(fields["errors"]),
             "p50": float(fields["p50"]), "p95": float(fields["p95"]), "p99": float(fields["p99"])}
 
 
@@ -120,19 +146,52 @@ def median_of(runs: list[dict]) -> dict:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def in_process_rows_per_s(model_dir: Path) -> float:
-    import xgboost as xgb
+def probe_samples(directory: Path) -> list[dict]:
+    """The latest sample of each penguin-serve process that has a model loaded (the workers)."""
+    samples = [json.loads(path.read_text()) for path in directory.glob("*.json")]
+    return [sample for sample in samples if sample["rss_mb"] > 50]
 
-    booster = xgb.Booster(model_file=str(model_dir / "booster.json"))
-    booster.set_param({"nthread": 1})
-    penguins = load_dataset().penguins
-    batch = encode([penguins[i % len(penguins)] for i in range(10_000)])
-    rates = []
-    for _ in range(21):  # the first run warms up; each takes ~25 ms
-        started = time.perf_counter()
-        booster.inplace_predict(batch)
-        rates.append(len(batch) / (time.perf_counter() - started))
-    return statistics.median(rates[1:])
+
+def memory_under_saturation(server: Server, wrk_binary: str, body: str, seconds: float) -> dict:
+    """A worker's live objects and memory at rest, then right after `seconds` of wrk at 64 connections."""
+    probe_dir = Path(tempfile.mkdtemp(prefix="penguin-probe-"))
+    try:
+        server.start(PYTHONPATH=str(REPO_ROOT / "benchmarks" / "probe"), PENGUIN_PROBE_DIR=str(probe_dir))
+        wrk(wrk_binary, server, "/predict", body, 16, 2)  # warm-up
+        time.sleep(2.5)
+        rest = probe_samples(probe_dir)
+        run = wrk(wrk_binary, server, "/predict", body, 64, seconds)
+        time.sleep(1.5)
+        after = probe_samples(probe_dir)
+        server.stop()
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    busiest = max(after, key=lambda sample: sample["gc"]["2"]["count"])
+    return {
+        "saturation_s": seconds, "rps": run["rps"],
+        "objects_at_rest": max(sample["objects"] for sample in rest), "objects_after": busiest["objects"],
+        "rss_mb_at_rest": max(sample["rss_mb"] for sample in rest), "rss_mb_after": busiest["rss_mb"],
+        "full_gc_count": busiest["gc"]["2"]["count"], "full_gc_max_ms": busiest["gc"]["2"]["max_ms"],
+        "full_gc_total_ms": busiest["gc"]["2"]["total_ms"],
+    }  # fmt: skip
+
+
+def in_process(service_venv: Path, model_dir: Path) -> dict:
+    """The floor and the per-call and per-row costs, in the service's own environment; metrics in
+    prometheus_client's multiprocess mode, as BentoML runs them."""
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = Path(scratch) / "rows.npy"
+        penguins = load_dataset().penguins
+        import numpy as np
+
+        from penguin_serve.contract import encode
+
+        np.save(rows, encode([penguins[i % len(penguins)] for i in range(10_000)]))
+        os.mkdir(Path(scratch) / "metrics")
+        output = subprocess.run([str(service_venv / "bin" / "python"), "-c", IN_PROCESS, str(model_dir / "booster.json"), str(rows)],
+                                cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+                                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(Path(scratch) / "metrics")}).stdout
+    return json.loads(output)
 
 
 def prepare_model(home: Path) -> Path:
@@ -147,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
+    parser.add_argument("--saturation-s", type=int, default=60, help="seconds of saturation for the memory figures")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--service-venv", type=Path, default=BIN.parent,
                         help="virtual environment that runs penguin-serve (make bench: .venv-serve)")
@@ -156,17 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="penguin-bench-"))
     try:
         model_dir = prepare_model(home)
-        uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}", "--workers", str(WORKERS)]
+        uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}", "--workers", str(WORKERS),
+                   "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
         servers = [
             Server("penguin-serve", [str(args.service_venv / "bin" / "bentoml"), "serve", "service:PenguinClassifier", "--host", "127.0.0.1",
                                      "--port", "{port}"], {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)}),
-            Server("reference", [*uvicorn, "benchmarks.reference_app:app"], {"MODEL_DIR": str(model_dir)}),
+            Server("http-ceiling", [*uvicorn, "benchmarks.ceiling_app:app"], {}),
+            Server("bentoml-floor", [str(args.service_venv / "bin" / "bentoml"), "serve", "benchmarks.bentoml_floor:BentoMLFloor",
+                                     "--host", "127.0.0.1", "--port", "{port}"], {"PENGUIN_WORKERS": str(WORKERS)}),
             Server("fastapi-numpy", [*uvicorn, "benchmarks.numpy_app:app"], {"MODEL_DIR": str(model_dir)}),
+            Server("reference", [*uvicorn, "benchmarks.reference_app:app"], {"MODEL_DIR": str(model_dir)}),
         ]
-        body = json.dumps(RECORD)
-        batch_rows = 1_000
-        batch_bodies = {"columns": json.dumps({name: [value] * batch_rows for name, value in RECORD.items()}),
-                        "records": json.dumps([RECORD] * batch_rows)}
+        body = json.dumps(EXAMPLE)
+        batch_bodies = {"columns": json.dumps({name: (values * BATCH_ROWS)[:BATCH_ROWS] for name, values in EXAMPLE_COLUMNS.items()}),
+                        "records": json.dumps([EXAMPLE] * BATCH_ROWS)}
         results: dict[str, dict] = {}
         for server in servers:
             cold = []
@@ -176,57 +239,70 @@ def main(argv: list[str] | None = None) -> int:
             result = {"cold_start_s": statistics.median(cold)}
             server.start()
             try:
-                wrk(wrk_binary, server.url + "/predict", body, 16, 2)  # warm-up
+                wrk(wrk_binary, server, "/predict", body, 16, 2)  # warm-up
                 for connections in CONNECTIONS:
-                    runs = [wrk(wrk_binary, server.url + "/predict", body, connections, args.duration) for _ in range(args.reps)]
+                    runs = [wrk(wrk_binary, server, "/predict", body, connections, args.duration) for _ in range(args.reps)]
                     result[f"c{connections}"] = median_of(runs)
                 result["rss_mb"] = server.worker_rss_mb()
                 if server.name == "penguin-serve":
                     for form, batch_body in batch_bodies.items():
-                        runs = []
-                        for _ in range(args.reps):
-                            cpu_before = server.cpu_seconds()
-                            run = wrk(wrk_binary, server.url + "/predict_batch", batch_body, 4, args.duration)
-                            rows = run["rps"] * batch_rows
-                            # Per CPU-second of the server: comparable with the one-thread floor whether
-                            # wrk's connections landed on one worker or on both.
-                            runs.append({**run, "rows_per_s": rows,
-                                         "rows_per_cpu_s": rows * args.duration / (server.cpu_seconds() - cpu_before)})
-                        result[f"batch_{form}"] = median_of(runs)
+                        runs = [wrk(wrk_binary, server, "/predict_batch", batch_body, 4, args.duration) for _ in range(args.reps)]
+                        result[f"batch_{form}"] = {**median_of(runs), "rows_per_s": median_of(runs)["rps"] * BATCH_ROWS,
+                                                   "rows_per_cpu_s": median_of(runs)["rps_per_cpu_s"] * BATCH_ROWS}
             finally:
                 server.stop()
+            if server.name == "penguin-serve":
+                result["memory"] = memory_under_saturation(server, wrk_binary, body, args.saturation_s)
             results[server.name] = result
             print(f"{server.name}: {json.dumps(result)}", flush=True)
-        floor = in_process_rows_per_s(model_dir)
+        costs = in_process(args.service_venv, model_dir)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    ours, reference = results["penguin-serve"], results["reference"]
-    best = {name: max(r[f"c{c}"]["rps"] for c in CONNECTIONS) for name, r in results.items()}
+    ours, reference, numpy_app, ceiling, floor_server = (
+        results[name] for name in ("penguin-serve", "reference", "fastapi-numpy", "http-ceiling", "bentoml-floor")
+    )
+    floor = costs["floor_rows_per_s"]
     print()
-    print(f"{'server':<15} {'req/s':>8} " + " ".join(f"{'p50/p95/p99 ms @' + str(c):>24}" for c in CONNECTIONS)
+    print(f"{'server':<15} " + " ".join(f"{'req/s @' + str(c):>10} {'per CPU-s':>9} {'p50/p95/p99 ms':>20}" for c in CONNECTIONS)
           + f" {'errors':>7} {'cold s':>7} {'RSS MB':>7}")
     for name, r in results.items():
-        latencies = " ".join(f"{r[f'c{c}']['p50']:>8.1f}/{r[f'c{c}']['p95']:.1f}/{r[f'c{c}']['p99']:.1f}".rjust(24) for c in CONNECTIONS)
+        columns = " ".join(f"{r[f'c{c}']['rps']:>10.0f} {r[f'c{c}']['rps_per_cpu_s']:>9.0f} "
+                           + f"{r[f'c{c}']['p50']:.1f}/{r[f'c{c}']['p95']:.1f}/{r[f'c{c}']['p99']:.1f}".rjust(20) for c in CONNECTIONS)
         errors = sum(r[f"c{c}"]["errors"] for c in CONNECTIONS)
-        print(f"{name:<15} {best[name]:>8.0f} {latencies} {errors:>7.0f} {r['cold_start_s']:>7.2f} {r['rss_mb']:>7.0f}")
-    print(f"in-process inplace_predict floor: {floor:,.0f} rows/s (1 thread); /predict_batch, 1,000 rows: "
-          + "; ".join(f"as {form} {ours[f'batch_{form}']['rows_per_s']:,.0f} rows/s, "
-                      f"{ours[f'batch_{form}']['rows_per_cpu_s']:,.0f} per server CPU-second "
-                      f"({ours[f'batch_{form}']['rows_per_cpu_s'] / floor:.0%} of the floor)" for form in batch_bodies))
+        print(f"{name:<15} {columns} {errors:>7.0f} {r['cold_start_s']:>7.2f} {r['rss_mb']:>7.0f}")
+    print(f"in-process: inplace_predict floor {floor:,.0f} rows/s (1 thread, 10,000-row batch); one call of 1 row "
+          f"{costs['call_1_row_ms']:.3f} ms, of 32 rows {costs['call_32_rows_ms']:.3f} ms; metrics {costs['metrics_us_per_row']:.2f} µs per row")
+    print(f"/predict_batch, {BATCH_ROWS:,} rows: "
+          + "; ".join(f"as {form} {ours[f'batch_{form}']['rows_per_s']:,.0f} rows/s, {ours[f'batch_{form}']['rows_per_cpu_s']:,.0f} per server "
+                      f"CPU-second ({ours[f'batch_{form}']['rows_per_cpu_s'] / floor:.0%} of the floor)" for form in batch_bodies))
+    memory = ours["memory"]
+    print(f"a worker under {memory['saturation_s']} s of saturation ({memory['rps']:,.0f} requests/s): live objects "
+          f"{memory['objects_at_rest']:,} at rest -> {memory['objects_after']:,}; RSS {memory['rss_mb_at_rest']:.0f} -> "
+          f"{memory['rss_mb_after']:.0f} MB; {memory['full_gc_count']} full collections, longest {memory['full_gc_max_ms']:.0f} ms")
     summary = {
-        "predict_rps_ratio": best["penguin-serve"] / best["reference"],
-        "numpy_fastapi_rps_ratio": best["penguin-serve"] / best["fastapi-numpy"],
+        "predict_rps": ours["c64"]["rps"],
+        "ceiling_ratio": ours["c64"]["rps"] / ceiling["c64"]["rps"],
+        "ceiling_cpu_ratio": ours["c64"]["rps_per_cpu_s"] / ceiling["c64"]["rps_per_cpu_s"],
+        "bentoml_floor_ratio": ours["c64"]["rps"] / floor_server["c64"]["rps"],
+        "bentoml_floor_p99_c64_ms": floor_server["c64"]["p99"],
+        "numpy_fastapi_rps_ratio": ours["c64"]["rps"] / numpy_app["c64"]["rps"],
+        "predict_rps_ratio": ours["c64"]["rps"] / reference["c64"]["rps"],
+        "p99_c64_ms": ours["c64"]["p99"],
+        "p99_over_p50_c64": ours["c64"]["p99"] / ours["c64"]["p50"],
         "p99_ratio": ours["c64"]["p99"] / reference["c64"]["p99"],
         "batch_rows_per_s": ours["batch_columns"]["rows_per_s"],
         "batch_floor_ratio": ours["batch_columns"]["rows_per_cpu_s"] / floor,
         "batch_records_rows_per_s": ours["batch_records"]["rows_per_s"],
         "batch_records_floor_ratio": ours["batch_records"]["rows_per_cpu_s"] / floor,
         "cold_start_s": ours["cold_start_s"],
+        "cold_start_ratio": ours["cold_start_s"] / numpy_app["cold_start_s"],
         "rss_mb": ours["rss_mb"],
+        "objects_growth": memory["objects_after"] / memory["objects_at_rest"],
+        "rss_growth_mb": memory["rss_mb_after"] - memory["rss_mb_at_rest"],
     }
     if args.out:
-        args.out.write_text(json.dumps({"results": results, "floor_rows_per_s": floor, "summary": summary}, indent=2))
+        args.out.write_text(json.dumps({"results": results, "in_process": costs, "summary": summary}, indent=2) + "\n")
     print(" ".join(f"{key}={value:.3g}" if value < 1000 else f"{key}={value:.0f}" for key, value in summary.items()))
     return 0
 

@@ -46,6 +46,9 @@ _SEX_CODE = {"male": 1.0, "female": 0.0, None: math.nan}
 _ISLAND_ONE_HOT = {
     island: tuple(1.0 if other == island else 0.0 for other in ISLANDS) for island in ISLANDS
 }
+_CATEGORY_CODES = {  # (sex, island) -> the row's columns after the measurements
+    (sex, island): (_SEX_CODE[sex], *_ISLAND_ONE_HOT[island]) for sex in _SEX_CODE for island in ISLANDS
+}
 
 
 def _measurement(name: str) -> Any:
@@ -191,11 +194,13 @@ def encode_batch(batch: list[Penguin] | PenguinColumns) -> np.ndarray:
 
 def encode(penguins: Sequence[Penguin]) -> np.ndarray:
     """The model's input matrix (float32, one row per penguin, columns in FEATURE_NAMES order)."""
-    return _matrix(
-        [[getattr(p, name) for p in penguins] for name in MEASUREMENTS],
-        [p.sex for p in penguins],
-        [p.island for p in penguins],
-    )
+    return np.array(
+        [
+            (p.bill_length_mm, p.bill_depth_mm, p.flipper_length_mm, p.body_mass_g, *_CATEGORY_CODES[p.sex, p.island])
+            for p in penguins
+        ],
+        dtype=np.float32,
+    ).reshape(len(penguins), len(FEATURE_NAMES))
 
 
 def encode_columns(columns: PenguinColumns) -> np.ndarray:
@@ -235,6 +240,18 @@ class PredictionColumns(BaseModel):
     model_version: str
     out_of_distribution: list[list[str]]
     warnings: list[list[str]]
+
+
+def slice_columns(columns: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """Answers in PredictionColumns' shape for rows start:end only."""
+    return {
+        "prediction": columns["prediction"][start:end],
+        "probabilities": {species: values[start:end] for species, values in columns["probabilities"].items()},
+        "confidence": columns["confidence"][start:end],
+        "model_version": columns["model_version"],
+        "out_of_distribution": columns["out_of_distribution"][start:end],
+        "warnings": columns["warnings"][start:end],
+    }
 
 
 def prediction_records(columns: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,6 +12,10 @@ from penguin_serve.serving.batching import MicroBatcher
 from penguin_serve.training.dataset import load_dataset
 
 
+def rows_of(output, start, end):
+    return output[start:end]
+
+
 class RecordingModel:
     def __init__(self, fail_first: bool = False):
         self.calls: list[int] = []
@@ -26,7 +30,7 @@ class RecordingModel:
 
 def test_concurrent_submissions_share_one_call_and_get_their_own_rows():
     model = RecordingModel()
-    batcher = MicroBatcher(model)
+    batcher = MicroBatcher(model, rows_of)
 
     async def main():
         requests_rows = [np.full((size, 2), index, dtype=np.float32) for index, size in enumerate([1, 3, 1, 5])]
@@ -41,7 +45,7 @@ def test_concurrent_submissions_share_one_call_and_get_their_own_rows():
 
 def test_a_lone_request_is_not_held_back():
     model = RecordingModel()
-    batcher = MicroBatcher(model)
+    batcher = MicroBatcher(model, rows_of)
 
     async def main():
         first = await batcher.submit(np.ones((1, 2)))
@@ -54,7 +58,7 @@ def test_a_lone_request_is_not_held_back():
 
 def test_a_failing_model_call_fails_its_requests_and_the_next_call_works():
     model = RecordingModel(fail_first=True)
-    batcher = MicroBatcher(model)
+    batcher = MicroBatcher(model, rows_of)
 
     async def main():
         failed = await asyncio.gather(batcher.submit(np.ones((1, 2))), batcher.submit(np.ones((1, 2))),
@@ -68,7 +72,7 @@ def test_a_failing_model_call_fails_its_requests_and_the_next_call_works():
 
 def test_a_cancelled_request_does_not_disturb_the_others():
     model = RecordingModel()
-    batcher = MicroBatcher(model)
+    batcher = MicroBatcher(model, rows_of)
 
     async def main():
         cancelled = asyncio.ensure_future(batcher.submit(np.ones((1, 2))))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 
+from ..contract import slice_columns
 from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import Settings
@@ -35,7 +36,7 @@ class NotReady(ServiceUnavailable):
 class Classifier:
     def __init__(self) -> None:
         self.model: PenguinModel | None = None  # set once, when loaded and checked
-        self._batcher = MicroBatcher(self._model_call)
+        self._batcher = MicroBatcher(self._answer_rows, slice_columns)
 
     @property
     def ready(self) -> bool:
@@ -61,13 +62,14 @@ class Classifier:
 
     async def answer(self, features: np.ndarray) -> dict[str, Any]:
         """The answers for these feature rows, shaped like contract.PredictionColumns. Requests that arrive
-        together share one model call."""
+        together share one model call and one pass of answer building."""
+        self.checked_model()
+        return await self._batcher.submit(features)
+
+    def _answer_rows(self, rows: np.ndarray) -> dict[str, Any]:
         model = self.checked_model()
-        answers = model.answer_columns(features, await self._batcher.submit(features))
+        probabilities = model.probabilities(rows)
+        answers = model.answer_columns(rows, probabilities)
+        record_model_call(probabilities)
         record_out_of_distribution(answers["out_of_distribution"])
         return answers
-
-    def _model_call(self, rows: np.ndarray) -> np.ndarray:
-        probabilities = self.checked_model().probabilities(rows)
-        record_model_call(probabilities)
-        return probabilities

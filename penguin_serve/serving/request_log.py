@@ -4,10 +4,10 @@ and a request id echoed in the X-Request-ID response header. Request bodies (inp
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 
 import pydantic_core
 
@@ -16,6 +16,7 @@ from .http import ASGIApp, Message, Receive, Scope, Send
 ACCESS_LOG = logging.getLogger("penguin_serve.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TRACE_CONTEXT = re.compile(r"([0-9a-fA-F]{32})(?:/(\d+))?(?:;o=([01]))?")
+_LEVELS = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/health", "/metrics"})  # probes and scrapes: no line each
 
 
@@ -39,7 +40,7 @@ class RequestLog:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         given_id = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given_id if _REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex
+        request_id = given_id if _REQUEST_ID.fullmatch(given_id) else os.urandom(16).hex()
         debug = ACCESS_LOG.isEnabledFor(logging.DEBUG)
         body = bytearray()
         status, size = 500, 0
@@ -69,7 +70,8 @@ class RequestLog:
     def _log(self, scope: Scope, headers: dict, request_id: str, status: int, size: int, latency: float,
              body: bytearray | None) -> None:
         severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
-        if not ACCESS_LOG.isEnabledFor(logging.getLevelName(severity)):
+        level = _LEVELS[severity]
+        if not ACCESS_LOG.isEnabledFor(level):
             return
         query = scope.get("query_string", b"").decode("latin-1")
         entry = {
@@ -90,7 +92,7 @@ class RequestLog:
         }
         if body is not None:
             entry["requestBody"] = body.decode("utf-8", "replace")
-        ACCESS_LOG.log(logging.getLevelName(severity), pydantic_core.to_json(entry).decode())
+        ACCESS_LOG.log(level, pydantic_core.to_json(entry).decode())
 
     def _trace(self, header: str) -> dict:
         match = _TRACE_CONTEXT.match(header)
