@@ -8,10 +8,10 @@ import threading
 import bentoml
 from starlette.middleware.cors import CORSMiddleware
 
-from penguin_serve.contract import BatchRequest, Penguin, Prediction, PredictionColumns
+from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
 from penguin_serve.serving import pages, request_log
 from penguin_serve.serving.classifier import Classifier
-from penguin_serve.serving.endpoints import ENDPOINTS, PREDICT, PREDICT_BATCH
+from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
 from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.settings import SETTINGS
 
@@ -71,6 +71,11 @@ class PenguinClassifier:
     async def predict_batch(self, penguins: BatchRequest, /) -> list[Prediction] | PredictionColumns:
         """Classify up to 10,000 penguins, sent as records or as columns; answers in order, in the same form."""
         return PREDICT_BATCH.typed(await PREDICT_BATCH.answer(self.classifier, penguins))
+
+    @bentoml.api(route=EXPLAIN.path)
+    async def explain(self, penguin: Penguin, /) -> Explanation:
+        """Classify one penguin and say why: each field's contribution to each species' margin (log-odds)."""
+        return EXPLAIN.typed(await EXPLAIN.answer(self.classifier, penguin))
 
 
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API

@@ -20,10 +20,10 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from penguin_serve.contract import FEATURE_NAMES, ISLANDS, MEASUREMENTS, SPECIES, encode
+from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, SPECIES, encode
 from penguin_serve.training.dataset import DATASET_NAME, load_dataset
-from penguin_serve.training.evaluate import classification_metrics, format_report, summarize
-from penguin_serve.model import MODEL_NAME, PenguinModel
+from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
+from penguin_serve.model import MODEL_NAME, PenguinModel, field_contributions
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
 
@@ -85,14 +85,16 @@ def predict_probabilities(booster: xgb.Booster, features: np.ndarray) -> np.ndar
     return booster.inplace_predict(features).reshape(len(features), len(SPECIES))
 
 
-def cross_validate(features: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> list[dict]:
+def cross_validate(features: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> tuple[list[dict], np.ndarray]:
+    """Each fold's metrics, and the out-of-fold probabilities: every row predicted by the fold model that did not
+    see it (for calibration)."""
     folds = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
-    return [
-        classification_metrics(
-            labels[test], predict_probabilities(fit(features[train], labels[train], args), features[test])
-        )
-        for train, test in folds.split(features, labels)
-    ]
+    out_of_fold = np.empty((len(labels), len(SPECIES)), dtype=np.float32)
+    fold_metrics = []
+    for train, test in folds.split(features, labels):
+        out_of_fold[test] = predict_probabilities(fit(features[train], labels[train], args), features[test])
+        fold_metrics.append(classification_metrics(labels[test], out_of_fold[test]))
+    return fold_metrics, out_of_fold
 
 
 def self_check_reference(penguins: list, labels: np.ndarray, booster: xgb.Booster) -> dict:
@@ -109,8 +111,16 @@ def self_check_reference(penguins: list, labels: np.ndarray, booster: xgb.Booste
     }
 
 
-def build_metadata(args, dataset, train_features, metrics, self_check) -> dict:
+def global_importance(booster: xgb.Booster, features: np.ndarray) -> dict:
+    """Mean |TreeSHAP contribution| of each request field to each species' margin over these rows."""
+    _, fields = field_contributions(booster, features, nthread=1)
+    means = np.abs(fields).mean(axis=0)  # fields x species
+    return {field: dict(zip(SPECIES, row)) for field, row in zip(FIELD_COLUMNS, means.round(6).tolist())}
+
+
+def build_metadata(args, dataset, booster, train_features, train_labels, metrics, self_check) -> dict:
     measured = train_features[:, : len(MEASUREMENTS)]
+    years = [p.year for p in dataset.penguins if p.year is not None]
     return {
         "model_name": args.model_name,
         "classes": list(SPECIES),
@@ -123,7 +133,15 @@ def build_metadata(args, dataset, train_features, metrics, self_check) -> dict:
             name: [float(measured[:, i].min()), float(measured[:, i].max())]
             for i, name in enumerate(MEASUREMENTS)
         },
+        # The inner deciles of each measurement over the training rows: the bucket bounds of the service's
+        # input histograms, so that without drift each bucket gets about a tenth of the traffic.
+        "training_deciles": {
+            name: np.quantile(measured[:, i], np.linspace(0.1, 0.9, 9)).round(4).tolist()
+            for i, name in enumerate(MEASUREMENTS)
+        },
+        "class_prior": dict(zip(SPECIES, (np.bincount(train_labels, minlength=len(SPECIES)) / len(train_labels)).round(6).tolist())),
         "metrics": metrics,
+        "global_importance": global_importance(booster, train_features),
         "params": {**xgboost_params(args), "rounds": args.rounds, "test_size": args.test_size},
         "dataset": {
             "name": DATASET_NAME,
@@ -131,6 +149,7 @@ def build_metadata(args, dataset, train_features, metrics, self_check) -> dict:
             "rows_total": dataset.rows_total,
             "rows_used": len(dataset.penguins),
             "rows_dropped_missing_measurements": dataset.rows_dropped,
+            "years": [min(years), max(years)],
         },
         "versions": {
             "python": platform.python_version(),
@@ -172,12 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     train_rows, test_rows = train_test_split(
         np.arange(len(features)), test_size=args.test_size, stratify=dataset.labels, random_state=args.seed
     )
-    cv_folds = cross_validate(features[train_rows], dataset.labels[train_rows], args)
+    cv_folds, out_of_fold = cross_validate(features[train_rows], dataset.labels[train_rows], args)
     booster = fit(features[train_rows], dataset.labels[train_rows], args)
     holdout = classification_metrics(
         dataset.labels[test_rows], predict_probabilities(booster, features[test_rows])
     )
-    metrics = summarize(cv_folds, holdout)
+    metrics = {**summarize(cv_folds, holdout), "calibration": reliability(dataset.labels[train_rows], out_of_fold)}
     print(f"Trained on {len(train_rows)} of {len(features)} rows ({dataset.rows_dropped} dropped: no measurements).")
     print(format_report(metrics))
 
@@ -190,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     self_check = self_check_reference(dataset.penguins, dataset.labels, booster)
-    metadata = build_metadata(args, dataset, features[train_rows], metrics, self_check)
+    metadata = build_metadata(
+        args, dataset, booster, features[train_rows], dataset.labels[train_rows], metrics, self_check
+    )
     # bentoml.xgboost.save_model cannot be used: it looks up the `xgboost` distribution, which the
     # CUDA-free `xgboost-cpu` wheel does not provide. The framework-neutral store entry holds the same
     # files as the export and the Cloud Storage copy, so one loader serves all three.

@@ -39,6 +39,7 @@ import psutil
 import requests
 
 from penguin_serve.contract import EXAMPLE, EXAMPLE_COLUMNS
+from penguin_serve.settings import SETTINGS
 from penguin_serve.training.dataset import load_dataset
 from scripts.processes import die_with_parent, free_port, stop
 
@@ -153,7 +154,8 @@ def probe_samples(directory: Path) -> list[dict]:
 
 
 def memory_under_saturation(server: Server, wrk_binary: str, body: str, seconds: float) -> dict:
-    """A worker's live objects and memory at rest, then right after `seconds` of wrk at 64 connections."""
+    """A worker's live objects and memory at rest, right after `seconds` of wrk at 64 connections, and once
+    BentoML's per-request timers (PENGUIN_REQUEST_TIMEOUT_S) have all run out."""
     probe_dir = Path(tempfile.mkdtemp(prefix="penguin-probe-"))
     try:
         server.start(PYTHONPATH=str(REPO_ROOT / "benchmarks" / "probe"), PENGUIN_PROBE_DIR=str(probe_dir))
@@ -163,6 +165,8 @@ def memory_under_saturation(server: Server, wrk_binary: str, body: str, seconds:
         run = wrk(wrk_binary, server, "/predict", body, 64, seconds)
         time.sleep(1.5)
         after = probe_samples(probe_dir)
+        time.sleep(SETTINGS.request_timeout_s + 3)
+        expired = probe_samples(probe_dir)
         server.stop()
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
@@ -170,6 +174,7 @@ def memory_under_saturation(server: Server, wrk_binary: str, body: str, seconds:
     return {
         "saturation_s": seconds, "rps": run["rps"],
         "objects_at_rest": max(sample["objects"] for sample in rest), "objects_after": busiest["objects"],
+        "objects_after_timeout": max(sample["objects"] for sample in expired),
         "rss_mb_at_rest": max(sample["rss_mb"] for sample in rest), "rss_mb_after": busiest["rss_mb"],
         "full_gc_count": busiest["gc"]["2"]["count"], "full_gc_max_ms": busiest["gc"]["2"]["max_ms"],
         "full_gc_total_ms": busiest["gc"]["2"]["total_ms"],
@@ -245,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                     result[f"c{connections}"] = median_of(runs)
                 result["rss_mb"] = server.worker_rss_mb()
                 if server.name == "penguin-serve":
+                    for connections in CONNECTIONS:
+                        runs = [wrk(wrk_binary, server, "/explain", body, connections, args.duration) for _ in range(args.reps)]
+                        result[f"explain_c{connections}"] = median_of(runs)
                     for form, batch_body in batch_bodies.items():
                         runs = [wrk(wrk_binary, server, "/predict_batch", batch_body, 4, args.duration) for _ in range(args.reps)]
                         result[f"batch_{form}"] = {**median_of(runs), "rows_per_s": median_of(runs)["rps"] * BATCH_ROWS,
@@ -277,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
           + "; ".join(f"as {form} {ours[f'batch_{form}']['rows_per_s']:,.0f} rows/s, {ours[f'batch_{form}']['rows_per_cpu_s']:,.0f} per server "
                       f"CPU-second ({ours[f'batch_{form}']['rows_per_cpu_s'] / floor:.0%} of the floor)" for form in batch_bodies))
     memory = ours["memory"]
+    print("/explain: " + "; ".join(f"{ours[f'explain_c{c}']['rps']:,.0f} requests/s at {c} connections "
+                                   f"({ours[f'explain_c{c}']['rps'] / ours[f'c{c}']['rps']:.2f} of /predict's)" for c in CONNECTIONS))
     print(f"a worker under {memory['saturation_s']} s of saturation ({memory['rps']:,.0f} requests/s): live objects "
-          f"{memory['objects_at_rest']:,} at rest -> {memory['objects_after']:,}; RSS {memory['rss_mb_at_rest']:.0f} -> "
+          f"{memory['objects_at_rest']:,} at rest -> {memory['objects_after']:,} -> {memory['objects_after_timeout']:,} once "
+          f"the {SETTINGS.request_timeout_s} s request timers ran out; RSS {memory['rss_mb_at_rest']:.0f} -> "
           f"{memory['rss_mb_after']:.0f} MB; {memory['full_gc_count']} full collections, longest {memory['full_gc_max_ms']:.0f} ms")
     summary = {
         "predict_rps": ours["c64"]["rps"],
@@ -298,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start_s": ours["cold_start_s"],
         "cold_start_ratio": ours["cold_start_s"] / numpy_app["cold_start_s"],
         "rss_mb": ours["rss_mb"],
+        "explain_ratio": ours["explain_c64"]["rps"] / ours["c64"]["rps"],
         "objects_growth": memory["objects_after"] / memory["objects_at_rest"],
+        "objects_left_after_timeout": memory["objects_after_timeout"] / memory["objects_at_rest"],
         "rss_growth_mb": memory["rss_mb_after"] - memory["rss_mb_at_rest"],
     }
     if args.out:

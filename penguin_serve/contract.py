@@ -42,6 +42,14 @@ MAX_BATCH_RECORDS = 10_000  # per POST /predict_batch request
 # learns a default branch for missing values); islands are one-hot.
 FEATURE_NAMES = (*MEASUREMENTS, "sex_male", *(f"island_{island}" for island in ISLANDS))
 
+# An explanation's fields: each request field that reaches the model, with the model columns it is encoded
+# into (contributions of one-hot columns add up to their field's).
+FIELD_COLUMNS = {
+    **{name: (FEATURE_NAMES.index(name),) for name in MEASUREMENTS},
+    "sex": (FEATURE_NAMES.index("sex_male"),),
+    "island": tuple(FEATURE_NAMES.index(f"island_{island}") for island in ISLANDS),
+}
+
 _SEX_CODE = {"male": 1.0, "female": 0.0, None: math.nan}
 _ISLAND_ONE_HOT = {
     island: tuple(1.0 if other == island else 0.0 for other in ISLANDS) for island in ISLANDS
@@ -229,6 +237,20 @@ class Prediction(BaseModel):
         description="Measurements outside the range seen in training: the prediction is less reliable.",
     )
     warnings: list[str] = Field(default_factory=list)
+
+
+class Explanation(Prediction):
+    """/predict's answer and why: exact TreeSHAP contributions (XGBoost's own), per request field and species,
+    in the model's margin space (log-odds). For each species, base_value plus the sum of the fields'
+    contributions is its margin, and the softmax of the margins is `probabilities`."""
+
+    base_value: dict[str, float] = Field(
+        description="Per species: its margin (log-odds) before any field is known, the same for every penguin."
+    )
+    contributions: dict[str, dict[str, float]] = Field(
+        description="Per request field (the measurements, sex and island; a null sex is explained as unknown), "
+        "per species: how much this penguin's value moved the species' margin (log-odds). Positive: towards it."
+    )
 
 
 class PredictionColumns(BaseModel):

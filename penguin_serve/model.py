@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import numpy as np
 
-from .contract import FEATURE_NAMES, MEASUREMENTS, SPECIES, Penguin, encode
+from .model_card import MODEL_CARD_FILE
+from .model_card import render as render_model_card
+from .contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, Penguin, encode
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -46,6 +48,17 @@ def artifact_digest(data: bytes) -> dict[str, Any]:
     }
 
 
+def field_contributions(booster: xgb.Booster, features: np.ndarray, nthread: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact TreeSHAP (XGBoost's pred_contribs) folded into the request's fields: the base values (rows x
+    species) and the fields' contributions (rows x FIELD_COLUMNS x species), in margin space (log-odds)."""
+    import xgboost as xgb
+
+    matrix = xgb.DMatrix(features, feature_names=list(FEATURE_NAMES), nthread=nthread)
+    raw = booster.predict(matrix, pred_contribs=True)  # rows x species x (features + bias)
+    fields = np.stack([raw[:, :, list(columns)].sum(axis=2) for columns in FIELD_COLUMNS.values()], axis=1)
+    return raw[:, :, -1], fields
+
+
 @dataclass(frozen=True)
 class PenguinModel:
     booster: xgb.Booster
@@ -54,6 +67,7 @@ class PenguinModel:
     source: str  # "bento", "gcs" or "fallback": reported by the model-info endpoint and a metric
     location: str = ""  # where exactly it came from
     fallback_reason: str | None = None
+    nthread: int = 1  # XGBoost threads per call
 
     @classmethod
     def from_files(cls, directory: str | Path, source: str, nthread: int) -> PenguinModel:
@@ -90,7 +104,7 @@ class PenguinModel:
         # One thread per prediction: the service scales with workers, and XGBoost's default of all cores
         # costs ~10 ms per row under concurrent requests.
         booster.set_param({"nthread": nthread})
-        model = cls(booster, dict(metadata), version, source, location)
+        model = cls(booster, dict(metadata), version, source, location, nthread=nthread)
         model.check()
         return model
 
@@ -112,6 +126,9 @@ class PenguinModel:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities, one row per input row, columns in SPECIES order."""
         return self.booster.inplace_predict(features).reshape(len(features), len(SPECIES))
+
+    def contributions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return field_contributions(self.booster, features, self.nthread)
 
     def answer_columns(self, features: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
         """The answers for these feature rows and their probabilities, shaped like contract.PredictionColumns.
@@ -153,18 +170,20 @@ class PenguinModel:
 
     def write_files(self, directory: str | Path) -> None:
         """The model's portable form: XGBoost JSON plus a metadata JSON that records the booster's size and
-        checksums. The same two files make the model store entry, the models/ export and the Cloud Storage
-        copy."""
+        checksums, and the model card rendered from that metadata. The same files make the model store entry,
+        the models/ export and the Cloud Storage copy."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         booster_raw = bytes(self.booster.save_raw(raw_format="json"))
         metadata = {**self.metadata, "model_version": self.version, "artifact": artifact_digest(booster_raw)}
         (directory / BOOSTER_FILE).write_bytes(booster_raw)
         (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        (directory / MODEL_CARD_FILE).write_text(render_model_card(metadata))
 
     def info(self) -> dict[str, Any]:
         """What the model-info endpoint reports."""
-        keys = ("classes", "feature_names", "encoding", "metrics", "training_ranges", "dataset", "trained_at")
+        keys = ("classes", "feature_names", "encoding", "metrics", "global_importance", "training_ranges",
+                "training_deciles", "dataset", "trained_at")
         return {
             "name": self.metadata.get("model_name", MODEL_NAME),
             "version": self.version,

@@ -3,6 +3,7 @@
 Layout under gs://BUCKET/PREFIX/:
     VERSION/booster.json    XGBoost JSON, never overwritten
     VERSION/metadata.json   the model's metadata, with the booster's size, sha256 and crc32c
+    VERSION/MODEL_CARD.md   the model card rendered from that metadata
     latest                  {"version": VERSION}, moved with a generation precondition
 """
 
@@ -20,6 +21,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .model import BOOSTER_FILE, METADATA_FILE, PenguinModel, crc32c_base64
+from .model_card import MODEL_CARD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ def push_model(client: storage.Client, bucket_name: str, prefix: str, model_dir:
     folder = version_prefix(prefix, version)
     upload_new(bucket.blob(posixpath.join(folder, BOOSTER_FILE)), (model_dir / BOOSTER_FILE).read_bytes())
     upload_new(bucket.blob(posixpath.join(folder, METADATA_FILE)), (model_dir / METADATA_FILE).read_bytes())
+    upload_new(bucket.blob(posixpath.join(folder, MODEL_CARD_FILE)), (model_dir / MODEL_CARD_FILE).read_bytes(), "text/markdown")
     move_pointer(pointer, version, expected_generation)
     logger.info("pushed model %s to gs://%s/%s/ and moved %s", version, bucket_name, folder, LATEST)
     return version
@@ -80,10 +83,10 @@ def current_generation(blob: storage.Blob) -> int:
     return blob.generation
 
 
-def upload_new(blob: storage.Blob, data: bytes) -> None:
+def upload_new(blob: storage.Blob, data: bytes, content_type: str = "application/json") -> None:
     """Create the object; refuse (412) if it exists; check the server's crc32c of what it stored."""
     try:
-        blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
+        blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
     except gexc.PreconditionFailed as exc:
         raise PushConflict(
             f"gs://{blob.bucket.name}/{blob.name} already exists: a version is never overwritten"

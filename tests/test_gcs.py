@@ -14,6 +14,7 @@ import train
 from penguin_serve.contract import encode
 from penguin_serve.training.dataset import load_dataset
 from penguin_serve.loading import load_serving_model
+from penguin_serve.model_card import MODEL_CARD_FILE
 from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, MODEL_NAME, ModelCheckError, PenguinModel
 from penguin_serve.settings import Settings
 from penguin_serve.storage import (
@@ -137,7 +138,7 @@ def test_train_push_cli(gcs_emulator, bucket, tmp_path, monkeypatch, capsys):
     version = json.loads((tmp_path / METADATA_FILE).read_text())["model_version"]
     assert f"gs://{bucket}/models/penguins/{version}/" in capsys.readouterr().out
     names = {blob.name for blob in make_client(gcs_emulator.url).list_blobs(bucket)}
-    assert names == {f"models/penguins/{version}/{BOOSTER_FILE}", f"models/penguins/{version}/{METADATA_FILE}", f"models/penguins/{LATEST}"}
+    assert names == {f"models/penguins/{version}/{name}" for name in (BOOSTER_FILE, METADATA_FILE, MODEL_CARD_FILE)} | {f"models/penguins/{LATEST}"}
 
 
 def test_train_push_needs_a_bucket(monkeypatch, capsys):
@@ -154,8 +155,8 @@ def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, c
     # Another push moves latest between our read of it and our move.
     real_upload_new = train.push_model.__globals__["upload_new"]
 
-    def upload_then_race(blob, data):
-        real_upload_new(blob, data)
+    def upload_then_race(blob, data, *content_type):
+        real_upload_new(blob, data, *content_type)
         if blob.name.endswith(METADATA_FILE):
             client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string('{"version": "other"}')
 

@@ -1,6 +1,6 @@
-"""The README's commands, run as written: the curl examples of "Try it" against a real `bentoml serve` (answers
-compared with the ones shown, the model version aside), the BentoML client example, and `make run`. The image
-and load-test commands are run by tests/test_image.py and tests/test_loadtest.py."""
+"""The README's commands, run as written: the curl examples of "Try it" and of the explanations against a real
+`bentoml serve` (answers compared with the ones shown, the model version aside), the BentoML client example,
+and `make run`. The image and load-test commands are run by tests/test_image.py and tests/test_loadtest.py."""
 
 import json
 import os
@@ -34,8 +34,9 @@ def comparable(text: str):
     return normalize(json.loads(text))
 
 
-@pytest.mark.parametrize("command", commands(section("Try it")), ids=lambda c: c.text.split("\n")[0][:70])
-def test_try_it_commands_answer_as_shown(served, command):
+@pytest.mark.parametrize("command", commands(section("Try it")) + commands(section("Why this species? Explanations and the model card")),
+                         ids=lambda c: c.text.split("\n")[0][:70])
+def test_curl_examples_answer_as_shown(served, command):
     result = subprocess.run(["bash", "-c", command.text.replace(README_URL, served.url)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert comparable(result.stdout) == comparable(command.output)

@@ -35,7 +35,7 @@ def test_openapi_spec_documents_every_public_endpoint_with_real_examples(api):
     spec = api.get("/docs.json").json()
     assert spec["info"]["title"] == "penguin-serve" and "XGBoost" in spec["info"]["description"]
     assert "BentoML" not in spec["info"]["description"]
-    assert set(spec["paths"]) == {"/predict", "/predict_batch", "/model", "/health", "/livez", "/readyz", "/metrics"}
+    assert set(spec["paths"]) == {"/predict", "/predict_batch", "/explain", "/model", "/model/card", "/health", "/livez", "/readyz", "/metrics"}
     schemas = spec["components"]["schemas"]
     assert not {"PenguinIODescriptor", "PredictionIODescriptor", "TaskStatusResponse", "InternalServerError"} & set(schemas)
     penguin = schemas["Penguin"]
@@ -54,7 +54,7 @@ def test_openapi_spec_documents_every_public_endpoint_with_real_examples(api):
     answers = spec["paths"]["/predict_batch"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/PredictionColumns"} in answers["anyOf"]
     # Every example is answered 200 by the service itself.
-    for path in ("/predict", "/predict_batch"):
+    for path in ("/predict", "/predict_batch", "/explain"):
         for example in spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"].values():
             assert api.post(path, json=example["value"]).status_code == 200
 

@@ -15,8 +15,10 @@ from pydantic import TypeAdapter
 from ..contract import (
     EXAMPLE_COLUMNS,
     EXAMPLES,
+    FIELD_COLUMNS,
     SPECIES,
     BatchRequest,
+    Explanation,
     Penguin,
     PenguinColumns,
     Prediction,
@@ -62,6 +64,17 @@ async def predict_batch(classifier: Classifier, batch: list[Penguin] | PenguinCo
     return answers if isinstance(batch, PenguinColumns) else prediction_records(answers)
 
 
+async def explain(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
+    features = encode([penguin])
+    answer = await predict(classifier, penguin)
+    base, fields = classifier.checked_model().contributions(features)
+    return {
+        **answer,
+        "base_value": dict(zip(SPECIES, base[0].tolist())),
+        "contributions": {field: dict(zip(SPECIES, values)) for field, values in zip(FIELD_COLUMNS, fields[0].tolist())},
+    }
+
+
 PREDICT = Endpoint(
     "/predict",
     Penguin,
@@ -82,4 +95,15 @@ PREDICT_BATCH = Endpoint(
     predict_batch,
     {"records": list(EXAMPLES), "columns": EXAMPLE_COLUMNS},
 )
-ENDPOINTS = {endpoint.path: endpoint for endpoint in (PREDICT, PREDICT_BATCH)}
+EXPLAIN = Endpoint(
+    "/explain",
+    Penguin,
+    Explanation,
+    "Classify one penguin and say why",
+    "The same body as /predict; the answer adds each field's contribution to each species' margin (log-odds, "
+    "exact TreeSHAP) and the base value. It costs about two predictions; there is no batch form (a batch of "
+    "explanations costs ~35 times as much per row as a batch of predictions, docs/PERFORMANCE.md).",
+    explain,
+    {species: example for species, example in zip(SPECIES, EXAMPLES)},
+)
+ENDPOINTS = {endpoint.path: endpoint for endpoint in (PREDICT, PREDICT_BATCH, EXPLAIN)}

@@ -49,7 +49,8 @@ SCHEMAS = {
     "ModelInfo": {
         "type": "object",
         "description": "Name, version, source (bento, gcs or fallback) and location, classes, features and "
-        "encoding, metrics, training ranges, dataset sha256, library versions.",
+        "encoding, metrics, global importance, training ranges and deciles, dataset sha256, library versions, "
+        "and a link to the model card.",
         "additionalProperties": True,
     },
 }
@@ -70,6 +71,11 @@ INFRASTRUCTURE = (
      "Its version and where it came from, what it was trained on, its metrics and feature encoding.",
      {"200": {"description": "Model information",
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelInfo"}}}},
+      "503": NOT_READY}),
+    ("/model/card", "Model", "The model card of the model this instance serves",
+     "Markdown rendered from the model's metadata: data, intended use, features, metrics with spread, "
+     "confusion matrix, calibration, what the model looks at, training ranges, known limits.",
+     {"200": {"description": "The model card", "content": {"text/markdown": {"schema": {"type": "string"}}}},
       "503": NOT_READY}),
     ("/health", "Probes", "Health for existing clients, monitors and uptime checks",
      "200 with the model version once the model is ready, 503 before that.",

@@ -9,9 +9,10 @@ from typing import Any
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..model_card import render as render_model_card
 from .classifier import NOT_READY_MESSAGE, Classifier
 from .endpoints import ENDPOINTS
 from .openapi import build_spec
@@ -43,7 +44,7 @@ PAGE = """<!DOCTYPE html>
     <h1>{name}</h1>
     <p id="versions">bento {bento} &middot; model {model}</p>
     <p><code>curl -X POST {origin}/predict -H 'Content-Type: application/json' -d '{{"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "sex": "male", "island": "Torgersen"}}'</code></p>
-    <p><a href="/docs.json">OpenAPI spec</a> &middot; <a href="/model">model</a> &middot; <a href="/health">health</a> &middot; <a href="/metrics">metrics</a></p>
+    <p><a href="/docs.json">OpenAPI spec</a> &middot; <a href="/model">model</a> &middot; <a href="/model/card">model card</a> &middot; <a href="/health">health</a> &middot; <a href="/metrics">metrics</a></p>
   </header>
   <div id="swagger-ui"></div>
   <script src="/static_content/swagger-ui-bundle.js"></script>
@@ -79,7 +80,12 @@ def create_app(classifier: Classifier) -> Starlette:
     async def model_info(_: Request) -> JSONResponse:
         if classifier.model is None:
             return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
-        return JSONResponse(classifier.model.info())
+        return JSONResponse({**classifier.model.info(), "model_card": "/model/card"})
+
+    async def model_card(_: Request) -> Response:
+        if classifier.model is None:
+            return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
+        return PlainTextResponse(render_model_card(classifier.model.metadata), media_type="text/markdown")
 
     async def health(_: Request) -> JSONResponse:
         model = classifier.model
@@ -95,6 +101,7 @@ def create_app(classifier: Classifier) -> Starlette:
             Route("/docs", docs),
             Route("/docs.json", spec),
             Route("/model", model_info),
+            Route("/model/card", model_card),
             Route("/health", health),
         ]
     )

@@ -20,6 +20,26 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     }
 
 
+CONFIDENCE_BINS = (1 / 3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def reliability(labels: np.ndarray, probabilities: np.ndarray) -> list[dict]:
+    """Per confidence bin with predictions in it: rows, mean confidence and accuracy (a reliability diagram)."""
+    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    bins = np.clip(np.searchsorted(CONFIDENCE_BINS, confidence, side="left") - 1, 0, len(CONFIDENCE_BINS) - 2)
+    return [
+        {
+            "low": round(CONFIDENCE_BINS[index], 4),
+            "high": CONFIDENCE_BINS[index + 1],
+            "rows": int((bins == index).sum()),
+            "mean_confidence": float(confidence[bins == index].mean()),
+            "accuracy": float((predicted == labels)[bins == index].mean()),
+        }
+        for index in range(len(CONFIDENCE_BINS) - 1)
+        if (bins == index).any()
+    ]
+
+
 def summarize(cv_folds: list[dict], holdout: dict) -> dict:
     """Cross-validation folds reduced to mean and standard deviation, next to the held-out metrics."""
     cross_validation = {

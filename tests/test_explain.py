@@ -1,0 +1,106 @@
+"""Model: explanations are correct by construction (contributions + base = margin, softmax of the margins =
+the probabilities /predict answers, for every dataset row), move with the field that changed, fold encoded
+columns back into the request's fields, and reach clients over HTTP with /predict's contract."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, Penguin, encode
+from penguin_serve.training.dataset import load_dataset
+
+from conftest import ADELIE
+
+
+@pytest.fixture(scope="module")
+def classifier(exported_model):
+    from penguin_serve.serving.classifier import Classifier
+    from penguin_serve.settings import SETTINGS
+
+    loaded = Classifier()
+    loaded.load(SETTINGS, exported_model)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def penguins():
+    return load_dataset().penguins
+
+
+def explain(classifier, penguin):
+    from penguin_serve.serving.endpoints import EXPLAIN
+
+    return asyncio.run(EXPLAIN.answer(classifier, penguin))
+
+
+def test_contributions_add_up_to_the_margins_and_their_softmax_to_the_probabilities(classifier, penguins):
+    model = classifier.checked_model()
+    features = encode(penguins)
+    margins = model.booster.predict(xgb.DMatrix(features, feature_names=list(FEATURE_NAMES)), output_margin=True)
+    base, fields = model.contributions(features)
+    np.testing.assert_allclose(base + fields.sum(axis=1), margins, atol=1e-4)
+    softmax = np.exp(margins) / np.exp(margins).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax, model.probabilities(features), atol=1e-5)
+
+
+def test_every_dataset_row_explains_its_own_prediction(classifier, penguins):
+    from penguin_serve.serving.endpoints import PREDICT
+
+    for penguin in penguins:
+        answer = explain(classifier, penguin)
+        assert {key: answer[key] for key in asyncio.run(PREDICT.answer(classifier, penguin))} == asyncio.run(PREDICT.answer(classifier, penguin))
+        margins = np.array([answer["base_value"][s] + sum(answer["contributions"][f][s] for f in FIELD_COLUMNS) for s in SPECIES])
+        probabilities = np.exp(margins) / np.exp(margins).sum()
+        np.testing.assert_allclose(probabilities, [answer["probabilities"][s] for s in SPECIES], atol=1e-5)
+        assert set(answer["contributions"]) == {*MEASUREMENTS, "sex", "island"}  # fields, never encoded columns
+
+
+def test_changing_one_field_moves_mainly_that_fields_contribution(classifier, penguins):
+    """Each measurement in turn raised by a quarter of its training range, on every dataset row: on average its
+    own contributions move more than twice as much as any other field's (interactions move the others a
+    little), and for most rows it is the field that moved most."""
+    ranges = classifier.checked_model().metadata["training_ranges"]
+    for name in MEASUREMENTS:
+        step = (ranges[name][1] - ranges[name][0]) / 4
+        moved = []
+        for penguin in penguins:
+            before = explain(classifier, penguin)["contributions"]
+            after = explain(classifier, penguin.model_copy(update={name: getattr(penguin, name) + step}))["contributions"]
+            moved.append({field: sum(abs(after[field][s] - before[field][s]) for s in SPECIES) for field in FIELD_COLUMNS})
+        mean = {field: np.mean([row[field] for row in moved]) for field in FIELD_COLUMNS}
+        assert all(mean[name] > 2 * mean[other] for other in FIELD_COLUMNS if other != name), (name, mean)
+        changed = [row for row in moved if max(row.values()) > 1e-3]  # some steps cross no split at all
+        assert sum(max(row, key=row.get) == name for row in changed) / len(changed) >= 0.8, name
+
+
+def test_a_missing_sex_is_explained_as_unknown(classifier, penguins):
+    """An unknown sex is reported under `sex` like a known one. The trees send a missing sex down their default
+    branches, so for every bird its contribution is that of the sex the trees default to there."""
+    for penguin in penguins:
+        unknown = explain(classifier, penguin.model_copy(update={"sex": None}))["contributions"]["sex"]
+        assert all(np.isfinite(list(unknown.values())))
+        known = [explain(classifier, penguin.model_copy(update={"sex": sex}))["contributions"]["sex"] for sex in ("female", "male")]
+        assert unknown in known
+
+
+def test_explain_over_http_names_the_model_and_keeps_predicts_contract(api):
+    answer = api.post("/explain", json=ADELIE)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["prediction"] == "Adelie" and body["model_version"] == api.get("/model").json()["version"]
+    assert body["contributions"]["bill_length_mm"]["Adelie"] > 0  # a short bill speaks for Adelie
+    invalid = api.post("/explain", json={**ADELIE, "island": "Atlantis"})
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["field"] == "island"
+    assert api.post("/explain", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_model_info_shows_global_importance_and_links_the_model_card(api, exported_model):
+    info = api.get("/model").json()
+    importance = info["global_importance"]
+    assert set(importance) == {*MEASUREMENTS, "sex", "island"} and all(set(v) == set(SPECIES) for v in importance.values())
+    assert max(importance, key=lambda field: importance[field]["Gentoo"]) in ("flipper_length_mm", "bill_depth_mm")
+    card = api.get(info["model_card"])
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/markdown")
+    assert card.text == (exported_model / "MODEL_CARD.md").read_text()
