@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, SPECIES, encode
 from penguin_serve.training.dataset import DATASET_NAME, load_dataset
 from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
-from penguin_serve.model import MODEL_NAME, PenguinModel, field_contributions
+from penguin_serve.model import MODEL_NAME, PenguinModel, decile_bins, field_contributions
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
 
@@ -121,6 +121,9 @@ def global_importance(booster: xgb.Booster, features: np.ndarray) -> dict:
 def build_metadata(args, dataset, booster, train_features, train_labels, metrics, self_check) -> dict:
     measured = train_features[:, : len(MEASUREMENTS)]
     years = [p.year for p in dataset.penguins if p.year is not None]
+    deciles = {
+        name: np.quantile(measured[:, i], np.linspace(0.1, 0.9, 9)).round(4).tolist() for i, name in enumerate(MEASUREMENTS)
+    }
     return {
         "model_name": args.model_name,
         "classes": list(SPECIES),
@@ -133,11 +136,13 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
             name: [float(measured[:, i].min()), float(measured[:, i].max())]
             for i, name in enumerate(MEASUREMENTS)
         },
-        # The inner deciles of each measurement over the training rows: the bucket bounds of the service's
-        # input histograms, so that without drift each bucket gets about a tenth of the traffic.
-        "training_deciles": {
-            name: np.quantile(measured[:, i], np.linspace(0.1, 0.9, 9)).round(4).tolist()
-            for i, name in enumerate(MEASUREMENTS)
+        # The nine inner deciles of each measurement over the training rows cut the ten bins the service counts
+        # its inputs in; without drift each bin gets about a tenth of the traffic, exactly the training share
+        # recorded next to them (ties make it differ from 0.1).
+        "training_deciles": deciles,
+        "training_bin_shares": {
+            name: (np.bincount(bins, minlength=10) / len(bins)).round(6).tolist()
+            for name, bins in zip(MEASUREMENTS, decile_bins(deciles, train_features))
         },
         "class_prior": dict(zip(SPECIES, (np.bincount(train_labels, minlength=len(SPECIES)) / len(train_labels)).round(6).tolist())),
         "metrics": metrics,

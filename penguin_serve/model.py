@@ -59,6 +59,12 @@ def field_contributions(booster: xgb.Booster, features: np.ndarray, nthread: int
     return raw[:, :, -1], fields
 
 
+def decile_bins(deciles: dict[str, list[float]], features: np.ndarray) -> list[np.ndarray]:
+    """For each measurement (in MEASUREMENTS order), each row's bin among the ten that its nine training deciles
+    cut: 0 below the first decile, 9 at or above the last. Training and serving count drift with it."""
+    return [np.searchsorted(deciles[name], features[:, index], side="right") for index, name in enumerate(MEASUREMENTS)]
+
+
 @dataclass(frozen=True)
 class PenguinModel:
     booster: xgb.Booster

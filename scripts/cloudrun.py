@@ -1,15 +1,23 @@
-"""Cloud Run operations: deploy by digest, canary rollout with smoke tests, rollback, and the Knative YAML.
+"""Cloud Run operations: deploy by digest (with the Managed Service for Prometheus sidecar), canary rollout with
+smoke tests, rollback, the Knative YAML, and monitoring: the sidecar's scrape configuration, alerting policies
+and the dashboard.
 
+    .venv/bin/python scripts/cloudrun.py monitoring-config [--dry-run]    # once, before the first deploy
     .venv/bin/python scripts/cloudrun.py deploy   IMAGE@sha256:...  [--public] [--dry-run]
     .venv/bin/python scripts/cloudrun.py canary   IMAGE@sha256:...  [--steps 10,50,100] [--step-wait-s 60] [--dry-run]
     .venv/bin/python scripts/cloudrun.py rollback [REVISION] [--dry-run]
     .venv/bin/python scripts/cloudrun.py service-yaml IMAGE@sha256:...
+    .venv/bin/python scripts/cloudrun.py alert-policies [--dry-run]
+    .venv/bin/python scripts/cloudrun.py dashboard [--dry-run]
 
 Settings come from the environment (defaults in brackets): GCP_PROJECT (required), CLOUD_RUN_REGION
 [europe-west1], CLOUD_RUN_SERVICE [penguin-serve], CLOUD_RUN_SERVICE_ACCOUNT
 [penguin-serve@PROJECT.iam.gserviceaccount.com], CLOUD_RUN_CPU [1], CLOUD_RUN_MEMORY [1Gi],
 CLOUD_RUN_CONCURRENCY [80], CLOUD_RUN_MIN_INSTANCES [0], CLOUD_RUN_MAX_INSTANCES [10], CLOUD_RUN_TIMEOUT_S [30],
-GCS_BUCKET_NAME and GCS_MODEL_PREFIX (passed to the service). The service is private unless --public.
+CLOUD_RUN_PROMETHEUS_SIDECAR [true: run the Managed Service for Prometheus collector beside the service, with
+instance-based billing], CLOUD_RUN_SIDECAR_IMAGE [Google's cloud-run-gmp-sidecar], CLOUD_RUN_MONITORING_SECRET
+[penguin-serve-run-monitoring], GCS_BUCKET_NAME and GCS_MODEL_PREFIX (passed to the service). The service is
+private unless --public.
 """
 
 from __future__ import annotations
@@ -25,7 +33,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SERVICE_YAML = Path(__file__).resolve().parent.parent / "deploy" / "service.yaml"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
+RUN_MONITORING = REPO_ROOT / "monitoring" / "run-monitoring.yaml"
+ALERT_RULES = REPO_ROOT / "monitoring" / "alert-rules.yaml"
+DASHBOARD = REPO_ROOT / "monitoring" / "dashboard.json"
+SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+SIDECAR_CONFIG_PATH = "/etc/rungmp/config.yaml"  # where the sidecar reads its RunMonitoring configuration
 STARTUP_PROBE = "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30"
 LIVENESS_PROBE = "httpGet.path=/livez,httpGet.port=8080,periodSeconds=10,timeoutSeconds=1,failureThreshold=3"
 SMOKE_RECORD = {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
@@ -47,6 +61,9 @@ class Config:
     timeout_s: str
     gcs_bucket: str
     gcs_prefix: str
+    prometheus_sidecar: bool
+    sidecar_image: str
+    monitoring_secret: str
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
@@ -64,6 +81,9 @@ class Config:
             timeout_s=env.get("CLOUD_RUN_TIMEOUT_S", "30"),
             gcs_bucket=env.get("GCS_BUCKET_NAME", ""),
             gcs_prefix=env.get("GCS_MODEL_PREFIX", "penguin_classifier"),
+            prometheus_sidecar=env.get("CLOUD_RUN_PROMETHEUS_SIDECAR", "true").lower() not in ("0", "false", "no", "off"),
+            sidecar_image=env.get("CLOUD_RUN_SIDECAR_IMAGE", SIDECAR_IMAGE),
+            monitoring_secret=env.get("CLOUD_RUN_MONITORING_SECRET", "penguin-serve-run-monitoring"),
         )
 
     @property
@@ -83,6 +103,13 @@ class Gcloud:
             return placeholder
         return subprocess.run(["gcloud", *args], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
 
+    def succeeds(self, *args: str) -> bool:
+        """Whether a query succeeds (e.g. a resource exists); --dry-run assumes it does."""
+        print("+ " + shlex.join(["gcloud", *args]), flush=True)
+        if self.dry_run:
+            return True
+        return subprocess.run(["gcloud", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
 
 def require_digest(image: str) -> str:
     if "@sha256:" not in image:
@@ -92,24 +119,56 @@ def require_digest(image: str) -> str:
 
 def deploy_args(config: Config, image: str, public: bool) -> list[str]:
     env_vars = f"GCS_BUCKET_NAME={config.gcs_bucket},GCS_MODEL_PREFIX={config.gcs_prefix}"
-    return [
+    service = [
         "run", "deploy", config.service, *config.where,
-        "--image", require_digest(image),
-        "--port", "8080",
-        "--cpu", config.cpu,
-        "--memory", config.memory,
         "--concurrency", config.concurrency,
         "--min-instances", config.min_instances,
         "--max-instances", config.max_instances,
         "--timeout", config.timeout_s,
         "--cpu-boost",  # start-up CPU boost: cold start is CPU-bound imports (docs/PERFORMANCE.md)
         "--service-account", config.service_account,
+    ]
+    app = [
+        "--image", require_digest(image),
+        "--port", "8080",
+        "--cpu", config.cpu,
+        "--memory", config.memory,
         "--set-env-vars", env_vars,
         "--startup-probe", STARTUP_PROBE,
         "--liveness-probe", LIVENESS_PROBE,
-        "--allow-unauthenticated" if public else "--no-allow-unauthenticated",
-        "--quiet",
     ]
+    access = ["--allow-unauthenticated" if public else "--no-allow-unauthenticated", "--quiet"]
+    if not config.prometheus_sidecar:
+        return [*service, *app, *access]
+    # Google's shape for the Managed Service for Prometheus sidecar: the collector starts after the service
+    # container (--depends-on), reads its scrape configuration from Secret Manager, and the instance keeps its
+    # CPU between requests (instance-based billing) so that scrapes at low traffic are not throttled away.
+    collector = ["--image", config.sidecar_image, "--depends-on", "app",
+                 "--set-secrets", f"{SIDECAR_CONFIG_PATH}={config.monitoring_secret}:latest"]
+    return [*service, "--no-cpu-throttling", "--container", "app", *app, "--container", "collector", *collector, *access]
+
+
+def monitoring_config(config: Config, gcloud: Gcloud) -> int:
+    """The sidecar's scrape configuration as a new version of its secret, readable by the service account."""
+    exists = gcloud.succeeds("secrets", "describe", config.monitoring_secret, "--project", config.project)
+    if exists:
+        gcloud("secrets", "versions", "add", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
+    else:
+        gcloud("secrets", "create", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
+    gcloud("secrets", "add-iam-policy-binding", config.monitoring_secret, "--project", config.project,
+           "--member", f"serviceAccount:{config.service_account}", "--role", "roles/secretmanager.secretAccessor")
+    return 0
+
+
+def alert_policies(config: Config, gcloud: Gcloud) -> int:
+    """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies with PromQL conditions."""
+    gcloud("monitoring", "policies", "migrate", f"--policies-from-prometheus-alert-rules-yaml={ALERT_RULES}", "--project", config.project)
+    return 0
+
+
+def dashboard(config: Config, gcloud: Gcloud) -> int:
+    gcloud("monitoring", "dashboards", "create", f"--config-from-file={DASHBOARD}", "--project", config.project)
+    return 0
 
 
 def deploy(config: Config, gcloud: Gcloud, image: str, public: bool) -> int:
@@ -168,7 +227,19 @@ def rollback(config: Config, gcloud: Gcloud, revision: str | None) -> int:
 
 
 def service_yaml(config: Config, image: str) -> str:
-    return string.Template(SERVICE_YAML.read_text()).substitute(**asdict(config), image=require_digest(image))
+    """deploy/service.yaml filled with the same settings as deploy; without the collector when the sidecar is off."""
+    rendered = string.Template(SERVICE_YAML.read_text()).substitute(**asdict(config), image=require_digest(image))
+    if config.prometheus_sidecar:
+        return rendered
+    import yaml
+
+    service = yaml.safe_load(rendered)
+    template = service["spec"]["template"]
+    for annotation in ("run.googleapis.com/container-dependencies", "run.googleapis.com/cpu-throttling"):
+        del template["metadata"]["annotations"][annotation]
+    template["spec"]["containers"] = [c for c in template["spec"]["containers"] if c["name"] != "collector"]
+    del template["spec"]["volumes"]
+    return yaml.safe_dump(service, sort_keys=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     canary_parser.add_argument("--step-wait-s", type=float, default=60, help="pause between steps")
     rollback_parser = commands.add_parser("rollback")
     rollback_parser.add_argument("revision", nargs="?", help="revision to send all traffic to (default: the previous one)")
-    rollback_parser.add_argument("--dry-run", action="store_true", help="print the gcloud commands only")
+    for name in ("monitoring-config", "alert-policies", "dashboard"):
+        commands.add_parser(name)
+    for name in ("rollback", "monitoring-config", "alert-policies", "dashboard"):
+        commands.choices[name].add_argument("--dry-run", action="store_true", help="print the gcloud commands only")
     args = parser.parse_args(argv)
 
     config = Config.from_env()
@@ -199,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "canary":
         steps = [int(step) for step in args.steps.split(",")]
         return canary(config, gcloud, args.image, steps, args.tag, args.step_wait_s, args.public)
-    return rollback(config, gcloud, args.revision)
+    if args.command == "rollback":
+        return rollback(config, gcloud, args.revision)
+    return {"monitoring-config": monitoring_config, "alert-policies": alert_policies, "dashboard": dashboard}[args.command](config, gcloud)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import Settings
 from .batching import MicroBatcher
-from .metrics import MODEL_INFO, record_model_call, record_out_of_distribution
+from .metrics import MODEL_READY, record_model_call, record_model_loaded, record_out_of_distribution
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Classifier:
     def __init__(self) -> None:
         self.model: PenguinModel | None = None  # set once, when loaded and checked
         self._batcher = MicroBatcher(self._answer_rows, slice_columns)
+        MODEL_READY.set(0)
 
     @property
     def ready(self) -> bool:
@@ -49,7 +50,7 @@ class Classifier:
         except Exception:
             logger.exception("no model could be loaded: staying unready")
         else:
-            MODEL_INFO.labels(version=model.version, source=model.source).set(1)
+            record_model_loaded(model)
             self.model = model
         # The ~100k objects of start-up (BentoML, pydantic, XGBoost) leave the garbage collector's scans: a
         # full collection over them paused every request in flight for ~50 ms (docs/PERFORMANCE.md).
@@ -70,6 +71,6 @@ class Classifier:
         model = self.checked_model()
         probabilities = model.probabilities(rows)
         answers = model.answer_columns(rows, probabilities)
-        record_model_call(probabilities)
+        record_model_call(model, rows, probabilities)
         record_out_of_distribution(answers["out_of_distribution"])
         return answers

@@ -8,7 +8,8 @@ from typing import Iterable
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from ..contract import SPECIES, Penguin
+from ..contract import MEASUREMENTS, SPECIES, Penguin
+from ..model import PenguinModel, decile_bins
 
 # 1 for the model a worker serves. source: bento, gcs, or fallback (Cloud Storage failed, bento model served).
 MODEL_INFO = Gauge(
@@ -31,15 +32,57 @@ MODEL_CALL_ROWS = Histogram(
     "Rows per model call: concurrent requests share one call",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 1000, 10000),
 )
+# Drift: each measurement's rows counted in the ten bins that the training deciles cut (bin 0 below the first
+# decile, bin 9 above the last), next to the share of the training rows in each bin and the training species
+# mix. Rules turn them into a population stability index per feature and for the predictions
+# (monitoring/recording-rules.yaml). Labels are bounded: 4 features x 10 bins, 3 species.
+INPUT_ROWS = Counter("penguin_input_rows", "Rows by measurement and training-decile bin", ["feature", "bin"])
+TRAINING_BIN_SHARE = Gauge(
+    "penguin_training_bin_share", "Share of the training rows in each bin", ["feature", "bin"], multiprocess_mode="livemax"
+)
+TRAINING_CLASS_PRIOR = Gauge(
+    "penguin_training_class_prior", "Share of each species in the training rows", ["species"], multiprocess_mode="livemax"
+)
+MODEL_READY = Gauge(
+    "penguin_model_ready", "1 once this worker's model loaded and passed its self-check", multiprocess_mode="livemin"
+)
 VALIDATION_FAILURES = Counter(
     "penguin_validation_failures", "Invalid request fields (422 answers), by field", ["field"]
 )
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 
 
-def record_model_call(probabilities: np.ndarray) -> None:
-    """Counts one model call's rows (all the requests that shared it) by predicted species and confidence."""
+def record_model_loaded(model: PenguinModel) -> None:
+    """What the served model contributes to /metrics: its identity and the drift reference from its training."""
+    MODEL_INFO.labels(version=model.version, source=model.source).set(1)
+    # Models trained before drift monitoring carry no reference: they serve, without drift figures.
+    for feature, shares in model.metadata.get("training_bin_shares", {}).items():
+        for index, share in enumerate(shares):
+            TRAINING_BIN_SHARE.labels(feature=feature, bin=str(index)).set(share)
+    for species, share in model.metadata.get("class_prior", {}).items():
+        TRAINING_CLASS_PRIOR.labels(species=species).set(share)
+    # Every labelled series exists from the start at 0: a rate or increase over a series that appears with its
+    # first increment would miss that increment.
+    for species in SPECIES:
+        PREDICTIONS.labels(species=species)
+    for feature in MEASUREMENTS:
+        OUT_OF_DISTRIBUTION.labels(field=feature)
+        for index in range(10):
+            INPUT_ROWS.labels(feature=feature, bin=str(index))
+    for field in sorted(_KNOWN_FIELDS) + ["(unknown field)"]:
+        VALIDATION_FAILURES.labels(field=field)
+    MODEL_READY.set(1)
+
+
+def record_model_call(model: PenguinModel, features: np.ndarray, probabilities: np.ndarray) -> None:
+    """Counts one model call's rows (all the requests that shared it) by predicted species, confidence and
+    training-decile bin of each measurement: a few counter increments per call, whatever its rows."""
     MODEL_CALL_ROWS.observe(len(probabilities))
+    deciles = model.metadata.get("training_deciles")
+    for feature, bins in zip(MEASUREMENTS, decile_bins(deciles, features) if deciles else ()):
+        for index, count in enumerate(np.bincount(bins, minlength=10).tolist()):
+            if count:
+                INPUT_ROWS.labels(feature=feature, bin=str(index)).inc(count)
     for index, count in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=len(SPECIES)).tolist()):
         if count:
             PREDICTIONS.labels(species=SPECIES[index]).inc(count)
