@@ -1,0 +1,133 @@
+"""Monitoring as code: the rule files check and pass their promtool unit tests, and a real Prometheus (Debian's)
+scraping a real `bentoml serve` finds no drift on training-like traffic and a pending drift alert for the
+right feature once every bill length is 1.3 times longer. The dashboard's queries run against it too.
+
+PENGUIN_DASHBOARD_PNG=docs/images/dashboard.png also draws the dashboard from that run for the README."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import REPO_ROOT
+from penguin_serve.training.dataset import load_dataset
+from scripts.processes import die_with_parent, free_port, stop
+
+MONITORING = REPO_ROOT / "monitoring"
+RULE_FILES = ("recording-rules.yaml", "alert-rules.yaml")
+
+
+def prometheus_binary(name: str) -> str:
+    """Debian's prometheus package (with promtool), installed here when missing and this user may."""
+    if shutil.which(name) is None and os.geteuid() == 0:
+        apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=apt_env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus"], check=True, capture_output=True, env=apt_env)
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"no {name} and not root to install it (apt-get install prometheus)")
+    return path
+
+
+def test_rule_files_are_valid_and_pass_their_unit_tests():
+    promtool = prometheus_binary("promtool")
+    checked = subprocess.run([promtool, "check", "rules", *RULE_FILES], cwd=MONITORING, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run([promtool, "test", "rules", "alert-rules.test.yaml"], cwd=MONITORING, capture_output=True, text=True)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+    # Every alert has a test that fires it.
+    import yaml
+
+    alerts = {rule["alert"] for group in yaml.safe_load((MONITORING / "alert-rules.yaml").read_text())["groups"] for rule in group["rules"]}
+    tests = yaml.safe_load((MONITORING / "alert-rules.test.yaml").read_text())["tests"]
+    fired = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
+    assert fired == alerts
+
+
+@pytest.fixture
+def prometheus(served, tmp_path):
+    """A Prometheus scraping the test's `bentoml serve` every second and evaluating the rules every second."""
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(MONITORING / name) for name in RULE_FILES],
+        "scrape_configs": [{"job_name": "penguin-serve", "static_configs": [{"targets": [served.url.removeprefix("http://")]}]}],
+    }
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [prometheus_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        preexec_fn=die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        yield url
+    finally:
+        stop(process, timeout_s=10)
+
+
+def query(prometheus, expression, by="feature"):
+    """An instant query's values by one label."""
+    answer = requests.get(f"{prometheus}/api/v1/query", params={"query": expression}, timeout=10).json()
+    return {r["metric"].get(by): float(r["value"][1]) for r in answer["data"]["result"]}
+
+
+def drift_alerts(prometheus):
+    alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    return {(a["labels"]["alertname"], a["labels"].get("feature")): a["state"] for a in alerts if "Drift" in a["labels"]["alertname"]}
+
+
+def wait_for(condition, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    return condition()
+
+
+def test_real_prometheus_sees_drift_on_the_right_feature_only(served, prometheus):
+    started = time.time()
+    records = [p.model_dump(mode="json") for p in load_dataset().penguins]
+    # Prometheus holds two scrapes of the counters before any traffic: increases count from there.
+    assert wait_for(lambda: query(prometheus, "count_over_time(penguin_model_ready[1m]) >= 2"))
+    # A training-like population: the dataset itself, 1,710 rows (the alerts want at least 500 an hour).
+    for _ in range(5):
+        assert requests.post(served.url + "/predict_batch", json=records, timeout=30).status_code == 200
+    assert wait_for(lambda: query(prometheus, "penguin:input_psi:1h").__len__() == 4)
+    time.sleep(3)  # a few more evaluations over the settled counters
+    psi = query(prometheus, "penguin:input_psi:1h")
+    assert all(value < 0.1 for value in psi.values()), psi
+    assert drift_alerts(prometheus) == {}
+
+    # Then every bill length 1.3 times longer, ten times as many rows.
+    longer = [{**record, "bill_length_mm": round(record["bill_length_mm"] * 1.3, 1)} for record in records]
+    for _ in range(50):
+        assert requests.post(served.url + "/predict_batch", json=longer, timeout=30).status_code == 200
+    pending = wait_for(lambda: {key: state for key, state in drift_alerts(prometheus).items() if key[0] == "PenguinInputDrift"})
+    assert pending == {("PenguinInputDrift", "bill_length_mm"): "pending"}
+    psi = query(prometheus, "penguin:input_psi:1h")
+    assert psi.pop("bill_length_mm") > 0.25 and all(value < 0.1 for value in psi.values()), psi
+
+    # The dashboard's queries are valid PromQL and find data in this run.
+    tiles = json.loads((MONITORING / "dashboard.json").read_text())["mosaicLayout"]["tiles"]
+    for tile in tiles:
+        for data_set in tile["widget"]["xyChart"]["dataSets"]:
+            answer = requests.get(f"{prometheus}/api/v1/query", params={"query": data_set["prometheusQuery"]}, timeout=10).json()
+            assert answer["status"] == "success", (tile["widget"]["title"], answer)
+    if os.environ.get("PENGUIN_DASHBOARD_PNG"):
+        from monitoring.render_dashboard import render
+
+        render(prometheus, REPO_ROOT / os.environ["PENGUIN_DASHBOARD_PNG"], minutes=(time.time() - started) / 60)
