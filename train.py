@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, SPECIES, encode
 from penguin_serve.training.dataset import DATASET_NAME, load_dataset
 from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
-from penguin_serve.model import MODEL_NAME, PenguinModel, decile_bins, field_contributions
+from penguin_serve.model import MODEL_NAME, PenguinModel, decile_bins, decile_edges, field_contributions
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
 
@@ -142,7 +142,7 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
         "training_deciles": deciles,
         "training_bin_shares": {
             name: (np.bincount(bins, minlength=10) / len(bins)).round(6).tolist()
-            for name, bins in zip(MEASUREMENTS, decile_bins(deciles, train_features))
+            for name, bins in zip(MEASUREMENTS, decile_bins(decile_edges(deciles), train_features).T)
         },
         "class_prior": dict(zip(SPECIES, (np.bincount(train_labels, minlength=len(SPECIES)) / len(train_labels)).round(6).tolist())),
         "metrics": metrics,

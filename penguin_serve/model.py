@@ -59,10 +59,15 @@ def field_contributions(booster: xgb.Booster, features: np.ndarray, nthread: int
     return raw[:, :, -1], fields
 
 
-def decile_bins(deciles: dict[str, list[float]], features: np.ndarray) -> list[np.ndarray]:
-    """For each measurement (in MEASUREMENTS order), each row's bin among the ten that its nine training deciles
-    cut: 0 below the first decile, 9 at or above the last. Training and serving count drift with it."""
-    return [np.searchsorted(deciles[name], features[:, index], side="right") for index, name in enumerate(MEASUREMENTS)]
+def decile_edges(deciles: dict[str, list[float]]) -> np.ndarray:
+    """The training deciles as a matrix: MEASUREMENTS x 9 bin edges."""
+    return np.array([deciles[name] for name in MEASUREMENTS], dtype=np.float32)
+
+
+def decile_bins(edges: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Rows x MEASUREMENTS: each measurement's bin among the ten that its nine training deciles cut, 0 below the
+    first, 9 at or above the last. Training and serving count drift with it."""
+    return (features[:, : len(MEASUREMENTS), None] >= edges).sum(axis=2)
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,12 @@ class PenguinModel:
                 for name in names
             ],
         )
+
+    @cached_property
+    def drift_edges(self) -> np.ndarray | None:
+        """decile_edges of this model's training deciles; None for models trained before drift monitoring."""
+        deciles = self.metadata.get("training_deciles")
+        return decile_edges(deciles) if deciles else None
 
     @cached_property
     def _training_ranges(self) -> tuple[np.ndarray, np.ndarray]:

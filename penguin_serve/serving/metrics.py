@@ -50,6 +50,10 @@ VALIDATION_FAILURES = Counter(
     "penguin_validation_failures", "Invalid request fields (422 answers), by field", ["field"]
 )
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
+# The labelled series the per-call counting touches, looked up once.
+_PREDICTED = [PREDICTIONS.labels(species=species) for species in SPECIES]
+_INPUT_BINS = [INPUT_ROWS.labels(feature=feature, bin=str(index)) for feature in MEASUREMENTS for index in range(10)]
+_BIN_OFFSETS = np.arange(len(MEASUREMENTS)) * 10
 
 
 def record_model_loaded(model: PenguinModel) -> None:
@@ -61,14 +65,10 @@ def record_model_loaded(model: PenguinModel) -> None:
             TRAINING_BIN_SHARE.labels(feature=feature, bin=str(index)).set(share)
     for species, share in model.metadata.get("class_prior", {}).items():
         TRAINING_CLASS_PRIOR.labels(species=species).set(share)
-    # Every labelled series exists from the start at 0: a rate or increase over a series that appears with its
-    # first increment would miss that increment.
-    for species in SPECIES:
-        PREDICTIONS.labels(species=species)
+    # Every labelled series exists from the start at 0 (the prediction and bin counters above too): a rate or
+    # increase over a series that appears with its first increment would miss that increment.
     for feature in MEASUREMENTS:
         OUT_OF_DISTRIBUTION.labels(field=feature)
-        for index in range(10):
-            INPUT_ROWS.labels(feature=feature, bin=str(index))
     for field in sorted(_KNOWN_FIELDS) + ["(unknown field)"]:
         VALIDATION_FAILURES.labels(field=field)
     MODEL_READY.set(1)
@@ -76,20 +76,22 @@ def record_model_loaded(model: PenguinModel) -> None:
 
 def record_model_call(model: PenguinModel, features: np.ndarray, probabilities: np.ndarray) -> None:
     """Counts one model call's rows (all the requests that shared it) by predicted species, confidence and
-    training-decile bin of each measurement: a few counter increments per call, whatever its rows."""
+    training-decile bin of each measurement: one counter increment per species and bin that occurred."""
     MODEL_CALL_ROWS.observe(len(probabilities))
-    deciles = model.metadata.get("training_deciles")
-    for feature, bins in zip(MEASUREMENTS, decile_bins(deciles, features) if deciles else ()):
-        for index, count in enumerate(np.bincount(bins, minlength=10).tolist()):
-            if count:
-                INPUT_ROWS.labels(feature=feature, bin=str(index)).inc(count)
-    for index, count in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=len(SPECIES)).tolist()):
-        if count:
-            PREDICTIONS.labels(species=SPECIES[index]).inc(count)
+    _count(_PREDICTED, probabilities.argmax(axis=1))
     # One observe() per row: prometheus_client has no public bulk observation (the cost per row is in
     # docs/PERFORMANCE.md).
     for confidence in probabilities.max(axis=1).tolist():
         CONFIDENCE.observe(confidence)
+    if model.drift_edges is not None:
+        _count(_INPUT_BINS, decile_bins(model.drift_edges, features) + _BIN_OFFSETS)  # feature * 10 + bin
+
+
+def _count(series: list, indexes: np.ndarray) -> None:
+    """series[i].inc(number of times i occurs in indexes), for the i that occur."""
+    counts = np.bincount(indexes.ravel(), minlength=len(series))
+    for index in np.flatnonzero(counts).tolist():
+        series[index].inc(int(counts[index]))
 
 
 def record_out_of_distribution(fields_per_row: list[list[str]]) -> None:
