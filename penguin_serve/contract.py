@@ -296,3 +296,21 @@ def prediction_records(columns: dict[str, Any]) -> list[dict[str, Any]]:
             columns["warnings"],
         )
     ]
+
+
+def field_errors(pydantic_errors: list[dict]) -> list[dict]:
+    """Pydantic errors as {"field", "message", "type"} entries; in a batch also the row's "index" (records
+    are located as (index, field), columns as (field, index))."""
+    entries = []
+    for error in pydantic_errors:
+        location = list(error["loc"])
+        entry: dict[str, Any] = {}
+        index = next((part for part in location if isinstance(part, int)), None)
+        if index is not None:
+            entry["index"] = index
+            location.remove(index)
+        entry["field"] = ".".join(str(part) for part in location) or "body"
+        entry["message"] = error["msg"].removeprefix("Value error, ")
+        entry["type"] = error["type"]
+        entries.append(entry)
+    return entries

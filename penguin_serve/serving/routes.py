@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from ..contract import BATCH_FORMS
+from ..contract import BATCH_FORMS, field_errors
 from .classifier import Classifier, NotReady
 from .endpoints import Endpoint
-from .http import ASGIApp, Receive, Scope, Send, field_errors, send_json
+from .http import ASGIApp, Receive, Scope, Send, send_json
 from .metrics import record_validation_failures
 
 JSON_MEDIA_TYPE = b"application/json"
