@@ -9,6 +9,9 @@ and the dashboard.
     .venv/bin/python scripts/cloudrun.py service-yaml IMAGE@sha256:...
     .venv/bin/python scripts/cloudrun.py alert-policies [--dry-run]
     .venv/bin/python scripts/cloudrun.py dashboard [--dry-run]
+    .venv/bin/python scripts/cloudrun.py job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
+                                     [--parallelism 10] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
+    .venv/bin/python scripts/cloudrun.py job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
 
 Settings come from the environment (defaults in brackets): GCP_PROJECT (required), CLOUD_RUN_REGION
 [europe-west1], CLOUD_RUN_SERVICE [penguin-serve], CLOUD_RUN_SERVICE_ACCOUNT
@@ -17,7 +20,8 @@ CLOUD_RUN_CONCURRENCY [80], CLOUD_RUN_MIN_INSTANCES [0], CLOUD_RUN_MAX_INSTANCES
 CLOUD_RUN_PROMETHEUS_SIDECAR [true: run the Managed Service for Prometheus collector beside the service, with
 instance-based billing], CLOUD_RUN_SIDECAR_IMAGE [Google's cloud-run-gmp-sidecar], CLOUD_RUN_MONITORING_SECRET
 [penguin-serve-run-monitoring], GCS_BUCKET_NAME and GCS_MODEL_PREFIX (passed to the service). The service is
-private unless --public.
+private unless --public. The scoring job: CLOUD_RUN_JOB [penguin-score], CLOUD_RUN_JOB_SERVICE_ACCOUNT
+[penguin-score@PROJECT.iam.gserviceaccount.com], CLOUD_RUN_JOB_MEMORY [2Gi].
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ class Config:
     prometheus_sidecar: bool
     sidecar_image: str
     monitoring_secret: str
+    job: str
+    job_service_account: str
+    job_memory: str
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
@@ -84,6 +91,9 @@ class Config:
             prometheus_sidecar=env.get("CLOUD_RUN_PROMETHEUS_SIDECAR", "true").lower() not in ("0", "false", "no", "off"),
             sidecar_image=env.get("CLOUD_RUN_SIDECAR_IMAGE", SIDECAR_IMAGE),
             monitoring_secret=env.get("CLOUD_RUN_MONITORING_SECRET", "penguin-serve-run-monitoring"),
+            job=env.get("CLOUD_RUN_JOB", "penguin-score"),
+            job_service_account=env.get("CLOUD_RUN_JOB_SERVICE_ACCOUNT", f"penguin-score@{project}.iam.gserviceaccount.com"),
+            job_memory=env.get("CLOUD_RUN_JOB_MEMORY", "2Gi"),
         )
 
     @property
@@ -163,6 +173,71 @@ def monitoring_config(config: Config, gcloud: Gcloud) -> int:
 def alert_policies(config: Config, gcloud: Gcloud) -> int:
     """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies with PromQL conditions."""
     gcloud("monitoring", "policies", "migrate", f"--policies-from-prometheus-alert-rules-yaml={ALERT_RULES}", "--project", config.project)
+    return 0
+
+
+BENTO_SRC = "/home/bentoml/bento/src"  # where the image holds the bento's code (BentoML's layout)
+
+
+def split_gs(url: str) -> tuple[str, str]:
+    if not url.startswith("gs://"):
+        sys.exit(f"a Cloud Storage prefix (gs://BUCKET/PREFIX), not {url}")
+    bucket, _, prefix = url.removeprefix("gs://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def prefix_condition(bucket: str, prefix: str, title: str) -> str:
+    """An IAM condition for the objects under a prefix, plus the bucket itself (listing is checked on it)."""
+    expression = (f'resource.type == "storage.googleapis.com/Bucket" || '
+                  f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")')
+    return f"--condition=expression={expression},title={title}"
+
+
+def job_env(config: Config, source: str, output: str, key_column: str | None) -> str:
+    pairs = {"SCORE_INPUT": source, "SCORE_OUTPUT": output, "GCS_BUCKET_NAME": config.gcs_bucket,
+             "GCS_MODEL_PREFIX": config.gcs_prefix, "PYTHONPATH": BENTO_SRC}
+    if key_column:
+        pairs["SCORE_KEY_COLUMN"] = key_column
+    return "^;^" + ";".join(f"{k}={v}" for k, v in pairs.items())  # gcloud's alternate delimiter: values hold commas
+
+
+def job_deploy(config: Config, gcloud: Gcloud, image: str, source: str, output: str, tasks: int, parallelism: int,
+               max_retries: int, task_timeout_s: int, key_column: str | None) -> int:
+    """The scoring job, on the service's image, and its service account's access: read the input prefix, create
+    objects under the output prefix (never overwrite or delete them), read the model bucket."""
+    (in_bucket, in_prefix), (out_bucket, out_prefix) = split_gs(source), split_gs(output)
+    member = f"serviceAccount:{config.job_service_account}"
+    gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{in_bucket}", "--member", member, "--role", "roles/storage.objectViewer",
+           prefix_condition(in_bucket, in_prefix, "penguin-score-input"))
+    for role in ("roles/storage.objectCreator", "roles/storage.objectViewer"):
+        gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{out_bucket}", "--member", member, "--role", role,
+               prefix_condition(out_bucket, out_prefix, "penguin-score-output"))
+    if config.gcs_bucket:
+        gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{config.gcs_bucket}", "--member", member,
+               "--role", "roles/storage.objectViewer")
+    gcloud(
+        "run", "jobs", "deploy", config.job, *config.where,
+        "--image", require_digest(image),
+        "--command", "python", "--args=-m,penguin_serve.jobs.score",
+        "--tasks", str(tasks), "--parallelism", str(parallelism), "--max-retries", str(max_retries),
+        "--task-timeout", f"{task_timeout_s}s",
+        "--cpu", "1", "--memory", config.job_memory,
+        "--service-account", config.job_service_account,
+        "--set-env-vars", job_env(config, source, output, key_column),
+        "--quiet",
+    )  # fmt: skip
+    return 0
+
+
+def job_run(config: Config, gcloud: Gcloud, source: str | None, output: str | None, tasks: int | None) -> int:
+    """Execute the job and wait for it; another input and output, or another task count, for this run only."""
+    overrides = []
+    if source and output:
+        split_gs(source), split_gs(output)
+        overrides += ["--update-env-vars", f"^;^SCORE_INPUT={source};SCORE_OUTPUT={output}"]
+    if tasks:
+        overrides += ["--tasks", str(tasks)]
+    gcloud("run", "jobs", "execute", config.job, *config.where, *overrides, "--wait")
     return 0
 
 
@@ -259,7 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     rollback_parser.add_argument("revision", nargs="?", help="revision to send all traffic to (default: the previous one)")
     for name in ("monitoring-config", "alert-policies", "dashboard"):
         commands.add_parser(name)
-    for name in ("rollback", "monitoring-config", "alert-policies", "dashboard"):
+    job_deploy_parser = commands.add_parser("job-deploy")
+    job_deploy_parser.add_argument("image", help="IMAGE@sha256:... (the service's image)")
+    job_deploy_parser.add_argument("input", help="gs://BUCKET/PREFIX holding the CSV files")
+    job_deploy_parser.add_argument("output", help="gs://BUCKET/PREFIX for predictions, rejects and the manifest")
+    job_deploy_parser.add_argument("--tasks", type=int, default=10, help="tasks (each takes every N-th input file)")
+    job_deploy_parser.add_argument("--parallelism", type=int, default=10, help="tasks running at once")
+    job_deploy_parser.add_argument("--max-retries", type=int, default=3, help="retries of a failed task")
+    job_deploy_parser.add_argument("--task-timeout", type=int, default=3600, help="seconds per task attempt")
+    job_deploy_parser.add_argument("--key-column", help="the input column that identifies a row (default: its row number)")
+    job_run_parser = commands.add_parser("job-run")
+    job_run_parser.add_argument("input", nargs="?", help="another gs:// input for this run")
+    job_run_parser.add_argument("output", nargs="?", help="another gs:// output for this run")
+    job_run_parser.add_argument("--tasks", type=int, help="another task count for this run")
+    for name in ("rollback", "monitoring-config", "alert-policies", "dashboard", "job-deploy", "job-run"):
         commands.choices[name].add_argument("--dry-run", action="store_true", help="print the gcloud commands only")
     args = parser.parse_args(argv)
 
@@ -275,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         return canary(config, gcloud, args.image, steps, args.tag, args.step_wait_s, args.public)
     if args.command == "rollback":
         return rollback(config, gcloud, args.revision)
+    if args.command == "job-deploy":
+        return job_deploy(config, gcloud, args.image, args.input, args.output, args.tasks, args.parallelism, args.max_retries,
+                          args.task_timeout, args.key_column)
+    if args.command == "job-run":
+        return job_run(config, gcloud, args.input, args.output, args.tasks)
     return {"monitoring-config": monitoring_config, "alert-policies": alert_policies, "dashboard": dashboard}[args.command](config, gcloud)
 
 

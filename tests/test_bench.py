@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 FIGURES = ("predict_rps", "ceiling_ratio", "ceiling_cpu_ratio", "bentoml_floor_ratio", "bentoml_floor_p99_c64_ms",
            "numpy_fastapi_rps_ratio", "predict_rps_ratio", "p99_c64_ms", "p99_over_p50_c64", "p99_ratio", "batch_rows_per_s",
            "batch_floor_ratio", "batch_records_rows_per_s", "batch_records_floor_ratio", "cold_start_s", "cold_start_ratio",
-           "rss_mb", "explain_ratio", "objects_growth", "objects_left_after_timeout", "rss_growth_mb")
+           "rss_mb", "explain_ratio", "scoring_rows_per_s", "scoring_floor_ratio", "objects_growth", "objects_left_after_timeout", "rss_growth_mb")
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path):

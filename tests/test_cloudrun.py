@@ -180,3 +180,37 @@ def test_service_yaml_without_the_sidecar_when_opted_out(tmp_path):
     assert [c["name"] for c in template["spec"]["containers"]] == ["app"] and "volumes" not in template["spec"]
     assert set(template["metadata"]["annotations"]) == {"autoscaling.knative.dev/minScale", "autoscaling.knative.dev/maxScale",
                                                        "run.googleapis.com/startup-cpu-boost"}
+
+
+def test_job_deploy_grants_read_on_the_input_and_create_on_the_output_prefix_then_deploys(tmp_path):
+    _, calls = cloudrun(tmp_path, "job-deploy", IMAGE, "gs://survey-data/2026/penguins", "gs://scores/penguins/run-1",
+                        "--tasks", "20", "--parallelism", "8", "--max-retries", "2", "--task-timeout", "1800", "--key-column", "id")
+    member = "serviceAccount:penguin-score@demo.iam.gserviceaccount.com"
+
+    def on_prefix(bucket, prefix, title):
+        return (f'--condition=expression=resource.type == "storage.googleapis.com/Bucket" || '
+                f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/"),title={title}')
+
+    def grant(bucket, role, *condition):
+        return ["storage", "buckets", "add-iam-policy-binding", f"gs://{bucket}", "--member", member, "--role", role, *condition]
+
+    assert calls == [
+        grant("survey-data", "roles/storage.objectViewer", on_prefix("survey-data", "2026/penguins", "penguin-score-input")),
+        grant("scores", "roles/storage.objectCreator", on_prefix("scores", "penguins/run-1", "penguin-score-output")),
+        grant("scores", "roles/storage.objectViewer", on_prefix("scores", "penguins/run-1", "penguin-score-output")),
+        grant("penguin-models", "roles/storage.objectViewer"),
+        ["run", "jobs", "deploy", "penguin-score", *WHERE, "--image", IMAGE, "--command", "python", "--args=-m,penguin_serve.jobs.score",
+         "--tasks", "20", "--parallelism", "8", "--max-retries", "2", "--task-timeout", "1800s", "--cpu", "1", "--memory", "2Gi",
+         "--service-account", "penguin-score@demo.iam.gserviceaccount.com",
+         "--set-env-vars", "^;^SCORE_INPUT=gs://survey-data/2026/penguins;SCORE_OUTPUT=gs://scores/penguins/run-1;"
+         "GCS_BUCKET_NAME=penguin-models;GCS_MODEL_PREFIX=penguin_classifier;PYTHONPATH=/home/bentoml/bento/src;SCORE_KEY_COLUMN=id",
+         "--quiet"],
+    ]
+
+
+def test_job_run_waits_and_may_point_this_run_elsewhere(tmp_path):
+    _, calls = cloudrun(tmp_path / "plain", "job-run")
+    assert calls == [["run", "jobs", "execute", "penguin-score", *WHERE, "--wait"]]
+    _, calls = cloudrun(tmp_path / "other", "job-run", "gs://survey-data/2027", "gs://scores/run-2", "--tasks", "4")
+    assert calls == [["run", "jobs", "execute", "penguin-score", *WHERE, "--update-env-vars",
+                      "^;^SCORE_INPUT=gs://survey-data/2027;SCORE_OUTPUT=gs://scores/run-2", "--tasks", "4", "--wait"]]

@@ -275,3 +275,34 @@ def test_push_to_a_registry_then_pull_by_digest_and_run(make_image, local_regist
     finally:
         container.remove()
         docker("rmi", pushed, check=False)
+
+
+def test_the_scoring_job_runs_inside_the_image_against_cloud_storage(image, gcs_emulator, bucket, tmp_path):
+    """Two tasks of the job, as Cloud Run Jobs runs them in this image (the command scripts/cloudrun.py
+    job-deploy sets), over 3 files in the GCS emulator on the host."""
+    import csv
+    import io
+
+    from penguin_serve.storage import make_client
+    from penguin_serve.training.dataset import load_dataset
+
+    birds = [p.model_dump(mode="json") for p in load_dataset().penguins]
+    columns = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    client = make_client(gcs_emulator.url)
+    for index in range(3):
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([bird[c] if bird[c] is not None else "" for c in columns] for bird in birds * 10)
+        client.bucket(bucket).blob(f"in/file-{index}.csv").upload_from_string(out.getvalue())
+    for task in (0, 1):
+        run = docker("run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp", "-e", f"CLOUD_RUN_TASK_INDEX={task}",
+                     "-e", "CLOUD_RUN_TASK_COUNT=2", "-e", f"STORAGE_EMULATOR_HOST={gcs_emulator.url}", "-e", "PYTHONPATH=/home/bentoml/bento/src",
+                     "-e", f"SCORE_INPUT=gs://{bucket}/in", "-e", f"SCORE_OUTPUT=gs://{bucket}/out",
+                     "--entrypoint", "python", image, "-m", "penguin_serve.jobs.score", check=False, timeout=300)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    manifest = json.loads(client.bucket(bucket).blob("out/manifest.json").download_as_bytes())
+    assert (manifest["files"], manifest["rows_in"], manifest["rows_out"], manifest["rejects"]) == (3, 3 * len(birds) * 10, 3 * len(birds) * 10, 0)
+    import bentoml
+
+    assert manifest["model_version"] == bentoml.models.get("penguin_classifier:latest").tag.version  # the bento's model

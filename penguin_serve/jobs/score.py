@@ -225,9 +225,12 @@ def finalize(source: Location, output: Location, files: list[str], task: int) ->
 
 
 def bento_model_dir() -> Path:
-    """The model packed in the bento (or the local model store): the one the service falls back to."""
-    if os.environ.get("PENGUIN_MODEL_DIR"):
-        return Path(os.environ["PENGUIN_MODEL_DIR"])
+    """The model the service would serve without Cloud Storage: in a container, the one the bento packs
+    ($BENTO_PATH/models/NAME/VERSION, the bento's layout); elsewhere, the model store's."""
+    name = SETTINGS.model_tag.split(":")[0]
+    if os.environ.get("BENTO_PATH"):
+        [version] = [d for d in (Path(os.environ["BENTO_PATH"]) / "models" / name).iterdir() if d.is_dir()]
+        return version
     import bentoml
 
     return Path(bentoml.models.get(SETTINGS.model_tag).path)
