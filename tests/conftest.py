@@ -31,6 +31,17 @@ KNOWN_RECORDS = [
 ADELIE = {**KNOWN_RECORDS[0][0], "year": 2009}
 
 
+# The slow tier: tests that start a server, an emulator, a container, a browser or a benchmark. `make test`
+# runs everything; `make test-fast` (-m "not slow") the code, data and model tests alone.
+SLOW_FIXTURES = {"served", "gcs_emulator", "bucket", "fault_proxy", "image", "make_image", "prometheus", "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(BENTOML_HOME, ignore_errors=True)
 

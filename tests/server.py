@@ -18,6 +18,13 @@ BENTOML = Path(sys.executable).with_name("bentoml")
 
 class ServeProcess:
     def __init__(self, log_path: Path, **env: str) -> None:
+        # Each server gets a BENTOML_HOME of its own over the shared model store: `bentoml serve` empties
+        # $BENTOML_HOME/prometheus_multiproc_dir when it starts, which would wipe a running server's metrics.
+        home = log_path.parent / "bentoml-home"
+        home.mkdir(exist_ok=True)
+        if not (home / "models").exists():
+            (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models")
+        env = {"BENTOML_HOME": str(home), **env}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

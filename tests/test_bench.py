@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
+import pytest
+
+pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
 FIGURES = ("predict_rps", "ceiling_ratio", "ceiling_cpu_ratio", "bentoml_floor_ratio", "bentoml_floor_p99_c64_ms",
            "numpy_fastapi_rps_ratio", "predict_rps_ratio", "p99_c64_ms", "p99_over_p50_c64", "p99_ratio", "batch_rows_per_s",

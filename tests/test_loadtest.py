@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 from conftest import REPO_ROOT
+import pytest
+
+pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 

@@ -5,6 +5,7 @@ right feature once every bill length is 1.3 times longer. The dashboard's querie
 PENGUIN_DASHBOARD_PNG=docs/images/dashboard.png also draws the dashboard from that run for the README."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -106,9 +107,9 @@ def test_real_prometheus_sees_drift_on_the_right_feature_only(served, prometheus
     # A training-like population: the dataset itself, 1,710 rows (the alerts want at least 500 an hour).
     for _ in range(5):
         assert requests.post(served.url + "/predict_batch", json=records, timeout=30).status_code == 200
-    assert wait_for(lambda: query(prometheus, "penguin:input_psi:1h").__len__() == 4)
-    time.sleep(3)  # a few more evaluations over the settled counters
-    psi = query(prometheus, "penguin:input_psi:1h")
+    # Until Prometheus has scraped the traffic, each share is 0/0 and each index NaN.
+    psi = wait_for(lambda: (lambda found: found if len(found) == 4 and not any(map(math.isnan, found.values())) else None)(
+        query(prometheus, "penguin:input_psi:1h")))
     assert all(value < 0.1 for value in psi.values()), psi
     assert drift_alerts(prometheus) == {}
 

@@ -17,6 +17,8 @@ from conftest import REPO_ROOT
 from readme import blocks, commands, section
 from scripts.processes import free_port
 
+pytestmark = pytest.mark.slow  # starts servers or processes of its own
+
 README_URL = "http://127.0.0.1:3000"
 
 

@@ -80,9 +80,15 @@ def objects(gcs_emulator, bucket, prefix):
 
 
 @pytest.fixture(scope="module")
-def scored(big_input, gcs_emulator, exported_model):
+def served_model(served):
+    """The model tag of the test's server (other tests train newer ones into the same store meanwhile)."""
+    return {"PENGUIN_MODEL_TAG": f"penguin_classifier:{served.get('/health').json()['model_version']}"}
+
+
+@pytest.fixture(scope="module")
+def scored(big_input, gcs_emulator, served_model):
     started = time.monotonic()
-    results = run_tasks(gcs_emulator, big_input, "out")
+    results = run_tasks(gcs_emulator, big_input, "out", **served_model)
     elapsed = time.monotonic() - started
     assert all(code == 0 for code, _ in results), [log[-2000:] for _, log in results]
     rates = [json.loads(line)["rows_per_s"] for _, log in results for line in log.splitlines() if '"rows_per_s"' in line]
@@ -127,13 +133,14 @@ def islice_rows(start, count):
     return islice(table_rows(), start, start + count)
 
 
-def test_a_task_killed_mid_file_and_the_job_run_again_give_an_identical_output(scored, big_input, gcs_emulator):
+def test_a_task_killed_mid_file_and_the_job_run_again_give_an_identical_output(scored, big_input, gcs_emulator, served_model):
     reference, _ = scored
     task = subprocess.Popen(
         [sys.executable, "-m", "penguin_serve.jobs.score", "--input", f"gs://{big_input}/in", "--output", f"gs://{big_input}/again",
          "--key-column", "id"],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": str(TASKS)},
+        env={**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": str(TASKS),
+             **served_model},
     )
     deadline = time.monotonic() + 120
     while not any(n.startswith("predictions/part-1/part-0000") for n in objects(gcs_emulator, big_input, "again")) and time.monotonic() < deadline:
@@ -142,9 +149,9 @@ def test_a_task_killed_mid_file_and_the_job_run_again_give_an_identical_output(s
     task.wait()
     partial = objects(gcs_emulator, big_input, "again")
     assert 0 < len([n for n in partial if n.startswith("predictions/")]) and "_done/part-1.json" not in partial
-    results = run_tasks(gcs_emulator, big_input, "again")  # Cloud Run's retry, or the job executed again
+    results = run_tasks(gcs_emulator, big_input, "again", **served_model)  # Cloud Run's retry, or the job executed again
     assert all(code == 0 for code, _ in results), [log[-2000:] for _, log in results]
-    results = run_tasks(gcs_emulator, big_input, "again")  # and once more, after it finished: nothing changes
+    results = run_tasks(gcs_emulator, big_input, "again", **served_model)  # and once more, after it finished: nothing changes
     assert all(code == 0 for code, _ in results)
     again = objects(gcs_emulator, big_input, "again")
     assert {n: b.crc32c for n, b in again.items()} == {n: b.crc32c for n, b in reference.items()}

@@ -13,6 +13,8 @@ from penguin_serve.model import BOOSTER_FILE, MODEL_NAME
 from conftest import KNOWN_RECORDS
 from server import ServeProcess
 
+pytestmark = pytest.mark.slow  # starts servers or processes of its own
+
 
 @pytest.fixture(scope="module")
 def corrupt_model_tag(exported_model):
@@ -84,6 +86,9 @@ def test_corrupt_model_is_never_served_and_sigterm_exits_cleanly(corrupt_model_t
 def test_invalid_input_is_one_warning_line_without_traceback(served):
     requests.post(served.url + "/predict", json={"bill_length_mm": "long"}, timeout=5)
     requests.post(served.url + "/predict_batch", data=b"not json", headers={"Content-Type": "application/json"}, timeout=5)
+    deadline = time.monotonic() + 5  # the worker writes its line after answering
+    while '"message":"POST /predict_batch 400' not in served.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = served.log()
     assert '"severity":"WARNING","message":"POST /predict 422' in log
     assert '"severity":"WARNING","message":"POST /predict_batch 400' in log

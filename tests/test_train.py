@@ -91,3 +91,13 @@ def test_help_documents_every_option(capsys):
     for action in parser._actions:
         assert action.help, action.dest
         assert all(option in out for option in action.option_strings)
+
+
+def test_the_model_figures_are_drawn_from_the_metadata(exported_model, tmp_path):
+    import json
+
+    from penguin_serve.training.figures import draw
+
+    paths = draw(json.loads((exported_model / "metadata.json").read_text()), tmp_path)
+    assert [p.name for p in paths] == ["global-importance.png", "reliability.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in paths)
