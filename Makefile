@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test image loadtest bench clean
+.PHONY: install run train test test-fast style image loadtest bench clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -33,7 +33,7 @@ image: install
 # Locust scenarios against LOADTEST_ARGS' target (default: starts the local container), with a report under
 # load_results/<timestamp>/. E.g. make loadtest LOADTEST_ARGS="--url https://... --scenarios normal,step"
 loadtest: install
-	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
+	$(BIN)/python -m scripts.loadtest $(LOADTEST_ARGS)
 
 # The service alone with the image's dependencies (no pandas or scikit-learn, which xgboost imports when
 # present): what make bench measures.
@@ -46,8 +46,20 @@ $(SERVE_VENV)/.installed: requirements.txt
 bench: install $(SERVE_VENV)/.installed
 	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --out docs/performance.json
 
+# Everything: style, then every test (Docker, browser, Prometheus, benchmark and fuzzing included), with coverage.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The inner loop: code, data and model tests, no servers, containers, browsers or benchmarks (about a minute).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" --no-cov -q
+
+# Formats the tree and fixes what ruff can.
+style: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .coverage htmlcov

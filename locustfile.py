@@ -44,23 +44,51 @@ MIN_CALIBRATION_ACCURACY = 0.97
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser):
-    parser.add_argument("--scenario", choices=sorted(["baseline", "normal", "stress", "spike", "step"]),
-                        default=None, env_var="LOCUST_SCENARIO",
-                        help="a load shape instead of -u/-r/-t (default: none, plain Locust)")
-    parser.add_argument("--time-scale", type=float, default=1.0, env_var="LOCUST_TIME_SCALE",
-                        help="multiply every scenario duration by this (0.1: a tenth of the time)")
-    parser.add_argument("--invalid-share", type=float, default=0.05, env_var="LOCUST_INVALID_SHARE",
-                        help="share of requests that are deliberately invalid (must get 422)")
-    parser.add_argument("--batch-share", type=float, default=0.05, env_var="LOCUST_BATCH_SHARE",
-                        help="share of requests sent to /predict_batch")
-    parser.add_argument("--batch-size", type=int, default=100, env_var="LOCUST_BATCH_SIZE",
-                        help="records per batch request")
-    parser.add_argument("--p95-limit-ms", type=float, default=500, env_var="LOCUST_P95_LIMIT_MS",
-                        help="step scenario: saturated when p95 latency exceeds this")
-    parser.add_argument("--failure-limit", type=float, default=0.01, env_var="LOCUST_FAILURE_LIMIT",
-                        help="step scenario: saturated when this share of requests fails")
-    parser.add_argument("--id-token-from-gcloud", action="store_true", default=False,
-                        help="authenticate with `gcloud auth print-identity-token` (private Cloud Run)")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(["baseline", "normal", "stress", "spike", "step"]),
+        default=None,
+        env_var="LOCUST_SCENARIO",
+        help="a load shape instead of -u/-r/-t (default: none, plain Locust)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        env_var="LOCUST_TIME_SCALE",
+        help="multiply every scenario duration by this (0.1: a tenth of the time)",
+    )
+    parser.add_argument(
+        "--invalid-share",
+        type=float,
+        default=0.05,
+        env_var="LOCUST_INVALID_SHARE",
+        help="share of requests that are deliberately invalid (must get 422)",
+    )
+    parser.add_argument(
+        "--batch-share", type=float, default=0.05, env_var="LOCUST_BATCH_SHARE", help="share of requests sent to /predict_batch"
+    )
+    parser.add_argument("--batch-size", type=int, default=100, env_var="LOCUST_BATCH_SIZE", help="records per batch request")
+    parser.add_argument(
+        "--p95-limit-ms",
+        type=float,
+        default=500,
+        env_var="LOCUST_P95_LIMIT_MS",
+        help="step scenario: saturated when p95 latency exceeds this",
+    )
+    parser.add_argument(
+        "--failure-limit",
+        type=float,
+        default=0.01,
+        env_var="LOCUST_FAILURE_LIMIT",
+        help="step scenario: saturated when this share of requests fails",
+    )
+    parser.add_argument(
+        "--id-token-from-gcloud",
+        action="store_true",
+        default=False,
+        help="authenticate with `gcloud auth print-identity-token` (private Cloud Run)",
+    )
     # fmt: skip
 
 
@@ -88,8 +116,9 @@ def identity_token(options) -> str | None:
     if os.environ.get("LOCUST_ID_TOKEN"):
         return os.environ["LOCUST_ID_TOKEN"]
     if options.id_token_from_gcloud:
-        return subprocess.run(["gcloud", "auth", "print-identity-token"], check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["gcloud", "auth", "print-identity-token"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     return None
 
 
@@ -112,13 +141,16 @@ def calibrate(environment, **_):
     HEADERS.update({"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
     labelled = dataset_records()
     host = environment.host or PenguinUser.host
-    request = urllib.request.Request(host.rstrip("/") + "/predict_batch", method="POST",
-                                     data=json.dumps([record for record, _ in labelled]).encode(), headers=HEADERS)
+    request = urllib.request.Request(
+        host.rstrip("/") + "/predict_batch",
+        method="POST",
+        data=json.dumps([record for record, _ in labelled]).encode(),
+        headers=HEADERS,
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         answers = json.load(response)
     KNOWN.clear()
-    KNOWN.extend((record, species) for (record, species), answer in zip(labelled, answers)
-                 if answer["prediction"] == species)
+    KNOWN.extend((record, species) for (record, species), answer in zip(labelled, answers) if answer["prediction"] == species)
     accuracy = len(KNOWN) / len(labelled)
     print(f"calibration: {len(KNOWN)} of {len(labelled)} dataset records classified correctly ({accuracy:.3f})")
     if accuracy < MIN_CALIBRATION_ACCURACY:
@@ -162,8 +194,9 @@ class PenguinUser(FastHttpUser):
 
     def invalid(self):
         body = random.choice(INVALID_BODIES)
-        with self.client.post("/predict", json=body, headers=HEADERS, catch_response=True,
-                              name="/predict [invalid, expects 422]") as response:
+        with self.client.post(
+            "/predict", json=body, headers=HEADERS, catch_response=True, name="/predict [invalid, expects 422]"
+        ) as response:
             if response.status_code == 422:
                 response.success()
             else:
@@ -213,7 +246,8 @@ class ScenarioShape(LoadTestShape):
             return False
         p95 = total.get_current_response_time_percentile(0.95) or 0
         if p95 > options.p95_limit_ms or total.fail_ratio > options.failure_limit:
-            print(f"saturated at {self.get_current_user_count()} users: current p95 {p95:.0f} ms, "
-                  f"failures {total.fail_ratio:.2%}")
+            print(
+                f"saturated at {self.get_current_user_count()} users: current p95 {p95:.0f} ms, failures {total.fail_ratio:.2%}"
+            )
             return True
         return False

@@ -22,9 +22,7 @@ logging.getLogger("penguin_serve").setLevel(logging.INFO)
 # base image that already has everything the service needs. The venv's skeleton, which BentoML hands to the
 # service user, goes back to root, so the service cannot change the packages it runs.
 IMAGE = (
-    bentoml.images.Image(
-        base_image="python:3.11-slim", distro="python-slim", python_version="3.11", lock_python_packages=False
-    )
+    bentoml.images.Image(base_image="python:3.11-slim", distro="python-slim", python_version="3.11", lock_python_packages=False)
     .requirements_file("requirements.txt")
     .run("find /app/.venv -user bentoml -exec chown -h root:root {} +")
 )

@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -21,17 +21,15 @@ import xgboost as xgb
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, SPECIES, encode
-from penguin_serve.training.dataset import DATASET_NAME, load_dataset
-from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
 from penguin_serve.model import MODEL_NAME, PenguinModel, decile_bins, decile_edges, field_contributions
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
+from penguin_serve.training.dataset import DATASET_NAME, load_dataset
+from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model-name", default=MODEL_NAME, help="name in the BentoML model store")
     parser.add_argument("--seed", type=int, default=42, help="seed for the split, the folds and XGBoost")
     parser.add_argument("--test-size", type=float, default=0.2, help="share of rows held out for the gate")
@@ -45,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.95,
         help="quality gate: below this held-out macro-F1 nothing is saved and the exit status is 1",
     )
-    parser.add_argument(
-        "--export-dir", type=Path, default=Path("models"), help="where booster and metadata JSON go"
-    )
+    parser.add_argument("--export-dir", type=Path, default=Path("models"), help="where booster and metadata JSON go")
     parser.add_argument(
         "--if-missing",
         action="store_true",
@@ -133,8 +129,7 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
             **{f"island_{island}": f"1 when island is {island}, else 0" for island in ISLANDS},
         },
         "training_ranges": {
-            name: [float(measured[:, i].min()), float(measured[:, i].max())]
-            for i, name in enumerate(MEASUREMENTS)
+            name: [float(measured[:, i].min()), float(measured[:, i].max())] for i, name in enumerate(MEASUREMENTS)
         },
         # The nine inner deciles of each measurement over the training rows cut the ten bins the service counts
         # its inputs in; without drift each bin gets about a tenth of the traffic, exactly the training share
@@ -144,7 +139,9 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
             name: (np.bincount(bins, minlength=10) / len(bins)).round(6).tolist()
             for name, bins in zip(MEASUREMENTS, decile_bins(decile_edges(deciles), train_features).T)
         },
-        "class_prior": dict(zip(SPECIES, (np.bincount(train_labels, minlength=len(SPECIES)) / len(train_labels)).round(6).tolist())),
+        "class_prior": dict(
+            zip(SPECIES, (np.bincount(train_labels, minlength=len(SPECIES)) / len(train_labels)).round(6).tolist())
+        ),
         "metrics": metrics,
         "global_importance": global_importance(booster, train_features),
         "params": {**xgboost_params(args), "rounds": args.rounds, "test_size": args.test_size},
@@ -160,7 +157,7 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
             "python": platform.python_version(),
             **{package: version(package) for package in ("xgboost-cpu", "bentoml", "numpy", "scikit-learn")},
         },
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **({"source_commit": commit} if (commit := source_commit()) else {}),
         "self_check": self_check,
     }
@@ -198,34 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     cv_folds, out_of_fold = cross_validate(features[train_rows], dataset.labels[train_rows], args)
     booster = fit(features[train_rows], dataset.labels[train_rows], args)
-    holdout = classification_metrics(
-        dataset.labels[test_rows], predict_probabilities(booster, features[test_rows])
-    )
+    holdout = classification_metrics(dataset.labels[test_rows], predict_probabilities(booster, features[test_rows]))
     metrics = {**summarize(cv_folds, holdout), "calibration": reliability(dataset.labels[train_rows], out_of_fold)}
     print(f"Trained on {len(train_rows)} of {len(features)} rows ({dataset.rows_dropped} dropped: no measurements).")
     print(format_report(metrics))
 
     if holdout["macro_f1"] < args.min_macro_f1:
         print(
-            f"Quality gate failed: held-out macro-F1 {holdout['macro_f1']:.4f} < {args.min_macro_f1}; "
-            "nothing saved.",
+            f"Quality gate failed: held-out macro-F1 {holdout['macro_f1']:.4f} < {args.min_macro_f1}; nothing saved.",
             file=sys.stderr,
         )
         return 1
 
     self_check = self_check_reference(dataset.penguins, dataset.labels, booster)
-    metadata = build_metadata(
-        args, dataset, booster, features[train_rows], dataset.labels[train_rows], metrics, self_check
-    )
+    metadata = build_metadata(args, dataset, booster, features[train_rows], dataset.labels[train_rows], metrics, self_check)
     # bentoml.xgboost.save_model cannot be used: it looks up the `xgboost` distribution, which the
     # CUDA-free `xgboost-cpu` wheel does not provide. The framework-neutral store entry holds the same
     # files as the export and the Cloud Storage copy, so one loader serves all three.
     # The store's own metadata (shown by `bentoml models get`) cannot hold nulls, so the self-check
     # records stay in metadata.json only.
     store_metadata = {key: value for key, value in metadata.items() if key != "self_check"}
-    with bentoml.models.create(
-        args.model_name, labels={"dataset": "palmerpenguins"}, metadata=store_metadata
-    ) as saved:
+    with bentoml.models.create(args.model_name, labels={"dataset": "palmerpenguins"}, metadata=store_metadata) as saved:
         model = PenguinModel.checked(booster, metadata, saved.tag.version, "bento", nthread=1)
         model.write_files(Path(saved.path))
     model.write_files(args.export_dir)

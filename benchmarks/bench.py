@@ -90,7 +90,9 @@ def ensure_wrk() -> str:
         if os.geteuid() != 0:
             sys.exit("wrk is needed: apt-get install wrk")
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        )
     return shutil.which("wrk")
 
 
@@ -104,8 +106,14 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         started = time.monotonic()
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **self.env, **extra_env}, preexec_fn=die_with_parent,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.env, **extra_env},
+            preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         while time.monotonic() - started < 120:
             try:
                 answer = requests.post(self.url + "/predict", json=EXAMPLE, timeout=5)
@@ -137,15 +145,25 @@ def wrk(binary: str, server: Server, path: str, body: str, connections: int, sec
         script.write(WRK_SCRIPT.replace("{body}", body))
     try:
         cpu_before = server.cpu_seconds()
-        output = subprocess.run([binary, "-t", "1", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", script.name, server.url + path],
-                                capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            [binary, "-t", "1", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", script.name, server.url + path],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         cpu = server.cpu_seconds() - cpu_before
     finally:
         os.unlink(script.name)
     fields = dict(re.findall(r"(\w+)=([\d.]+)", output.split("BENCH", 1)[1]))
     requests_done, duration_s = float(fields["requests"]), float(fields["duration_us"]) / 1e6
-    return {"rps": requests_done / duration_s, "rps_per_cpu_s": requests_done / cpu, "errors": int(fields["errors"]),
-            "p50": float(fields["p50"]), "p95": float(fields["p95"]), "p99": float(fields["p99"])}
+    return {
+        "rps": requests_done / duration_s,
+        "rps_per_cpu_s": requests_done / cpu,
+        "errors": int(fields["errors"]),
+        "p50": float(fields["p50"]),
+        "p95": float(fields["p95"]),
+        "p99": float(fields["p99"]),
+    }
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -198,9 +216,14 @@ def in_process(service_venv: Path, model_dir: Path) -> dict:
 
         np.save(rows, encode([penguins[i % len(penguins)] for i in range(10_000)]))
         os.mkdir(Path(scratch) / "metrics")
-        output = subprocess.run([str(service_venv / "bin" / "python"), "-c", IN_PROCESS, str(model_dir), str(rows)],
-                                cwd=REPO_ROOT, check=True, capture_output=True, text=True,
-                                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(Path(scratch) / "metrics")}).stdout
+        output = subprocess.run(
+            [str(service_venv / "bin" / "python"), "-c", IN_PROCESS, str(model_dir), str(rows)],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(Path(scratch) / "metrics")},
+        ).stdout
     return json.loads(output)
 
 
@@ -216,10 +239,25 @@ def scoring_rows_per_s(service_venv: Path, home: Path, rows: int = 200_000) -> d
     with open(folder / "in" / "penguins.csv", "w", newline="") as table:
         writer = csv.writer(table, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(["" if birds[i % len(birds)][c] is None else birds[i % len(birds)][c] for c in columns] for i in range(rows))
-    run = subprocess.run([str(service_venv / "bin" / "python"), "-m", "penguin_serve.jobs.score", "--input", str(folder / "in"),
-                          "--output", str(folder / "out")], cwd=REPO_ROOT, env={**os.environ, "BENTOML_HOME": str(home)},
-                         capture_output=True, text=True, check=True)
+        writer.writerows(
+            ["" if birds[i % len(birds)][c] is None else birds[i % len(birds)][c] for c in columns] for i in range(rows)
+        )
+    run = subprocess.run(
+        [
+            str(service_venv / "bin" / "python"),
+            "-m",
+            "penguin_serve.jobs.score",
+            "--input",
+            str(folder / "in"),
+            "--output",
+            str(folder / "out"),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BENTOML_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     progress = [json.loads(line) for line in run.stdout.splitlines() if '"rows_per_s"' in line]
     return {"rows": rows, "rows_per_s": progress[-1]["rows_per_s"]}
 
@@ -227,8 +265,13 @@ def scoring_rows_per_s(service_venv: Path, home: Path, rows: int = 200_000) -> d
 def prepare_model(home: Path) -> Path:
     """A model store and export for the run, trained by train.py (seeded: the same model every time)."""
     export = home / "export"
-    subprocess.run([str(BIN / "python"), "train.py", "--export-dir", str(export)], cwd=REPO_ROOT, check=True,
-                   env={**os.environ, "BENTOML_HOME": str(home)}, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "python"), "train.py", "--export-dir", str(export)],
+        cwd=REPO_ROOT,
+        check=True,
+        env={**os.environ, "BENTOML_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+    )
     return export
 
 
@@ -238,28 +281,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--saturation-s", type=int, default=60, help="seconds of saturation for the memory figures")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--service-venv", type=Path, default=BIN.parent,
-                        help="virtual environment that runs penguin-serve (make bench: .venv-serve)")
+    parser.add_argument(
+        "--service-venv",
+        type=Path,
+        default=BIN.parent,
+        help="virtual environment that runs penguin-serve (make bench: .venv-serve)",
+    )
     args = parser.parse_args(argv)
     wrk_binary = ensure_wrk()
 
     home = Path(tempfile.mkdtemp(prefix="penguin-bench-"))
     try:
         model_dir = prepare_model(home)
-        uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}", "--workers", str(WORKERS),
-                   "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+        uvicorn = [
+            str(BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            str(WORKERS),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+        ]
         servers = [
-            Server("penguin-serve", [str(args.service_venv / "bin" / "bentoml"), "serve", "service:PenguinClassifier", "--host", "127.0.0.1",
-                                     "--port", "{port}"], {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)}),
+            Server(
+                "penguin-serve",
+                [
+                    str(args.service_venv / "bin" / "bentoml"),
+                    "serve",
+                    "service:PenguinClassifier",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "{port}",
+                ],
+                {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)},
+            ),
             Server("http-ceiling", [*uvicorn, "benchmarks.ceiling_app:app"], {}),
-            Server("bentoml-floor", [str(args.service_venv / "bin" / "bentoml"), "serve", "benchmarks.bentoml_floor:BentoMLFloor",
-                                     "--host", "127.0.0.1", "--port", "{port}"], {"PENGUIN_WORKERS": str(WORKERS)}),
+            Server(
+                "bentoml-floor",
+                [
+                    str(args.service_venv / "bin" / "bentoml"),
+                    "serve",
+                    "benchmarks.bentoml_floor:BentoMLFloor",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "{port}",
+                ],
+                {"PENGUIN_WORKERS": str(WORKERS)},
+            ),
             Server("fastapi-numpy", [*uvicorn, "benchmarks.numpy_app:app"], {"MODEL_DIR": str(model_dir)}),
             Server("reference", [*uvicorn, "benchmarks.reference_app:app"], {"MODEL_DIR": str(model_dir)}),
         ]
         body = json.dumps(EXAMPLE)
-        batch_bodies = {"columns": json.dumps({name: (values * BATCH_ROWS)[:BATCH_ROWS] for name, values in EXAMPLE_COLUMNS.items()}),
-                        "records": json.dumps([EXAMPLE] * BATCH_ROWS)}
+        batch_bodies = {
+            "columns": json.dumps({name: (values * BATCH_ROWS)[:BATCH_ROWS] for name, values in EXAMPLE_COLUMNS.items()}),
+            "records": json.dumps([EXAMPLE] * BATCH_ROWS),
+        }
         results: dict[str, dict] = {}
         for server in servers:
             cold = []
@@ -280,8 +363,11 @@ def main(argv: list[str] | None = None) -> int:
                         result[f"explain_c{connections}"] = median_of(runs)
                     for form, batch_body in batch_bodies.items():
                         runs = [wrk(wrk_binary, server, "/predict_batch", batch_body, 4, args.duration) for _ in range(args.reps)]
-                        result[f"batch_{form}"] = {**median_of(runs), "rows_per_s": median_of(runs)["rps"] * BATCH_ROWS,
-                                                   "rows_per_cpu_s": median_of(runs)["rps_per_cpu_s"] * BATCH_ROWS}
+                        result[f"batch_{form}"] = {
+                            **median_of(runs),
+                            "rows_per_s": median_of(runs)["rps"] * BATCH_ROWS,
+                            "rows_per_cpu_s": median_of(runs)["rps_per_cpu_s"] * BATCH_ROWS,
+                        }
             finally:
                 server.stop()
             if server.name == "penguin-serve":
@@ -298,28 +384,51 @@ def main(argv: list[str] | None = None) -> int:
     )
     floor = costs["floor_rows_per_s"]
     print()
-    print(f"{'server':<15} " + " ".join(f"{'req/s @' + str(c):>10} {'per CPU-s':>9} {'p50/p95/p99 ms':>20}" for c in CONNECTIONS)
-          + f" {'errors':>7} {'cold s':>7} {'RSS MB':>7}")
+    print(
+        f"{'server':<15} "
+        + " ".join(f"{'req/s @' + str(c):>10} {'per CPU-s':>9} {'p50/p95/p99 ms':>20}" for c in CONNECTIONS)
+        + f" {'errors':>7} {'cold s':>7} {'RSS MB':>7}"
+    )
     for name, r in results.items():
-        columns = " ".join(f"{r[f'c{c}']['rps']:>10.0f} {r[f'c{c}']['rps_per_cpu_s']:>9.0f} "
-                           + f"{r[f'c{c}']['p50']:.1f}/{r[f'c{c}']['p95']:.1f}/{r[f'c{c}']['p99']:.1f}".rjust(20) for c in CONNECTIONS)
+        columns = " ".join(
+            f"{r[f'c{c}']['rps']:>10.0f} {r[f'c{c}']['rps_per_cpu_s']:>9.0f} "
+            + f"{r[f'c{c}']['p50']:.1f}/{r[f'c{c}']['p95']:.1f}/{r[f'c{c}']['p99']:.1f}".rjust(20)
+            for c in CONNECTIONS
+        )
         errors = sum(r[f"c{c}"]["errors"] for c in CONNECTIONS)
         print(f"{name:<15} {columns} {errors:>7.0f} {r['cold_start_s']:>7.2f} {r['rss_mb']:>7.0f}")
-    print(f"in-process: inplace_predict floor {floor:,.0f} rows/s (1 thread, 10,000-row batch); one call of 1 row "
-          f"{costs['call_1_row_ms']:.3f} ms, of 32 rows {costs['call_32_rows_ms']:.3f} ms; metrics (species, confidence, drift bins) "
-          f"{costs['metrics_us_per_call']:.0f} µs per call of 1 row, {costs['metrics_us_per_row']:.2f} µs per row in a 1,000-row call")
-    print(f"/predict_batch, {BATCH_ROWS:,} rows: "
-          + "; ".join(f"as {form} {ours[f'batch_{form}']['rows_per_s']:,.0f} rows/s, {ours[f'batch_{form}']['rows_per_cpu_s']:,.0f} per server "
-                      f"CPU-second ({ours[f'batch_{form}']['rows_per_cpu_s'] / floor:.0%} of the floor)" for form in batch_bodies))
-    print(f"bulk scoring job, one task: {scoring['rows_per_s']:,.0f} rows/s over {scoring['rows']:,} rows "
-          f"({scoring['rows_per_s'] / floor:.0%} of the floor)")
+    print(
+        f"in-process: inplace_predict floor {floor:,.0f} rows/s (1 thread, 10,000-row batch); one call of 1 row "
+        f"{costs['call_1_row_ms']:.3f} ms, of 32 rows {costs['call_32_rows_ms']:.3f} ms; metrics (species, confidence, drift bins) "
+        f"{costs['metrics_us_per_call']:.0f} µs per call of 1 row, {costs['metrics_us_per_row']:.2f} µs per row in a 1,000-row call"
+    )
+    print(
+        f"/predict_batch, {BATCH_ROWS:,} rows: "
+        + "; ".join(
+            f"as {form} {ours[f'batch_{form}']['rows_per_s']:,.0f} rows/s, {ours[f'batch_{form}']['rows_per_cpu_s']:,.0f} per server "
+            f"CPU-second ({ours[f'batch_{form}']['rows_per_cpu_s'] / floor:.0%} of the floor)"
+            for form in batch_bodies
+        )
+    )
+    print(
+        f"bulk scoring job, one task: {scoring['rows_per_s']:,.0f} rows/s over {scoring['rows']:,} rows "
+        f"({scoring['rows_per_s'] / floor:.0%} of the floor)"
+    )
     memory = ours["memory"]
-    print("/explain: " + "; ".join(f"{ours[f'explain_c{c}']['rps']:,.0f} requests/s at {c} connections "
-                                   f"({ours[f'explain_c{c}']['rps'] / ours[f'c{c}']['rps']:.2f} of /predict's)" for c in CONNECTIONS))
-    print(f"a worker under {memory['saturation_s']} s of saturation ({memory['rps']:,.0f} requests/s): live objects "
-          f"{memory['objects_at_rest']:,} at rest -> {memory['objects_after']:,} -> {memory['objects_after_timeout']:,} once "
-          f"the {SETTINGS.request_timeout_s} s request timers ran out; RSS {memory['rss_mb_at_rest']:.0f} -> "
-          f"{memory['rss_mb_after']:.0f} MB; {memory['full_gc_count']} full collections, longest {memory['full_gc_max_ms']:.0f} ms")
+    print(
+        "/explain: "
+        + "; ".join(
+            f"{ours[f'explain_c{c}']['rps']:,.0f} requests/s at {c} connections "
+            f"({ours[f'explain_c{c}']['rps'] / ours[f'c{c}']['rps']:.2f} of /predict's)"
+            for c in CONNECTIONS
+        )
+    )
+    print(
+        f"a worker under {memory['saturation_s']} s of saturation ({memory['rps']:,.0f} requests/s): live objects "
+        f"{memory['objects_at_rest']:,} at rest -> {memory['objects_after']:,} -> {memory['objects_after_timeout']:,} once "
+        f"the {SETTINGS.request_timeout_s} s request timers ran out; RSS {memory['rss_mb_at_rest']:.0f} -> "
+        f"{memory['rss_mb_after']:.0f} MB; {memory['full_gc_count']} full collections, longest {memory['full_gc_max_ms']:.0f} ms"
+    )
     summary = {
         "predict_rps": ours["c64"]["rps"],
         "ceiling_ratio": ours["c64"]["rps"] / ceiling["c64"]["rps"],
@@ -346,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         "rss_growth_mb": memory["rss_mb_after"] - memory["rss_mb_at_rest"],
     }
     if args.out:
-        args.out.write_text(json.dumps({"results": results, "in_process": costs, "scoring": scoring, "summary": summary}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"results": results, "in_process": costs, "scoring": scoring, "summary": summary}, indent=2) + "\n"
+        )
     print(" ".join(f"{key}={value:.3g}" if value < 1000 else f"{key}={value:.0f}" for key, value in summary.items()))
     return 0
 

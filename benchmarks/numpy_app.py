@@ -21,6 +21,17 @@ app = FastAPI()
 @app.post("/predict")
 async def predict(p: PenguinFeatures):
     sex = {"male": 1.0, "female": 0.0}.get((p.sex or "").lower(), np.nan)
-    row = np.array([[p.bill_length_mm, p.bill_depth_mm, p.flipper_length_mm, p.body_mass_g, sex,
-                     *(float(p.island == island) for island in ISLANDS)]], dtype=np.float32)
+    row = np.array(
+        [
+            [
+                p.bill_length_mm,
+                p.bill_depth_mm,
+                p.flipper_length_mm,
+                p.body_mass_g,
+                sex,
+                *(float(p.island == island) for island in ISLANDS),
+            ]
+        ],
+        dtype=np.float32,
+    )
     return {"prediction": SPECIES[int(booster.inplace_predict(row).argmax())]}

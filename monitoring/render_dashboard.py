@@ -21,7 +21,9 @@ DASHBOARD = Path(__file__).resolve().parent / "dashboard.json"
 
 
 def query_range(prometheus: str, query: str, start: float, end: float, step: float) -> list[dict]:
-    answer = requests.get(f"{prometheus}/api/v1/query_range", params={"query": query, "start": start, "end": end, "step": step}, timeout=30)
+    answer = requests.get(
+        f"{prometheus}/api/v1/query_range", params={"query": query, "start": start, "end": end, "step": step}, timeout=30
+    )
     answer.raise_for_status()
     return answer.json()["data"]["result"]
 
@@ -47,7 +49,7 @@ def render(prometheus: str, out: Path, minutes: float) -> None:
         axis.tick_params(labelsize=7)
         if axis.lines:
             axis.legend(fontsize=6, loc="upper left")
-    for axis in axes.flat[len(tiles):]:
+    for axis in axes.flat[len(tiles) :]:
         axis.axis("off")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

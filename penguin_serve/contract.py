@@ -7,7 +7,8 @@ another in serving.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -51,9 +52,7 @@ FIELD_COLUMNS = {
 }
 
 _SEX_CODE = {"male": 1.0, "female": 0.0, None: math.nan}
-_ISLAND_ONE_HOT = {
-    island: tuple(1.0 if other == island else 0.0 for other in ISLANDS) for island in ISLANDS
-}
+_ISLAND_ONE_HOT = {island: tuple(1.0 if other == island else 0.0 for other in ISLANDS) for island in ISLANDS}
 _CATEGORY_CODES = {  # (sex, island) -> the row's columns after the measurements
     (sex, island): (_SEX_CODE[sex], *_ISLAND_ONE_HOT[island]) for sex in _SEX_CODE for island in ISLANDS
 }
@@ -94,10 +93,13 @@ class _CaseInsensitive:
         folded = [None if value is None else self.by_folded_name.get(value.casefold(), _UNKNOWN) for value in values]
         unknown = [index for index, value in enumerate(folded) if value is _UNKNOWN]
         if unknown:
-            raise ValidationError.from_exception_data("column", [
-                {"type": "literal_error", "loc": (index,), "input": values[index], "ctx": {"expected": self.expected}}
-                for index in unknown
-            ])
+            raise ValidationError.from_exception_data(
+                "column",
+                [
+                    {"type": "literal_error", "loc": (index,), "input": values[index], "ctx": {"expected": self.expected}}
+                    for index in unknown
+                ],
+            )
         return folded
 
     def column(self, nullable: bool = False) -> Any:
@@ -157,9 +159,7 @@ class PenguinColumns(BaseModel):
     `df.to_dict(orient="list")` writes them. Answers come back as columns too. The same batch as records
     costs several times more to validate and answer (docs/PERFORMANCE.md)."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": EXAMPLE_COLUMNS}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_COLUMNS})
 
     bill_length_mm: _column(_measurement("bill_length_mm"))
     bill_depth_mm: _column(_measurement("bill_depth_mm"))
@@ -190,7 +190,7 @@ def batch_form(batch: Any) -> str:
 # location (("records", 3, "island") or ("columns", "island", 3)).
 BATCH_FORMS = ("records", "columns")
 BatchRequest = Annotated[
-    Union[Annotated[PenguinBatch, Tag(BATCH_FORMS[0])], Annotated[PenguinColumns, Tag(BATCH_FORMS[1])]],
+    Annotated[PenguinBatch, Tag(BATCH_FORMS[0])] | Annotated[PenguinColumns, Tag(BATCH_FORMS[1])],
     Discriminator(batch_form),
 ]
 

@@ -44,7 +44,9 @@ def load_serving_model(settings: Settings, bento_model_path: str | Path) -> Peng
             raise
         logger.warning(
             "loading the model from %s failed after %.1fs (%s); serving the model in the bento instead",
-            where, elapsed, reason,
+            where,
+            elapsed,
+            reason,
         )
         fallback = PenguinModel.from_files(bento_model_path, source="fallback", nthread=settings.xgboost_threads)
         return dataclasses.replace(fallback, fallback_reason=reason)

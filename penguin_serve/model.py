@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import numpy as np
 
+from .contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, Penguin, encode
 from .model_card import MODEL_CARD_FILE
 from .model_card import render as render_model_card
-from .contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, Penguin, encode
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -88,9 +88,7 @@ class PenguinModel:
         return cls.from_bytes((directory / BOOSTER_FILE).read_bytes(), metadata, source, nthread, str(directory))
 
     @classmethod
-    def from_bytes(
-        cls, booster_raw: bytes, metadata: dict, source: str, nthread: int, location: str
-    ) -> PenguinModel:
+    def from_bytes(cls, booster_raw: bytes, metadata: dict, source: str, nthread: int, location: str) -> PenguinModel:
         """Verify the booster bytes against the metadata's sha256, load them, and run the self-check."""
         expected = metadata.get("artifact", {})
         actual = artifact_digest(booster_raw)
@@ -121,9 +119,7 @@ class PenguinModel:
 
     def check(self) -> None:
         if tuple(self.metadata.get("feature_names", ())) != FEATURE_NAMES:
-            raise ModelCheckError(
-                f"model features {self.metadata.get('feature_names')} != contract {list(FEATURE_NAMES)}"
-            )
+            raise ModelCheckError(f"model features {self.metadata.get('feature_names')} != contract {list(FEATURE_NAMES)}")
         if tuple(self.metadata.get("classes", ())) != SPECIES:
             raise ModelCheckError(f"model classes {self.metadata.get('classes')} != {list(SPECIES)}")
         reference = self.metadata["self_check"]
@@ -202,8 +198,17 @@ class PenguinModel:
 
     def info(self) -> dict[str, Any]:
         """What the model-info endpoint reports."""
-        keys = ("classes", "feature_names", "encoding", "metrics", "global_importance", "training_ranges",
-                "training_deciles", "dataset", "trained_at")
+        keys = (
+            "classes",
+            "feature_names",
+            "encoding",
+            "metrics",
+            "global_importance",
+            "training_ranges",
+            "training_deciles",
+            "dataset",
+            "trained_at",
+        )
         return {
             "name": self.metadata.get("model_name", MODEL_NAME),
             "version": self.version,

@@ -13,7 +13,7 @@ import json
 import logging
 import posixpath
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from google.api_core import exceptions as gexc
@@ -88,23 +88,17 @@ def upload_new(blob: storage.Blob, data: bytes, content_type: str = "application
     try:
         blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
     except gexc.PreconditionFailed as exc:
-        raise PushConflict(
-            f"gs://{blob.bucket.name}/{blob.name} already exists: a version is never overwritten"
-        ) from exc
+        raise PushConflict(f"gs://{blob.bucket.name}/{blob.name} already exists: a version is never overwritten") from exc
     local_crc32c = crc32c_base64(data)
     if blob.crc32c != local_crc32c:
         blob.delete(if_generation_match=blob.generation)
-        raise UploadCorrupted(
-            f"gs://{blob.bucket.name}/{blob.name}: stored crc32c {blob.crc32c} != local {local_crc32c}"
-        )
+        raise UploadCorrupted(f"gs://{blob.bucket.name}/{blob.name}: stored crc32c {blob.crc32c} != local {local_crc32c}")
 
 
 def move_pointer(pointer: storage.Blob, version: str, expected_generation: int) -> None:
-    body = {"version": version, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    body = {"version": version, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
-        pointer.upload_from_string(
-            json.dumps(body), content_type="application/json", if_generation_match=expected_generation
-        )
+        pointer.upload_from_string(json.dumps(body), content_type="application/json", if_generation_match=expected_generation)
     except gexc.PreconditionFailed as exc:
         raise PushConflict(
             f"gs://{pointer.bucket.name}/{pointer.name} was moved by another push while this one ran: "

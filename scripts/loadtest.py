@@ -1,8 +1,8 @@
 """Runs Locust scenarios headless and writes CSV, HTML and LOAD_TEST_REPORT.md under load_results/<timestamp>/.
 
-    .venv/bin/python scripts/loadtest.py --url https://penguin-serve-xyz.a.run.app --scenarios normal,step
-    .venv/bin/python scripts/loadtest.py --target container --time-scale 0.5     # starts penguin-serve:latest
-    .venv/bin/python scripts/loadtest.py --target server                         # starts `bentoml serve`
+    .venv/bin/python -m scripts.loadtest --url https://penguin-serve-xyz.a.run.app --scenarios normal,step
+    .venv/bin/python -m scripts.loadtest --target container --time-scale 0.5     # starts penguin-serve:latest
+    .venv/bin/python -m scripts.loadtest --target server                         # starts `bentoml serve`
 
 Without --url it starts the local server or container itself (on a free 127.0.0.1 port) and stops it after.
 """
@@ -18,24 +18,30 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_report import write_report  # noqa: E402
-from processes import die_with_parent, free_port, stop  # noqa: E402
+from scripts.load_report import write_report
+from scripts.processes import die_with_parent, free_port, stop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL_SCENARIOS = ("baseline", "normal", "stress", "spike", "step")
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     return f"{os.cpu_count()} cores ({cpu}), {memory_kb / 2**20:.0f} GiB, {platform.system()} {platform.release()}"
 
 
@@ -46,15 +52,41 @@ class LocalTarget:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         if kind == "server":
-            self.command = [str(Path(sys.executable).with_name("bentoml")), "serve", "service:PenguinClassifier",
-                            "--host", "127.0.0.1", "--port", str(port)]
-            self.process = subprocess.Popen(self.command, cwd=REPO_ROOT, preexec_fn=die_with_parent,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.command = [
+                str(Path(sys.executable).with_name("bentoml")),
+                "serve",
+                "service:PenguinClassifier",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            self.process = subprocess.Popen(
+                self.command, cwd=REPO_ROOT, preexec_fn=die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             self.description = f"local `bentoml serve` ({os.environ.get('PENGUIN_WORKERS', 'one worker per core')})"
         else:
             self.name = f"penguin-loadtest-{uuid.uuid4().hex[:8]}"
-            self.command = ["docker", "run", "-d", "--rm", "--name", self.name, "--read-only", "--tmpfs", "/tmp",
-                            "--cpus", cpus, "--memory", "1g", "-e", "PORT=8080", "-p", f"127.0.0.1:{port}:8080", image]
+            self.command = [
+                "docker",
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                self.name,
+                "--read-only",
+                "--tmpfs",
+                "/tmp",
+                "--cpus",
+                cpus,
+                "--memory",
+                "1g",
+                "-e",
+                "PORT=8080",
+                "-p",
+                f"127.0.0.1:{port}:8080",
+                image,
+            ]
             subprocess.run(self.command, check=True, stdout=subprocess.DEVNULL)
             self.process = None
             self.description = f"local container {image} (--cpus {cpus}, --memory 1g, read-only root)"
@@ -78,6 +110,20 @@ class LocalTarget:
             subprocess.run(["docker", "stop", "-t", "10", self.name], check=False, stdout=subprocess.DEVNULL)
 
 
+def portable(command: list[str]) -> list[str]:
+    """A command as the report records it: programs by name and paths relative to the repository, so that a
+    committed report names no machine's folders."""
+    parts = []
+    for part in command:
+        path = Path(part)
+        if path.is_absolute() and path.parent == Path(sys.executable).parent:
+            part = path.name
+        elif path.is_absolute() and path.is_relative_to(REPO_ROOT):
+            part = str(path.relative_to(REPO_ROOT))
+        parts.append(part)
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="service to test (default: start one, see --target)")
@@ -98,41 +144,68 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(scenarios) - set(ALL_SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     run_dir = args.out / started_at.strftime("%Y%m%dT%H%M%SZ")
     run_dir.mkdir(parents=True)
     target = None if args.url else LocalTarget(args.target, args.image, args.cpus)
     url = args.url or target.url
-    commands = [shlex.join(target.command)] if target else []
+    commands = [shlex.join(portable(target.command))] if target else []
     exit_code = 0
     try:
         for scenario in scenarios:
-            command = [str(Path(sys.executable).with_name("locust")), "-f", "locustfile.py", "--headless",
-                       "--host", url, "--scenario", scenario, "--time-scale", str(args.time_scale),
-                       "--invalid-share", str(args.invalid_share), "--batch-share", str(args.batch_share),
-                       "--batch-size", str(args.batch_size), "--p95-limit-ms", str(args.p95_limit_ms),
-                       "--failure-limit", str(args.failure_limit), "--csv", str(run_dir / scenario),
-                       "--csv-full-history", "--html", str(run_dir / f"{scenario}.html"), "--only-summary"]
-            commands.append(shlex.join(command))
+            command = [
+                str(Path(sys.executable).with_name("locust")),
+                "-f",
+                "locustfile.py",
+                "--headless",
+                "--host",
+                url,
+                "--scenario",
+                scenario,
+                "--time-scale",
+                str(args.time_scale),
+                "--invalid-share",
+                str(args.invalid_share),
+                "--batch-share",
+                str(args.batch_share),
+                "--batch-size",
+                str(args.batch_size),
+                "--p95-limit-ms",
+                str(args.p95_limit_ms),
+                "--failure-limit",
+                str(args.failure_limit),
+                "--csv",
+                str(run_dir / scenario),
+                "--csv-full-history",
+                "--html",
+                str(run_dir / f"{scenario}.html"),
+                "--only-summary",
+            ]
+            commands.append(shlex.join(portable(command)))
             print(f"--- {scenario}", flush=True)
             exit_code |= subprocess.run(command, cwd=REPO_ROOT).returncode
     finally:
         if target:
             target.close()
-    (run_dir / "run.json").write_text(json.dumps({
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "target": target.description if target else url,
-        "machine": machine(),
-        "scenarios": scenarios,
-        "time_scale": args.time_scale,
-        "invalid_share": args.invalid_share,
-        "batch_share": args.batch_share,
-        "batch_size": args.batch_size,
-        "p95_limit_ms": args.p95_limit_ms,
-        "failure_limit": args.failure_limit,
-        "commands": commands,
-        "notes": ["Locust ran on the same machine and shared its CPUs with the service."] if target else [],
-    }, indent=2))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "started_at": started_at.isoformat(timespec="seconds"),
+                "target": target.description if target else url,
+                "machine": machine(),
+                "scenarios": scenarios,
+                "time_scale": args.time_scale,
+                "invalid_share": args.invalid_share,
+                "batch_share": args.batch_share,
+                "batch_size": args.batch_size,
+                "p95_limit_ms": args.p95_limit_ms,
+                "failure_limit": args.failure_limit,
+                "commands": commands,
+                "notes": ["Locust ran on the same machine and shared its CPUs with the service."] if target else [],
+            },
+            indent=2,
+        )
+    )
     print(write_report(run_dir))
     return exit_code
 

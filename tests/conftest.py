@@ -19,14 +19,50 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The records the issue names, with the species each must get.
 KNOWN_RECORDS = [
-    ({"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
-      "sex": "male", "island": "Torgersen"}, "Adelie"),
-    ({"bill_length_mm": 46.5, "bill_depth_mm": 17.9, "flipper_length_mm": 192, "body_mass_g": 3500,
-      "sex": "female", "island": "Dream"}, "Chinstrap"),
-    ({"bill_length_mm": 50.0, "bill_depth_mm": 15.2, "flipper_length_mm": 230, "body_mass_g": 6050,
-      "sex": "male", "island": "Biscoe"}, "Gentoo"),
-    ({"bill_length_mm": 50.0, "bill_depth_mm": 19.5, "flipper_length_mm": 196, "body_mass_g": 3900,
-      "sex": "male", "island": "Dream"}, "Chinstrap"),
+    (
+        {
+            "bill_length_mm": 39.1,
+            "bill_depth_mm": 18.7,
+            "flipper_length_mm": 181,
+            "body_mass_g": 3750,
+            "sex": "male",
+            "island": "Torgersen",
+        },
+        "Adelie",
+    ),
+    (
+        {
+            "bill_length_mm": 46.5,
+            "bill_depth_mm": 17.9,
+            "flipper_length_mm": 192,
+            "body_mass_g": 3500,
+            "sex": "female",
+            "island": "Dream",
+        },
+        "Chinstrap",
+    ),
+    (
+        {
+            "bill_length_mm": 50.0,
+            "bill_depth_mm": 15.2,
+            "flipper_length_mm": 230,
+            "body_mass_g": 6050,
+            "sex": "male",
+            "island": "Biscoe",
+        },
+        "Gentoo",
+    ),
+    (
+        {
+            "bill_length_mm": 50.0,
+            "bill_depth_mm": 19.5,
+            "flipper_length_mm": 196,
+            "body_mass_g": 3900,
+            "sex": "male",
+            "island": "Dream",
+        },
+        "Chinstrap",
+    ),
 ]
 ADELIE = {**KNOWN_RECORDS[0][0], "year": 2009}
 

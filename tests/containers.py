@@ -9,7 +9,6 @@ import time
 import uuid
 
 import requests
-
 from conftest import REPO_ROOT
 
 
@@ -29,8 +28,12 @@ def engine_unavailable_reason() -> str | None:
 def build_image(bentoml_home: str) -> str:
     """`make image`'s script; the image name it prints."""
     result = subprocess.run(
-        ["scripts/image.sh"], cwd=REPO_ROOT, env={**os.environ, "BENTOML_HOME": bentoml_home, "PENGUIN_IMAGE": "penguin-serve-test"},
-        capture_output=True, text=True, timeout=1800,
+        ["scripts/image.sh"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BENTOML_HOME": bentoml_home, "PENGUIN_IMAGE": "penguin-serve-test"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout.strip().splitlines()[-1]
@@ -45,7 +48,10 @@ def user_environment(bentoml_home: str) -> dict[str, str]:
     if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0 and os.path.exists("/usr/bin/docker"):
         env["PATH"] = "/usr/bin:" + env["PATH"]
     base = "python:3.11-slim"
-    if docker("image", "inspect", base, check=False).returncode != 0 and docker("pull", base, check=False, timeout=300).returncode != 0:
+    if (
+        docker("image", "inspect", base, check=False).returncode != 0
+        and docker("pull", base, check=False, timeout=300).returncode != 0
+    ):
         subprocess.run(["scripts/base-image.sh", base], cwd=REPO_ROOT, check=True, capture_output=True, timeout=900)
     return env
 

@@ -61,8 +61,7 @@ def test_a_failing_model_call_fails_its_requests_and_the_next_call_works():
     batcher = MicroBatcher(model, rows_of)
 
     async def main():
-        failed = await asyncio.gather(batcher.submit(np.ones((1, 2))), batcher.submit(np.ones((1, 2))),
-                                      return_exceptions=True)
+        failed = await asyncio.gather(batcher.submit(np.ones((1, 2))), batcher.submit(np.ones((1, 2))), return_exceptions=True)
         return failed, await batcher.submit(np.ones((1, 2)))
 
     failed, after = asyncio.run(main())

@@ -6,21 +6,57 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
 import pytest
+from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
-FIGURES = ("predict_rps", "ceiling_ratio", "ceiling_cpu_ratio", "bentoml_floor_ratio", "bentoml_floor_p99_c64_ms",
-           "numpy_fastapi_rps_ratio", "predict_rps_ratio", "p99_c64_ms", "p99_over_p50_c64", "p99_ratio", "batch_rows_per_s",
-           "batch_floor_ratio", "batch_records_rows_per_s", "batch_records_floor_ratio", "cold_start_s", "cold_start_ratio",
-           "rss_mb", "explain_ratio", "scoring_rows_per_s", "scoring_floor_ratio", "objects_growth", "objects_left_after_timeout", "rss_growth_mb")
+FIGURES = (
+    "predict_rps",
+    "ceiling_ratio",
+    "ceiling_cpu_ratio",
+    "bentoml_floor_ratio",
+    "bentoml_floor_p99_c64_ms",
+    "numpy_fastapi_rps_ratio",
+    "predict_rps_ratio",
+    "p99_c64_ms",
+    "p99_over_p50_c64",
+    "p99_ratio",
+    "batch_rows_per_s",
+    "batch_floor_ratio",
+    "batch_records_rows_per_s",
+    "batch_records_floor_ratio",
+    "cold_start_s",
+    "cold_start_ratio",
+    "rss_mb",
+    "explain_ratio",
+    "scoring_rows_per_s",
+    "scoring_floor_ratio",
+    "objects_growth",
+    "objects_left_after_timeout",
+    "rss_growth_mb",
+)
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--duration", "1", "--reps", "1", "--saturation-s", "2", "--out", str(tmp_path / "bench.json")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--duration",
+            "1",
+            "--reps",
+            "1",
+            "--saturation-s",
+            "2",
+            "--out",
+            str(tmp_path / "bench.json"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PENGUIN_REQUEST_TIMEOUT_S": "2"},  # the memory phase waits for the request timers
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -4,16 +4,21 @@ import math
 
 import numpy as np
 import pytest
+from conftest import ADELIE
 
 from penguin_serve.contract import FEATURE_NAMES, ISLANDS, Penguin, encode
-
-from conftest import ADELIE
 
 
 def test_feature_order_is_measurements_then_sex_then_islands():
     assert FEATURE_NAMES == (
-        "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
-        "sex_male", "island_Biscoe", "island_Dream", "island_Torgersen",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex_male",
+        "island_Biscoe",
+        "island_Dream",
+        "island_Torgersen",
     )
 
 

@@ -7,11 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 import xgboost as xgb
-
-from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, Penguin, encode
-from penguin_serve.training.dataset import load_dataset
-
 from conftest import ADELIE
+
+from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, encode
+from penguin_serve.training.dataset import load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,9 @@ def test_every_dataset_row_explains_its_own_prediction(classifier, penguins):
 
     for penguin in penguins:
         answer = explain(classifier, penguin)
-        assert {key: answer[key] for key in asyncio.run(PREDICT.answer(classifier, penguin))} == asyncio.run(PREDICT.answer(classifier, penguin))
+        assert {key: answer[key] for key in asyncio.run(PREDICT.answer(classifier, penguin))} == asyncio.run(
+            PREDICT.answer(classifier, penguin)
+        )
         margins = np.array([answer["base_value"][s] + sum(answer["contributions"][f][s] for f in FIELD_COLUMNS) for s in SPECIES])
         probabilities = np.exp(margins) / np.exp(margins).sum()
         np.testing.assert_allclose(probabilities, [answer["probabilities"][s] for s in SPECIES], atol=1e-5)
@@ -81,7 +82,9 @@ def test_a_missing_sex_is_explained_as_unknown(classifier, penguins):
     for penguin in penguins:
         unknown = explain(classifier, penguin.model_copy(update={"sex": None}))["contributions"]["sex"]
         assert all(np.isfinite(list(unknown.values())))
-        known = [explain(classifier, penguin.model_copy(update={"sex": sex}))["contributions"]["sex"] for sex in ("female", "male")]
+        known = [
+            explain(classifier, penguin.model_copy(update={"sex": sex}))["contributions"]["sex"] for sex in ("female", "male")
+        ]
         assert unknown in known
 
 

@@ -23,9 +23,27 @@ def test_openapi_fuzzing_finds_no_server_error_and_no_schema_violation(served, t
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     result = subprocess.run(
-        [str(schemathesis), "--config-file", str(config), "run", served.url + "/docs.json", "--max-examples", "500", "--seed", "20261122",
-         "--request-timeout", "10", "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its example cache stays out of the repo
+        [
+            str(schemathesis),
+            "--config-file",
+            str(config),
+            "run",
+            served.url + "/docs.json",
+            "--max-examples",
+            "500",
+            "--seed",
+            "20261122",
+            "--request-timeout",
+            "10",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,  # its example cache stays out of the repo
     )
     summary = result.stdout[-3000:]
     assert result.returncode == 0, summary

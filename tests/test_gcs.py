@@ -12,14 +12,21 @@ from google.api_core.exceptions import NotFound
 
 import train
 from penguin_serve.contract import encode
-from penguin_serve.training.dataset import load_dataset
 from penguin_serve.loading import load_serving_model
-from penguin_serve.model_card import MODEL_CARD_FILE
 from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, MODEL_NAME, ModelCheckError, PenguinModel
+from penguin_serve.model_card import MODEL_CARD_FILE
 from penguin_serve.settings import Settings
 from penguin_serve.storage import (
-    LATEST, PushConflict, UploadCorrupted, current_generation, fetch_model, make_client, move_pointer, push_model,
+    LATEST,
+    PushConflict,
+    UploadCorrupted,
+    current_generation,
+    fetch_model,
+    make_client,
+    move_pointer,
+    push_model,
 )
+from penguin_serve.training.dataset import load_dataset
 
 DEADLINE_S = 2.0
 MARGIN_S = 1.5  # process and scheduling slack on a shared 2-core machine
@@ -138,7 +145,9 @@ def test_train_push_cli(gcs_emulator, bucket, tmp_path, monkeypatch, capsys):
     version = json.loads((tmp_path / METADATA_FILE).read_text())["model_version"]
     assert f"gs://{bucket}/models/penguins/{version}/" in capsys.readouterr().out
     names = {blob.name for blob in make_client(gcs_emulator.url).list_blobs(bucket)}
-    assert names == {f"models/penguins/{version}/{name}" for name in (BOOSTER_FILE, METADATA_FILE, MODEL_CARD_FILE)} | {f"models/penguins/{LATEST}"}
+    assert names == {f"models/penguins/{version}/{name}" for name in (BOOSTER_FILE, METADATA_FILE, MODEL_CARD_FILE)} | {
+        f"models/penguins/{LATEST}"
+    }
 
 
 def test_train_push_needs_a_bucket(monkeypatch, capsys):
@@ -235,10 +244,23 @@ def test_strict_mode_refuses_instead_of_falling_back(bucket, gcs_emulator):
 
 
 def test_settings_from_environment():
-    settings = Settings.from_env({
-        "GCS_BUCKET_NAME": "b", "GCS_MODEL_PREFIX": "/p/", "GCS_BLOB_NAME": "x/booster.json", "GCS_STRICT": "true",
-        "GCS_LOAD_DEADLINE_S": "4.5", "GCS_MODEL_VERSION": "v1", "PENGUIN_WORKERS": "3", "STORAGE_EMULATOR_HOST": "http://h",
-    })
-    assert (settings.gcs_bucket, settings.gcs_prefix, settings.gcs_blob_name, settings.gcs_strict) == ("b", "p", "x/booster.json", True)
+    settings = Settings.from_env(
+        {
+            "GCS_BUCKET_NAME": "b",
+            "GCS_MODEL_PREFIX": "/p/",
+            "GCS_BLOB_NAME": "x/booster.json",
+            "GCS_STRICT": "true",
+            "GCS_LOAD_DEADLINE_S": "4.5",
+            "GCS_MODEL_VERSION": "v1",
+            "PENGUIN_WORKERS": "3",
+            "STORAGE_EMULATOR_HOST": "http://h",
+        }
+    )
+    assert (settings.gcs_bucket, settings.gcs_prefix, settings.gcs_blob_name, settings.gcs_strict) == (
+        "b",
+        "p",
+        "x/booster.json",
+        True,
+    )
     assert (settings.gcs_deadline_s, settings.gcs_model_version, settings.workers) == (4.5, "v1", 3)
     assert Settings.from_env({}) == Settings()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT
 from containers import Container, build_image, docker, engine_unavailable_reason, user_environment
+
 from scripts.processes import free_port
 
 # BentoML's own single-stage Dockerfile (README, "The container image": what the size is made of).
@@ -30,13 +30,25 @@ def image(exported_model):
     if reason:
         pytest.skip(reason)
     env = user_environment(BENTOML_HOME)
-    built = subprocess.run(["bentoml", "build"], cwd=REPO_ROOT, env={**env, "PATH": f"{BIN}:{env['PATH']}"},
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        ["bentoml", "build"],
+        cwd=REPO_ROOT,
+        env={**env, "PATH": f"{BIN}:{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     printed = re.search(r"\$ (bentoml containerize (\S+))", built.stdout)
     assert printed, built.stdout[-2000:]
-    containerized = subprocess.run(printed.group(1).split(), cwd=REPO_ROOT, env={**env, "PATH": f"{BIN}:{env['PATH']}"},
-                                   capture_output=True, text=True, timeout=1800)
+    containerized = subprocess.run(
+        printed.group(1).split(),
+        cwd=REPO_ROOT,
+        env={**env, "PATH": f"{BIN}:{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert containerized.returncode == 0, containerized.stdout[-3000:] + containerized.stderr[-3000:]
     yield printed.group(2)
     docker("rmi", printed.group(2), check=False)
@@ -78,44 +90,61 @@ def test_image_size(image):
 def test_make_image_builds_the_same_image_through_the_same_commands(image, make_image):
     """Same Dockerfile, same layers: base, uv, venv are identical; only the copy of the bento (a new build, so
     a new version) with the entrypoint's chmod after it, and the labels differ."""
-    plain, made = (json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name).stdout) for name in (image, make_image))
+    plain, made = (
+        json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name).stdout) for name in (image, make_image)
+    )
     assert len(plain) == len(made) and plain[:-2] == made[:-2] and plain[-2] != made[-2]
     labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", make_image).stdout)
     assert labels["penguin-serve.model"].startswith("penguin_classifier:") and labels["org.opencontainers.image.revision"]
 
 
 def test_no_compilers_cuda_or_training_code_and_data(image):
-    found = in_image(image, """
+    found = in_image(
+        image,
+        """
         for tool in gcc cc g++ make git; do command -v $tool; done
         site=/app/.venv/lib/python3.11/site-packages
         # CUDA wheels install under site-packages/nvidia/ (nvidia_ml_py, a small NVML binding BentoML needs, is fine)
         ls $site | grep -iE '^(nvidia|pandas|sklearn|scikit_learn|palmerpenguins|pytest|locust)$' || true
         find / -xdev \\( -name 'libcud*' -o -name 'libnccl*' -o -name 'libcublas*' -o -name 'penguins*.csv' \\
             -o -path '/home/bentoml/bento/src/tests' -o -path '/home/bentoml/bento/src/penguin_serve/training' \\) 2>/dev/null
-    """)
+    """,
+    )
     assert found.strip() == ""
 
 
 def test_installed_packages_are_not_writable_by_the_service_even_on_a_writable_root(image):
     """Without --read-only (Cloud Run's root is writable): the packages the service runs belong to root."""
-    result = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
-                    "id -u; touch /app/.venv/lib/python3.11/site-packages/x.pth /app/.venv/bin/x 2>&1; true")
+    result = docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "id -u; touch /app/.venv/lib/python3.11/site-packages/x.pth /app/.venv/bin/x 2>&1; true",
+    )
     lines = result.stdout.splitlines()
     assert lines[0] == "1034" and len(lines) == 3 and all("Permission denied" in line for line in lines[1:]), lines
 
 
 def test_no_credentials_in_environment_or_files(image):
     env = json.loads(docker("image", "inspect", "--format", "{{json .Config.Env}}", image).stdout)
-    secret_names = [e for e in env if any(w in e.split("=")[0].upper() for w in ("SECRET", "TOKEN", "PASSWORD", "CREDENTIAL", "KEY"))]
+    secret_names = [
+        e for e in env if any(w in e.split("=")[0].upper() for w in ("SECRET", "TOKEN", "PASSWORD", "CREDENTIAL", "KEY"))
+    ]
     assert secret_names == []
     # Key material, not code that handles keys: PEM private keys where our build writes (the bento, home,
     # /etc, /tmp), and credential files anywhere.
-    found = in_image(image, r"""
+    found = in_image(
+        image,
+        r"""
         grep -rlE -e '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' -e '"private_key"' /home /root /tmp /etc 2>/dev/null
         find / -xdev -name '*.json' -size -64k -exec grep -l '"private_key"' {} + 2>/dev/null
         find / -xdev \( -name 'application_default_credentials.json' -o -name '*.p12' -o -name '.netrc' \) 2>/dev/null
         true
-    """)
+    """,
+    )
     assert found.strip() == ""
 
 
@@ -154,7 +183,9 @@ def test_runs_as_non_root_and_answers_like_cloud_run(cloud_run_container):
 
 
 def test_root_filesystem_is_read_only_for_the_service(cloud_run_container):
-    result = docker("exec", cloud_run_container.name, "sh", "-c", "touch /home/bentoml/bento/x /app/x 2>&1; echo rc=$?", check=False)
+    result = docker(
+        "exec", cloud_run_container.name, "sh", "-c", "touch /home/bentoml/bento/x /app/x 2>&1; echo rc=$?", check=False
+    )
     assert "Read-only file system" in result.stdout
 
 
@@ -165,8 +196,18 @@ def test_loads_the_model_from_the_gcs_emulator_on_the_host(image, exported_model
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     port = free_port()
     # Host networking: the emulator listens on the host's 127.0.0.1 only.
-    container = Container(image, "--network", "host", *CLOUD_RUN_LIKE[:-2], "-e", f"PORT={port}",
-                          "-e", f"GCS_BUCKET_NAME={bucket}", "-e", f"STORAGE_EMULATOR_HOST={gcs_emulator.url}")
+    container = Container(
+        image,
+        "--network",
+        "host",
+        *CLOUD_RUN_LIKE[:-2],
+        "-e",
+        f"PORT={port}",
+        "-e",
+        f"GCS_BUCKET_NAME={bucket}",
+        "-e",
+        f"STORAGE_EMULATOR_HOST={gcs_emulator.url}",
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         container.wait_ready(url)
@@ -211,7 +252,9 @@ def test_sigterm_during_load_fails_no_in_flight_request(cloud_run_container):
         thread.join(30)
     exit_code = int(docker("wait", cloud_run_container.name, timeout=15).stdout)
     exited_after_s = time.monotonic() - signalled
-    print(f"{len(results)} requests, {len(in_flight_at_signal)} in flight at SIGTERM, exit {exit_code} after {exited_after_s:.1f} s")
+    print(
+        f"{len(results)} requests, {len(in_flight_at_signal)} in flight at SIGTERM, exit {exit_code} after {exited_after_s:.1f} s"
+    )
     assert in_flight_at_signal, "no request was in flight when the signal came: the test proved nothing"
     assert set(results) == {200}, [r for r in results if r != 200]
     assert exit_code == 0 and exited_after_s < 10
@@ -231,10 +274,16 @@ def local_registry(tmp_path):
         subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True, env=apt_env)
     port = free_port()
     config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
-    process = subprocess.Popen(["docker-registry", "serve", str(config)], preexec_fn=die_with_parent,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n"
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        preexec_fn=die_with_parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -251,13 +300,22 @@ def local_registry(tmp_path):
 def test_push_to_a_registry_then_pull_by_digest_and_run(make_image, local_registry):
     import os
 
-    result = subprocess.run(["scripts/push-image.sh", make_image], cwd=REPO_ROOT, capture_output=True, text=True,
-                            env={**os.environ, "REGISTRY": f"{local_registry}/penguin"}, timeout=300)
+    result = subprocess.run(
+        ["scripts/push-image.sh", make_image],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "REGISTRY": f"{local_registry}/penguin"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     pushed = result.stdout.strip()
     labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", make_image).stdout)
     model_version = labels["penguin-serve.model"].split(":")[1]
-    assert f"{local_registry}/penguin/penguin-serve:model-{model_version}-{labels['org.opencontainers.image.revision'][:12]}" in result.stderr
+    assert (
+        f"{local_registry}/penguin/penguin-serve:model-{model_version}-{labels['org.opencontainers.image.revision'][:12]}"
+        in result.stderr
+    )
     assert pushed.startswith(f"{local_registry}/penguin/penguin-serve@sha256:")
 
     # Forget every local name of the pushed image, pull it back by digest alone, and run it.
@@ -296,13 +354,42 @@ def test_the_scoring_job_runs_inside_the_image_against_cloud_storage(image, gcs_
         writer.writerows([bird[c] if bird[c] is not None else "" for c in columns] for bird in birds * 10)
         client.bucket(bucket).blob(f"in/file-{index}.csv").upload_from_string(out.getvalue())
     for task in (0, 1):
-        run = docker("run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp", "-e", f"CLOUD_RUN_TASK_INDEX={task}",
-                     "-e", "CLOUD_RUN_TASK_COUNT=2", "-e", f"STORAGE_EMULATOR_HOST={gcs_emulator.url}", "-e", "PYTHONPATH=/home/bentoml/bento/src",
-                     "-e", f"SCORE_INPUT=gs://{bucket}/in", "-e", f"SCORE_OUTPUT=gs://{bucket}/out",
-                     "--entrypoint", "python", image, "-m", "penguin_serve.jobs.score", check=False, timeout=300)
+        run = docker(
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "-e",
+            f"CLOUD_RUN_TASK_INDEX={task}",
+            "-e",
+            "CLOUD_RUN_TASK_COUNT=2",
+            "-e",
+            f"STORAGE_EMULATOR_HOST={gcs_emulator.url}",
+            "-e",
+            "PYTHONPATH=/home/bentoml/bento/src",
+            "-e",
+            f"SCORE_INPUT=gs://{bucket}/in",
+            "-e",
+            f"SCORE_OUTPUT=gs://{bucket}/out",
+            "--entrypoint",
+            "python",
+            image,
+            "-m",
+            "penguin_serve.jobs.score",
+            check=False,
+            timeout=300,
+        )
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     manifest = json.loads(client.bucket(bucket).blob("out/manifest.json").download_as_bytes())
-    assert (manifest["files"], manifest["rows_in"], manifest["rows_out"], manifest["rejects"]) == (3, 3 * len(birds) * 10, 3 * len(birds) * 10, 0)
+    assert (manifest["files"], manifest["rows_in"], manifest["rows_out"], manifest["rejects"]) == (
+        3,
+        3 * len(birds) * 10,
+        3 * len(birds) * 10,
+        0,
+    )
     import bentoml
 
     assert manifest["model_version"] == bentoml.models.get("penguin_classifier:latest").tag.version  # the bento's model

@@ -6,8 +6,8 @@ import dataclasses
 import json
 
 import pytest
-
 from conftest import KNOWN_RECORDS
+
 from penguin_serve.jobs import score
 
 COLUMNS = ["id", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "extra"]
@@ -22,8 +22,10 @@ def write_table(path, rows):
 
 
 def known_rows():
-    return [[f"k{i}", r["island"], r["bill_length_mm"], r["bill_depth_mm"], r["flipper_length_mm"], r["body_mass_g"], r["sex"], "x"]
-            for i, (r, _) in enumerate(KNOWN_RECORDS)]
+    return [
+        [f"k{i}", r["island"], r["bill_length_mm"], r["bill_depth_mm"], r["flipper_length_mm"], r["body_mass_g"], r["sex"], "x"]
+        for i, (r, _) in enumerate(KNOWN_RECORDS)
+    ]
 
 
 def run(tmp_path, *args):
@@ -37,7 +39,12 @@ def test_local_scoring_answers_rejects_and_reruns_identically(exported_model, tm
     rows = list(csv.DictReader((out / "predictions" / "a" / "part-00000.csv").open()))
     assert [(r["key"], r["prediction"]) for r in rows] == [(f"k{i}", species) for i, (_, species) in enumerate(KNOWN_RECORDS)]
     [reject] = [json.loads(line) for line in (out / "rejects" / "a" / "part-00000.jsonl").read_text().splitlines()]
-    assert (reject["row"], reject["key"], reject["detail"][0]["field"], reject["detail"][0]["type"]) == (len(KNOWN_RECORDS) + 1, "bad", "island", "literal_error")
+    assert (reject["row"], reject["key"], reject["detail"][0]["field"], reject["detail"][0]["type"]) == (
+        len(KNOWN_RECORDS) + 1,
+        "bad",
+        "island",
+        "literal_error",
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["rows_in"], manifest["rows_out"], manifest["rejects"]) == (len(KNOWN_RECORDS) + 1, len(KNOWN_RECORDS), 1)
     logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

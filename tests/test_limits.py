@@ -3,14 +3,13 @@ routes directly, with an endpoint held open (the only way to keep requests in fl
 
 import asyncio
 import json
-
 from typing import Any
+
+from conftest import ADELIE
 
 from penguin_serve.serving.endpoints import Endpoint
 from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.settings import SETTINGS
-
-from conftest import ADELIE
 
 
 def test_body_over_the_limit_is_413_before_parsing(api):
@@ -36,8 +35,9 @@ def run_requests(max_body_bytes, max_in_flight, requests):
         return {}
 
     endpoint = Endpoint("/predict", Any, Any, "held", "held", held_answer, {})
-    routes = ApiRoutes(None, classifier=None, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes,
-                       max_in_flight=max_in_flight)
+    routes = ApiRoutes(
+        None, classifier=None, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight
+    )
 
     async def one(headers, chunks):
         sent, queue = [], list(chunks)

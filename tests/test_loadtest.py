@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO_ROOT
 import pytest
+from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
@@ -20,9 +20,26 @@ def test_plain_locust_command_line_runs_the_users_and_time_it_is_given(served, t
     """The command line penguin-service READMEs give, as typed (host from LOCUST_HOST, -t shortened): no
     scenario takes over -u, -r or -t."""
     result = subprocess.run(
-        [LOCUST, "-f", "locustfile.py", "--headless", "-u", "10", "-r", "5", "-t", "6s", "--csv", str(tmp_path / "results"),
-         "--only-summary"],
-        cwd=REPO_ROOT, env={**os.environ, "LOCUST_HOST": served.url}, capture_output=True, text=True, timeout=120,
+        [
+            LOCUST,
+            "-f",
+            "locustfile.py",
+            "--headless",
+            "-u",
+            "10",
+            "-r",
+            "5",
+            "-t",
+            "6s",
+            "--csv",
+            str(tmp_path / "results"),
+            "--only-summary",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "LOCUST_HOST": served.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     history = [row for row in csv.DictReader((tmp_path / "results_stats_history.csv").open()) if row["Name"] == "Aggregated"]
@@ -36,10 +53,29 @@ def test_plain_locust_command_line_runs_the_users_and_time_it_is_given(served, t
 
 def test_short_headless_run_checks_answers_counts_422s_as_success_and_reports(served, tmp_path):
     result = subprocess.run(
-        [sys.executable, "scripts/loadtest.py", "--url", served.url, "--scenarios", "baseline,spike",
-         "--time-scale", "0.04", "--invalid-share", "0.2", "--batch-share", "0.1", "--batch-size", "20",
-         "--out", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "scripts.loadtest",
+            "--url",
+            served.url,
+            "--scenarios",
+            "baseline,spike",
+            "--time-scale",
+            "0.04",
+            "--invalid-share",
+            "0.2",
+            "--batch-share",
+            "0.1",
+            "--batch-size",
+            "20",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = next(tmp_path.iterdir())
@@ -93,10 +129,29 @@ def test_a_wrong_species_is_a_failure(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         result = subprocess.run(
-            [LOCUST, "-f", "locustfile.py", "--headless", "--host",
-             f"http://127.0.0.1:{server.server_address[1]}", "--scenario", "baseline", "--time-scale", "0.03",
-             "--invalid-share", "0", "--batch-share", "0", "--csv", str(tmp_path / "wrong"), "--only-summary"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+            [
+                LOCUST,
+                "-f",
+                "locustfile.py",
+                "--headless",
+                "--host",
+                f"http://127.0.0.1:{server.server_address[1]}",
+                "--scenario",
+                "baseline",
+                "--time-scale",
+                "0.03",
+                "--invalid-share",
+                "0",
+                "--batch-share",
+                "0",
+                "--csv",
+                str(tmp_path / "wrong"),
+                "--only-summary",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     finally:
         server.shutdown()
@@ -115,4 +170,6 @@ def test_locustfile_needs_only_locust_and_the_penguin_table():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
     assert imported - set(sys.stdlib_module_names) == {"locust"}
     assert '"palmerpenguins"' in (REPO_ROOT / "locustfile.py").read_text()
-    assert {"locust", "palmerpenguins"} <= {line.split("==")[0] for line in (REPO_ROOT / "requirements-loadtest.txt").read_text().splitlines()}
+    assert {"locust", "palmerpenguins"} <= {
+        line.split("==")[0] for line in (REPO_ROOT / "requirements-loadtest.txt").read_text().splitlines()
+    }

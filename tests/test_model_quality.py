@@ -1,15 +1,20 @@
 """Model: quality measured through the HTTP API, and proof that every input feature reaches the model."""
 
 import pytest
+from conftest import KNOWN_RECORDS
 
 from penguin_serve.contract import SPECIES
 from penguin_serve.training.dataset import load_dataset
 
-from conftest import KNOWN_RECORDS
-
 # A Dream Chinstrap/Adelie borderline bird from the dataset: sex and island both move its probabilities.
-BORDERLINE = {"bill_length_mm": 40.9, "bill_depth_mm": 16.6, "flipper_length_mm": 187, "body_mass_g": 3200,
-              "sex": "female", "island": "Dream"}
+BORDERLINE = {
+    "bill_length_mm": 40.9,
+    "bill_depth_mm": 16.6,
+    "flipper_length_mm": 187,
+    "body_mass_g": 3200,
+    "sex": "female",
+    "island": "Dream",
+}
 
 
 def test_accuracy_over_the_whole_dataset(api):

@@ -13,8 +13,8 @@ import time
 
 import pytest
 import requests
-
 from conftest import REPO_ROOT
+
 from penguin_serve.training.dataset import load_dataset
 from scripts.processes import die_with_parent, free_port, stop
 
@@ -43,7 +43,11 @@ def test_rule_files_are_valid_and_pass_their_unit_tests():
     # Every alert has a test that fires it.
     import yaml
 
-    alerts = {rule["alert"] for group in yaml.safe_load((MONITORING / "alert-rules.yaml").read_text())["groups"] for rule in group["rules"]}
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load((MONITORING / "alert-rules.yaml").read_text())["groups"]
+        for rule in group["rules"]
+    }
     tests = yaml.safe_load((MONITORING / "alert-rules.test.yaml").read_text())["tests"]
     fired = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
     assert fired == alerts
@@ -60,9 +64,15 @@ def prometheus(served, tmp_path):
     }
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))
     process = subprocess.Popen(
-        [prometheus_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        preexec_fn=die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            prometheus_binary("prometheus"),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        preexec_fn=die_with_parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -86,7 +96,9 @@ def query(prometheus, expression, by="feature"):
 
 def drift_alerts(prometheus):
     alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-    return {(a["labels"]["alertname"], a["labels"].get("feature")): a["state"] for a in alerts if "Drift" in a["labels"]["alertname"]}
+    return {
+        (a["labels"]["alertname"], a["labels"].get("feature")): a["state"] for a in alerts if "Drift" in a["labels"]["alertname"]
+    }
 
 
 def wait_for(condition, timeout_s=30):
@@ -108,8 +120,11 @@ def test_real_prometheus_sees_drift_on_the_right_feature_only(served, prometheus
     for _ in range(5):
         assert requests.post(served.url + "/predict_batch", json=records, timeout=30).status_code == 200
     # Until Prometheus has scraped the traffic, each share is 0/0 and each index NaN.
-    psi = wait_for(lambda: (lambda found: found if len(found) == 4 and not any(map(math.isnan, found.values())) else None)(
-        query(prometheus, "penguin:input_psi:1h")))
+    psi = wait_for(
+        lambda: (lambda found: found if len(found) == 4 and not any(map(math.isnan, found.values())) else None)(
+            query(prometheus, "penguin:input_psi:1h")
+        )
+    )
     assert all(value < 0.1 for value in psi.values()), psi
     assert drift_alerts(prometheus) == {}
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 import requests
-
 from conftest import REPO_ROOT
 from readme import blocks, commands, section
+
 from scripts.processes import free_port
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
@@ -36,10 +36,15 @@ def comparable(text: str):
     return normalize(json.loads(text))
 
 
-@pytest.mark.parametrize("command", commands(section("Try it")) + commands(section("Why this species? Explanations and the model card")),
-                         ids=lambda c: c.text.split("\n")[0][:70])
+@pytest.mark.parametrize(
+    "command",
+    commands(section("Try it")) + commands(section("Why this species? Explanations and the model card")),
+    ids=lambda c: c.text.split("\n")[0][:70],
+)
 def test_curl_examples_answer_as_shown(served, command):
-    result = subprocess.run(["bash", "-c", command.text.replace(README_URL, served.url)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", "-c", command.text.replace(README_URL, served.url)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert comparable(result.stdout) == comparable(command.output)
 
@@ -48,7 +53,9 @@ def test_client_example_prints_what_the_readme_shows(served):
     text = section("BentoML's Python client")
     [code] = blocks(text, "python")
     [printed] = blocks(text, "text")
-    result = subprocess.run([sys.executable, "-c", code.replace(README_URL, served.url)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code.replace(README_URL, served.url)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout == printed
 
@@ -57,8 +64,15 @@ def test_make_run_serves_on_the_port_it_is_given(exported_model):
     """The first of the two set-up commands, on a free port (the model store already holds a model here, so it
     does not train); stopped with its whole process group, which this test started."""
     port = free_port()
-    process = subprocess.Popen(["make", "run"], cwd=REPO_ROOT, env={**os.environ, "PORT": str(port)}, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        ["make", "run"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PORT": str(port)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -67,7 +81,11 @@ def test_make_run_serves_on_the_port_it_is_given(exported_model):
                     break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        answer = requests.post(f"http://127.0.0.1:{port}/predict", json=json.loads(re.search(r"-d '(\{.*?\})'", section("Try it")).group(1)), timeout=5)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/predict",
+            json=json.loads(re.search(r"-d '(\{.*?\})'", section("Try it")).group(1)),
+            timeout=5,
+        )
         assert answer.json()["prediction"] == "Adelie"
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -7,8 +7,11 @@ from conftest import REPO_ROOT
 
 # Built from parts so that this file does not match itself.
 KEY_MATERIAL = re.compile(
-    "-----BEGIN (RSA |EC |DSA |OPENSSH |ENCRYPTED )?" + "PRIVATE KEY-----"
-    + r'|"private_key"\s*:\s*"-----' + r'|"refresh_token"\s*:\s*"[^"]{8,}' + "|AKIA[0-9A-Z]{16}"
+    "-----BEGIN (RSA |EC |DSA |OPENSSH |ENCRYPTED )?"
+    + "PRIVATE KEY-----"
+    + r'|"private_key"\s*:\s*"-----'
+    + r'|"refresh_token"\s*:\s*"[^"]{8,}'
+    + "|AKIA[0-9A-Z]{16}"
 )
 
 

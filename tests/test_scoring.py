@@ -14,8 +14,8 @@ import time
 
 import pytest
 import requests
-
 from conftest import KNOWN_RECORDS, REPO_ROOT
+
 from penguin_serve.training.dataset import load_dataset
 
 FILES, ROWS_PER_FILE, TASKS = 8, 125_000, 4
@@ -62,11 +62,28 @@ def run_tasks(gcs_emulator, bucket, output, tasks=range(TASKS), **env):
     """The job's tasks as concurrent processes, as Cloud Run runs them; their exit codes and logs."""
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "penguin_serve.jobs.score", "--input", f"gs://{bucket}/in", "--output", f"gs://{bucket}/{output}",
-             "--key-column", "id"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "CLOUD_RUN_TASK_INDEX": str(task),
-                 "CLOUD_RUN_TASK_COUNT": str(TASKS), **env},
+            [
+                sys.executable,
+                "-m",
+                "penguin_serve.jobs.score",
+                "--input",
+                f"gs://{bucket}/in",
+                "--output",
+                f"gs://{bucket}/{output}",
+                "--key-column",
+                "id",
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **os.environ,
+                "STORAGE_EMULATOR_HOST": gcs_emulator.url,
+                "CLOUD_RUN_TASK_INDEX": str(task),
+                "CLOUD_RUN_TASK_COUNT": str(TASKS),
+                **env,
+            },
         )
         for task in tasks
     ]
@@ -92,25 +109,38 @@ def scored(big_input, gcs_emulator, served_model):
     elapsed = time.monotonic() - started
     assert all(code == 0 for code, _ in results), [log[-2000:] for _, log in results]
     rates = [json.loads(line)["rows_per_s"] for _, log in results for line in log.splitlines() if '"rows_per_s"' in line]
-    print(f"4 tasks on this machine's 2 cores: {FILES * ROWS_PER_FILE:,} rows in {elapsed:.1f} s; last rows/s per task: {rates[-4:]}")
+    print(
+        f"4 tasks on this machine's 2 cores: {FILES * ROWS_PER_FILE:,} rows in {elapsed:.1f} s; last rows/s per task: {rates[-4:]}"
+    )
     return objects(gcs_emulator, big_input, "out"), results
 
 
 def test_every_valid_row_once_and_every_bad_row_rejected_with_the_apis_reason(scored):
     outputs, _ = scored
     manifest = json.loads(outputs["manifest.json"].download_as_bytes())
-    assert (manifest["rows_in"], manifest["rows_out"], manifest["rejects"]) == (FILES * ROWS_PER_FILE, FILES * ROWS_PER_FILE - len(BAD), len(BAD))
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["rejects"]) == (
+        FILES * ROWS_PER_FILE,
+        FILES * ROWS_PER_FILE - len(BAD),
+        len(BAD),
+    )
     keys = []
     for name, blob in outputs.items():
         if name.startswith("predictions/"):
             keys += [row[0] for row in list(csv.reader(io.StringIO(blob.download_as_text())))[1:]]
     assert len(keys) == len(set(keys)) == FILES * ROWS_PER_FILE - len(BAD)
-    rejects = [json.loads(line) for name, blob in outputs.items() if name.startswith("rejects/") for line in blob.download_as_text().splitlines()]
+    rejects = [
+        json.loads(line)
+        for name, blob in outputs.items()
+        if name.startswith("rejects/")
+        for line in blob.download_as_text().splitlines()
+    ]
     found = {int(r["key"].removeprefix("p")): (r["detail"][0]["field"], r["detail"][0]["type"]) for r in rejects}
     assert found == {position: (name, error) for position, (name, _, error) in BAD.items()}
     assert {r["row"] for r in rejects if r["key"] == "p250003"} == {250_003 % ROWS_PER_FILE + 1}  # row numbers within the file
     # Every part is in the manifest with the checksum Cloud Storage reports for it.
-    assert {p["name"]: p["crc32c"] for p in manifest["parts"]} == {n: b.crc32c for n, b in outputs.items() if n.startswith("predictions/")}
+    assert {p["name"]: p["crc32c"] for p in manifest["parts"]} == {
+        n: b.crc32c for n, b in outputs.items() if n.startswith("predictions/")
+    }
 
 
 def test_predictions_equal_what_predict_answers_for_the_same_rows(scored, served):
@@ -136,14 +166,33 @@ def islice_rows(start, count):
 def test_a_task_killed_mid_file_and_the_job_run_again_give_an_identical_output(scored, big_input, gcs_emulator, served_model):
     reference, _ = scored
     task = subprocess.Popen(
-        [sys.executable, "-m", "penguin_serve.jobs.score", "--input", f"gs://{big_input}/in", "--output", f"gs://{big_input}/again",
-         "--key-column", "id"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": str(TASKS),
-             **served_model},
+        [
+            sys.executable,
+            "-m",
+            "penguin_serve.jobs.score",
+            "--input",
+            f"gs://{big_input}/in",
+            "--output",
+            f"gs://{big_input}/again",
+            "--key-column",
+            "id",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "STORAGE_EMULATOR_HOST": gcs_emulator.url,
+            "CLOUD_RUN_TASK_INDEX": "1",
+            "CLOUD_RUN_TASK_COUNT": str(TASKS),
+            **served_model,
+        },
     )
     deadline = time.monotonic() + 120
-    while not any(n.startswith("predictions/part-1/part-0000") for n in objects(gcs_emulator, big_input, "again")) and time.monotonic() < deadline:
+    while (
+        not any(n.startswith("predictions/part-1/part-0000") for n in objects(gcs_emulator, big_input, "again"))
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     task.send_signal(signal.SIGKILL)  # as a failed task dies: no clean-up of its own
     task.wait()
@@ -157,19 +206,31 @@ def test_a_task_killed_mid_file_and_the_job_run_again_give_an_identical_output(s
     assert {n: b.crc32c for n, b in again.items()} == {n: b.crc32c for n, b in reference.items()}
 
 
-def test_the_model_is_loaded_as_the_service_loads_it_and_a_corrupt_one_fails_the_task(exported_model, gcs_emulator, bucket, tmp_path):
+def test_the_model_is_loaded_as_the_service_loads_it_and_a_corrupt_one_fails_the_task(
+    exported_model, gcs_emulator, bucket, tmp_path
+):
     """From Cloud Storage (`latest`), checked; a booster changed behind its metadata stops the task, no output."""
     from penguin_serve.model import BOOSTER_FILE, MODEL_NAME
     from penguin_serve.storage import make_client, push_model
 
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     table = tmp_path / "in.csv"
-    table.write_text("island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex\n"
-                     + "".join(f"{r['island']},{r['bill_length_mm']},{r['bill_depth_mm']},{r['flipper_length_mm']},{r['body_mass_g']},{r['sex']}\n"
-                               for r, _ in KNOWN_RECORDS))
+    table.write_text(
+        "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex\n"
+        + "".join(
+            f"{r['island']},{r['bill_length_mm']},{r['bill_depth_mm']},{r['flipper_length_mm']},{r['body_mass_g']},{r['sex']}\n"
+            for r, _ in KNOWN_RECORDS
+        )
+    )
     env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "GCS_BUCKET_NAME": bucket, "GCS_LOAD_DEADLINE_S": "3"}
-    run = subprocess.run([sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(tmp_path / "out")],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(tmp_path / "out")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert (manifest["model_version"], manifest["rows_out"]) == (version, len(KNOWN_RECORDS))
@@ -178,7 +239,13 @@ def test_the_model_is_loaded_as_the_service_loads_it_and_a_corrupt_one_fails_the
 
     blob = make_client(gcs_emulator.url).bucket(bucket).blob(f"{MODEL_NAME}/{version}/{BOOSTER_FILE}")
     blob.upload_from_string(blob.download_as_bytes().replace(b'"split_conditions":[', b'"split_conditions":[1.0E0,', 1))
-    broken = subprocess.run([sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(tmp_path / "out2")],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    broken = subprocess.run(
+        [sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(tmp_path / "out2")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert broken.returncode != 0 and "does not match" in broken.stdout + broken.stderr
     assert not (tmp_path / "out2").exists()

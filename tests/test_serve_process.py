@@ -7,11 +7,10 @@ import time
 import bentoml
 import pytest
 import requests
-
-from penguin_serve.model import BOOSTER_FILE, MODEL_NAME
-
 from conftest import KNOWN_RECORDS
 from server import ServeProcess
+
+from penguin_serve.model import BOOSTER_FILE, MODEL_NAME
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
@@ -20,7 +19,12 @@ pytestmark = pytest.mark.slow  # starts servers or processes of its own
 def corrupt_model_tag(exported_model):
     """A store entry whose booster was changed behind its metadata, as a damaged copy would be."""
     with bentoml.models.create("penguin_corrupt") as entry:
-        shutil.copytree(bentoml.models.get(f"{MODEL_NAME}:latest").path, entry.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.yaml"))
+        shutil.copytree(
+            bentoml.models.get(f"{MODEL_NAME}:latest").path,
+            entry.path,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("model.yaml"),
+        )
         booster_path = f"{entry.path}/{BOOSTER_FILE}"
         booster = json.loads(open(booster_path).read())
         tree = booster["learner"]["gradient_booster"]["model"]["trees"][0]
@@ -118,7 +122,9 @@ def test_falls_back_to_the_bento_model_when_gcs_is_down_and_says_so(exported_mod
     from scripts.processes import free_port
 
     server = ServeProcess(
-        tmp_path / "serve.log", GCS_BUCKET_NAME="models", GCS_LOAD_DEADLINE_S="1",
+        tmp_path / "serve.log",
+        GCS_BUCKET_NAME="models",
+        GCS_LOAD_DEADLINE_S="1",
         STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}",  # nothing listens there
     )
     try:
@@ -143,10 +149,13 @@ def test_cors_for_configured_origins_only(exported_model, tmp_path):
         assert "access-control-allow-origin" not in other.headers
         # The answers themselves carry the header too, or a browser would not let the page read them.
         for path, body in (("/predict", KNOWN_RECORDS[0][0]), ("/predict_batch", [KNOWN_RECORDS[0][0]]), ("/model", None)):
-            answer = requests.request("POST" if body else "GET", server.url + path, json=body, timeout=5,
-                                      headers={"Origin": "https://app.example.com"})
+            answer = requests.request(
+                "POST" if body else "GET", server.url + path, json=body, timeout=5, headers={"Origin": "https://app.example.com"}
+            )
             assert answer.status_code == 200 and answer.headers.get("access-control-allow-origin") == "https://app.example.com"
-        refused = requests.post(server.url + "/predict", json=KNOWN_RECORDS[0][0], headers={"Origin": "https://evil.example"}, timeout=5)
+        refused = requests.post(
+            server.url + "/predict", json=KNOWN_RECORDS[0][0], headers={"Origin": "https://evil.example"}, timeout=5
+        )
         assert "access-control-allow-origin" not in refused.headers
     finally:
         assert server.stop() == 0
@@ -159,8 +168,12 @@ def request_log_entries(server, request_id):
 
 def test_one_json_log_line_per_request_in_cloud_logging_format(served):
     trace = "105445aa7843bc8bf206b12000100000"
-    response = requests.post(served.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5,
-                             headers={"X-Request-ID": "req-123", "X-Cloud-Trace-Context": f"{trace}/12;o=1"})
+    response = requests.post(
+        served.url + "/predict",
+        json=KNOWN_RECORDS[0][0],
+        timeout=5,
+        headers={"X-Request-ID": "req-123", "X-Cloud-Trace-Context": f"{trace}/12;o=1"},
+    )
     assert response.headers["x-request-id"] == "req-123"
     invalid = requests.post(served.url + "/predict", json={"sex": "x"}, timeout=5)
     generated_id = invalid.headers["x-request-id"]
@@ -200,8 +213,10 @@ def test_a_request_past_the_timeout_is_504_with_json_not_a_hang(exported_model, 
     try:
         server.readyz_history()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
-            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                               b"Content-Length: 1000\r\n\r\n{\"bill_length_mm\": ")
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"bill_length_mm": '
+            )
             started = time.monotonic()
             answer = http.client.HTTPResponse(connection)
             answer.begin()

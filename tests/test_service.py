@@ -5,11 +5,9 @@ import threading
 
 import bentoml
 import pytest
-
-import service
-from penguin_serve.contract import FEATURE_NAMES, SPECIES, Penguin
-
 from conftest import ADELIE
+
+from penguin_serve.contract import FEATURE_NAMES, SPECIES, Penguin
 
 
 def test_model_info_reports_version_source_classes_and_metrics(api, exported_model):
@@ -35,7 +33,17 @@ def test_openapi_spec_documents_every_public_endpoint_with_real_examples(api):
     spec = api.get("/docs.json").json()
     assert spec["info"]["title"] == "penguin-serve" and "XGBoost" in spec["info"]["description"]
     assert "BentoML" not in spec["info"]["description"]
-    assert set(spec["paths"]) == {"/predict", "/predict_batch", "/explain", "/model", "/model/card", "/health", "/livez", "/readyz", "/metrics"}
+    assert set(spec["paths"]) == {
+        "/predict",
+        "/predict_batch",
+        "/explain",
+        "/model",
+        "/model/card",
+        "/health",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    }
     schemas = spec["components"]["schemas"]
     assert not {"PenguinIODescriptor", "PredictionIODescriptor", "TaskStatusResponse", "InternalServerError"} & set(schemas)
     penguin = schemas["Penguin"]
@@ -107,21 +115,31 @@ def test_metrics_count_predictions_confidence_and_out_of_distribution(api):
     from conftest import KNOWN_RECORDS
 
     gentoo = KNOWN_RECORDS[2][0]
-    before = (sample("penguin_predictions_total", species="Gentoo"), sample("penguin_prediction_confidence_count"),
-              sample("penguin_out_of_distribution_total", field="body_mass_g"))
+    before = (
+        sample("penguin_predictions_total", species="Gentoo"),
+        sample("penguin_prediction_confidence_count"),
+        sample("penguin_out_of_distribution_total", field="body_mass_g"),
+    )
     api.post("/predict", json={**gentoo, "body_mass_g": 9000})
     api.post("/predict_batch", json=[gentoo, gentoo])
-    after = (sample("penguin_predictions_total", species="Gentoo"), sample("penguin_prediction_confidence_count"),
-             sample("penguin_out_of_distribution_total", field="body_mass_g"))
+    after = (
+        sample("penguin_predictions_total", species="Gentoo"),
+        sample("penguin_prediction_confidence_count"),
+        sample("penguin_out_of_distribution_total", field="body_mass_g"),
+    )
     assert [b - a for a, b in zip(before, after)] == [3, 3, 1]
 
 
 def test_metrics_count_validation_failures_by_field_with_bounded_labels(api):
-    before = (sample("penguin_validation_failures_total", field="island"),
-              sample("penguin_validation_failures_total", field="(unknown field)"))
+    before = (
+        sample("penguin_validation_failures_total", field="island"),
+        sample("penguin_validation_failures_total", field="(unknown field)"),
+    )
     api.post("/predict", json={**ADELIE, "island": "Mars", "client-chosen-name": 1})
-    after = (sample("penguin_validation_failures_total", field="island"),
-             sample("penguin_validation_failures_total", field="(unknown field)"))
+    after = (
+        sample("penguin_validation_failures_total", field="island"),
+        sample("penguin_validation_failures_total", field="(unknown field)"),
+    )
     assert [b - a for a, b in zip(before, after)] == [1, 1]
     assert sample("penguin_validation_failures_total", field="client-chosen-name") == 0
 

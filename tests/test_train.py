@@ -8,8 +8,8 @@ import pytest
 
 import train
 from penguin_serve.contract import FEATURE_NAMES, SPECIES, encode
-from penguin_serve.training.dataset import load_dataset
 from penguin_serve.model import MODEL_NAME, PenguinModel
+from penguin_serve.training.dataset import load_dataset
 
 
 def stored_versions(name=MODEL_NAME):

@@ -3,10 +3,9 @@
 import json
 
 import pytest
+from conftest import ADELIE
 
 from penguin_serve.contract import MAX_BATCH_RECORDS
-
-from conftest import ADELIE
 
 
 def post_json(api, path, body):
@@ -17,8 +16,15 @@ def post_json(api, path, body):
 @pytest.mark.parametrize(
     "change",
     [
-        {"sex": "Male"}, {"sex": "MALE"}, {"sex": "female"}, {"sex": None}, {"island": "torgersen"},
-        {"island": "BISCOE"}, {"year": None}, {"bill_length_mm": 40}, {"body_mass_g": 15000},
+        {"sex": "Male"},
+        {"sex": "MALE"},
+        {"sex": "female"},
+        {"sex": None},
+        {"island": "torgersen"},
+        {"island": "BISCOE"},
+        {"year": None},
+        {"bill_length_mm": 40},
+        {"body_mass_g": 15000},
     ],
     ids=repr,
 )
@@ -98,7 +104,10 @@ def test_empty_body(api):
     assert response.json()["error"].startswith("empty request body")
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/vnd.bentoml+pickle"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/vnd.bentoml+pickle"],
+)
 def test_wrong_content_type(api, content_type):
     response = api.post("/predict", content=json.dumps(ADELIE), headers={"Content-Type": content_type})
     assert response.status_code == 415
@@ -167,8 +176,15 @@ def columns(records):
 
 
 def test_columnar_batch_is_answered_in_columns(api):
-    gentoo = {**ADELIE, "bill_length_mm": 50.0, "bill_depth_mm": 15.0, "flipper_length_mm": 230, "body_mass_g": 5500,
-              "island": "biscoe", "sex": None}
+    gentoo = {
+        **ADELIE,
+        "bill_length_mm": 50.0,
+        "bill_depth_mm": 15.0,
+        "flipper_length_mm": 230,
+        "body_mass_g": 5500,
+        "island": "biscoe",
+        "sex": None,
+    }
     response = post_json(api, "/predict_batch", columns([ADELIE, gentoo]))
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -197,8 +213,11 @@ def test_columnar_error_names_row_index_and_field(api):
     body = columns([ADELIE, ADELIE, {**ADELIE, "island": "Mars"}, {**ADELIE, "body_mass_g": -1}])
     response = post_json(api, "/predict_batch", {**body, "colour": ["black"] * 4})
     assert response.status_code == 422
-    assert [(e.get("index"), e["field"]) for e in response.json()["detail"]] == \
-        [(3, "body_mass_g"), (2, "island"), (None, "colour")]
+    assert [(e.get("index"), e["field"]) for e in response.json()["detail"]] == [
+        (3, "body_mass_g"),
+        (2, "island"),
+        (None, "colour"),
+    ]
 
 
 def test_empty_columns_are_422(api):

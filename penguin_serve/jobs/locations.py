@@ -94,7 +94,7 @@ class GcsLocation:
     def list(self, suffix: str = "") -> list[str]:
         start = f"{self.prefix}/" if self.prefix else ""
         names = (blob.name for blob in self.bucket.client.list_blobs(self.bucket, prefix=start))
-        return sorted(name[len(start):] for name in names if name.endswith(suffix))
+        return sorted(name[len(start) :] for name in names if name.endswith(suffix))
 
     def read(self, name: str) -> bytes:
         return self.bucket.blob(self._name(name)).download_as_bytes(checksum="crc32c")  # verified in transit

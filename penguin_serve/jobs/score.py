@@ -30,9 +30,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -84,7 +85,9 @@ def _json_list(values: list[str]) -> str:
     return json.dumps(values) if values else "[]"
 
 
-def validate(columns: dict[str, list], first_row: int, keys: list[str], file: str) -> tuple[PenguinColumns | None, list[int], list[dict]]:
+def validate(
+    columns: dict[str, list], first_row: int, keys: list[str], file: str
+) -> tuple[PenguinColumns | None, list[int], list[dict]]:
     """The chunk's valid rows as PenguinColumns, their positions, and a reject entry per invalid row."""
     try:
         return PenguinColumns.model_validate(columns), list(range(len(keys))), []
@@ -102,8 +105,9 @@ def validate(columns: dict[str, list], first_row: int, keys: list[str], file: st
     return valid, kept, rejects
 
 
-def score_chunk(model: PenguinModel, header: list[str], rows: list[list[str]], first_row: int, key_column: str | None,
-                file: str) -> tuple[bytes, bytes, int, int]:
+def score_chunk(
+    model: PenguinModel, header: list[str], rows: list[list[str]], first_row: int, key_column: str | None, file: str
+) -> tuple[bytes, bytes, int, int]:
     """(predictions CSV, rejects JSON lines, rows out, rows rejected) for one chunk of a file's rows."""
     cells = dict(zip(header, map(list, zip(*rows))))
     keys = cells[key_column] if key_column else [str(first_row + i) for i in range(len(rows))]
@@ -131,7 +135,9 @@ def create(output: Location, name: str, data: bytes, content_type: str) -> str:
         from ..model import crc32c_base64
 
         if existing.crc32c != crc32c_base64(data):
-            raise ConflictingOutput(f"{output.describe()}/{name} holds a different result: another model or input wrote it") from None
+            raise ConflictingOutput(
+                f"{output.describe()}/{name} holds a different result: another model or input wrote it"
+            ) from None
         return existing.crc32c
 
 
@@ -157,11 +163,20 @@ class Progress:
         elapsed = time.monotonic() - self.started
         rate = self.rows_done / elapsed if elapsed > 0 else 0.0
         remaining_s = elapsed * (self.total_bytes - self.bytes_done) / self.bytes_done if self.bytes_done else None
-        log("INFO", f"task {self.task}: {self.rows_done} rows, {rate:,.0f} rows/s", task=self.task, file=file,
-            rows_done=self.rows_done, rows_per_s=round(rate), eta_s=None if remaining_s is None else round(remaining_s, 1))
+        log(
+            "INFO",
+            f"task {self.task}: {self.rows_done} rows, {rate:,.0f} rows/s",
+            task=self.task,
+            file=file,
+            rows_done=self.rows_done,
+            rows_per_s=round(rate),
+            eta_s=None if remaining_s is None else round(remaining_s, 1),
+        )
 
 
-def score_file(model: PenguinModel, source: Location, output: Location, file: str, key_column: str | None, progress: Progress) -> None:
+def score_file(
+    model: PenguinModel, source: Location, output: Location, file: str, key_column: str | None, progress: Progress
+) -> None:
     stem = file.removesuffix(".csv")
     record_name = f"_done/{stem}.json"
     if output.exists(record_name):
@@ -175,7 +190,14 @@ def score_file(model: PenguinModel, source: Location, output: Location, file: st
     if missing:
         raise ValueError(f"{file}: no column {', '.join(missing)} (columns: {', '.join(header)})")
     total_rows = max(data.count(b"\n") - 1, 1)
-    record: dict[str, Any] = {"file": file, "rows_in": 0, "rows_out": 0, "rejects": 0, "model_version": model.version, "parts": []}
+    record: dict[str, Any] = {
+        "file": file,
+        "rows_in": 0,
+        "rows_out": 0,
+        "rejects": 0,
+        "model_version": model.version,
+        "parts": [],
+    }
     for index, rows in enumerate(batched(reader, CHUNK_ROWS)):
         predictions, rejects, rows_out, rejected = score_chunk(model, header, rows, record["rows_in"] + 1, key_column, file)
         part = {"rows_in": len(rows), "rows_out": rows_out, "rejects": rejected}
@@ -238,10 +260,17 @@ def bento_model_dir() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", default=os.environ.get("SCORE_INPUT"), help="a CSV file, a folder, or gs://BUCKET/PREFIX (env SCORE_INPUT)")
-    parser.add_argument("--output", default=os.environ.get("SCORE_OUTPUT"), help="a folder or gs://BUCKET/PREFIX (env SCORE_OUTPUT)")
-    parser.add_argument("--key-column", default=os.environ.get("SCORE_KEY_COLUMN") or None,
-                        help="the column that identifies a row in the output (default: its row number in its file)")
+    parser.add_argument(
+        "--input", default=os.environ.get("SCORE_INPUT"), help="a CSV file, a folder, or gs://BUCKET/PREFIX (env SCORE_INPUT)"
+    )
+    parser.add_argument(
+        "--output", default=os.environ.get("SCORE_OUTPUT"), help="a folder or gs://BUCKET/PREFIX (env SCORE_OUTPUT)"
+    )
+    parser.add_argument(
+        "--key-column",
+        default=os.environ.get("SCORE_KEY_COLUMN") or None,
+        help="the column that identifies a row in the output (default: its row number in its file)",
+    )
     parser.add_argument("--task-index", type=int, default=int(os.environ.get("CLOUD_RUN_TASK_INDEX", 0)))
     parser.add_argument("--task-count", type=int, default=int(os.environ.get("CLOUD_RUN_TASK_COUNT", 1)))
     args = parser.parse_args(argv)
@@ -255,8 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     output = open_location(args.output, SETTINGS.storage_emulator_host)
     files = source.list(".csv")
     mine = files[args.task_index :: args.task_count]
-    log("INFO", f"task {args.task_index} of {args.task_count}: {len(mine)} of {len(files)} files, model {model.version}",
-        task=args.task_index, files=mine, model_version=model.version)
+    log(
+        "INFO",
+        f"task {args.task_index} of {args.task_count}: {len(mine)} of {len(files)} files, model {model.version}",
+        task=args.task_index,
+        files=mine,
+        model_version=model.version,
+    )
     try:
         bind_model(output, model)
         progress = Progress(args.task_index, sum(source.size(file) for file in mine))

@@ -10,7 +10,8 @@ its own turn ends.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 

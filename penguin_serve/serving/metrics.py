@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -24,9 +24,7 @@ CONFIDENCE = Histogram(
     "Probability of the predicted species",
     buckets=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
-OUT_OF_DISTRIBUTION = Counter(
-    "penguin_out_of_distribution", "Measurements outside the training range, by field", ["field"]
-)
+OUT_OF_DISTRIBUTION = Counter("penguin_out_of_distribution", "Measurements outside the training range, by field", ["field"])
 MODEL_CALL_ROWS = Histogram(
     "penguin_model_call_rows",
     "Rows per model call: concurrent requests share one call",
@@ -46,9 +44,7 @@ TRAINING_CLASS_PRIOR = Gauge(
 MODEL_READY = Gauge(
     "penguin_model_ready", "1 once this worker's model loaded and passed its self-check", multiprocess_mode="livemin"
 )
-VALIDATION_FAILURES = Counter(
-    "penguin_validation_failures", "Invalid request fields (422 answers), by field", ["field"]
-)
+VALIDATION_FAILURES = Counter("penguin_validation_failures", "Invalid request fields (422 answers), by field", ["field"])
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 # The labelled series the per-call counting touches, looked up once.
 _PREDICTED = [PREDICTIONS.labels(species=species) for species in SPECIES]

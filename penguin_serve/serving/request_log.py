@@ -67,8 +67,9 @@ class RequestLog:
             latency = time.perf_counter() - started
             self._log(scope, headers, request_id, status, size, latency, body if debug else None)
 
-    def _log(self, scope: Scope, headers: dict, request_id: str, status: int, size: int, latency: float,
-             body: bytearray | None) -> None:
+    def _log(
+        self, scope: Scope, headers: dict, request_id: str, status: int, size: int, latency: float, body: bytearray | None
+    ) -> None:
         severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
         level = _LEVELS[severity]
         if not ACCESS_LOG.isEnabledFor(level):

@@ -64,9 +64,6 @@ def format_report(metrics: dict) -> str:
         "",
         f"Confusion matrix, held-out ({holdout['rows']} rows; rows = true, columns = predicted):",
         " " * 10 + "".join(f"{name:>10}" for name in SPECIES),
-        *(
-            f"{name:<10}" + "".join(f"{count:>10}" for count in row)
-            for name, row in zip(SPECIES, holdout["confusion_matrix"])
-        ),
+        *(f"{name:<10}" + "".join(f"{count:>10}" for count in row) for name, row in zip(SPECIES, holdout["confusion_matrix"])),
     ]
     return "\n".join(lines)

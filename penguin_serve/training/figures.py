@@ -1,6 +1,6 @@
 """The model's figures for the README, drawn from its metadata alone: global importance and reliability.
 
-    .venv/bin/python -m penguin_serve.training.figures models/metadata.json docs/images
+.venv/bin/python -m penguin_serve.training.figures models/metadata.json docs/images
 """
 
 from __future__ import annotations
@@ -36,8 +36,12 @@ def draw(metadata: dict, out_dir: Path) -> list[Path]:
     bins = metadata["metrics"]["calibration"]
     figure, axis = plt.subplots(figsize=(4.2, 4.2))
     axis.plot([1 / 3, 1], [1 / 3, 1], color="grey", linestyle="--", label="perfectly calibrated")
-    axis.scatter([b["mean_confidence"] for b in bins], [b["accuracy"] for b in bins], s=[10 + b["rows"] for b in bins],
-                 label="out-of-fold predictions (size: rows)")
+    axis.scatter(
+        [b["mean_confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        s=[10 + b["rows"] for b in bins],
+        label="out-of-fold predictions (size: rows)",
+    )
     axis.set_xlabel("confidence")
     axis.set_ylabel("accuracy")
     axis.set_title("Reliability")
