@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test test-fast style image loadtest bench clean
+.PHONY: install run train test test-fast style image loadtest bench profile clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -45,6 +45,10 @@ $(SERVE_VENV)/.installed: requirements.txt
 # This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
 bench: install $(SERVE_VENV)/.installed
 	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --out docs/performance.json
+
+# Where a worker's CPU goes under load, per layer a request crosses (py-spy); writes docs/profile.json.
+profile: install $(SERVE_VENV)/.installed
+	$(BIN)/python -m benchmarks.profile --service-venv $(SERVE_VENV) --out docs/profile.json
 
 # Everything: style, then every test (Docker, browser, Prometheus, benchmark and fuzzing included), with coverage.
 test: install

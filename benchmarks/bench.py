@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import psutil
@@ -41,6 +42,7 @@ import requests
 from penguin_serve.contract import EXAMPLE, EXAMPLE_COLUMNS
 from penguin_serve.settings import SETTINGS
 from penguin_serve.training.dataset import load_dataset
+from scripts.loadtest import machine
 from scripts.processes import die_with_parent, free_port, stop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -379,7 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    figures = {"results": results, "in_process": costs, "scoring": scoring, "timeout_s": SETTINGS.request_timeout_s}
+    figures = {
+        "measured_on": date.today().isoformat(),
+        "machine": machine(),
+        "duration_s": args.duration,
+        "reps": args.reps,
+        "results": results,
+        "in_process": costs,
+        "scoring": scoring,
+        "timeout_s": SETTINGS.request_timeout_s,
+    }
     figures["summary"] = summarize(figures)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -428,9 +439,11 @@ def report(figures: dict) -> str:
     results, costs, scoring, summary = figures["results"], figures["in_process"], figures["scoring"], figures["summary"]
     ours, floor, memory = results["penguin-serve"], costs["floor_rows_per_s"], results["penguin-serve"]["memory"]
     lines = [
+        f"{figures['measured_on']}, {figures['machine']}; {WORKERS} workers per server, wrk for {figures['duration_s']} s "
+        f"per run, medians of {figures['reps']} runs",
         f"{'server':<15} "
         + " ".join(f"{'req/s @' + str(c):>10} {'per CPU-s':>9} {'p50/p95/p99 ms':>20}" for c in CONNECTIONS)
-        + f" {'errors':>7} {'cold s':>7} {'RSS MB':>7}"
+        + f" {'errors':>7} {'cold s':>7} {'RSS MB':>7}",
     ]
     for name, r in results.items():
         columns = " ".join(

@@ -1,6 +1,7 @@
 """Code: `make bench` works end to end (a short run): every server starts and answers correctly, wrk drives
 them without errors, and the last line carries every figure the performance issues ask for."""
 
+import json
 import os
 import re
 import subprocess
@@ -65,3 +66,19 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert all(float(value) > 0 for value in figures.values()), figures
     assert re.search(r"^penguin-serve .* 0 +[\d.]+ +\d+$", result.stdout, re.MULTILINE), result.stdout  # 0 errors
     assert (tmp_path / "bench.json").exists()
+
+
+def test_profile_attributes_a_workers_samples_to_the_layers_a_request_crosses(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile", "--seconds", "3", "--out", str(tmp_path / "profile.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    shares = json.loads((tmp_path / "profile.json").read_text())["shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # Every request crosses these; a renamed file would silently move its samples to "the rest".
+    for layer in ("BentoML TimeoutMiddleware", "ApiRoutes", "Classifier", "uvicorn"):
+        assert next(share for name, share in shares.items() if name.startswith(layer)) > 0, (layer, shares)

@@ -1,0 +1,124 @@
+"""`make profile`: where one worker's CPU goes while /predict is saturated, layer by layer.
+
+Starts penguin-serve with one worker (from --service-venv, as `make bench` does), drives /predict with wrk at
+64 connections, samples the worker with py-spy (native frames included, so garbage collection shows) and
+attributes each sample to the innermost layer on its stack: BentoML's middlewares in the order a request
+crosses them, this service's own layers, the model call, or garbage collection wherever it struck. Prints the
+shares and, with --out, writes them as JSON (docs/profile.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from benchmarks.bench import BIN, Server, ensure_wrk, prepare_model, wrk
+from penguin_serve.contract import EXAMPLE
+
+# (layer, a file its code lives in), in the order a request crosses them. A sample belongs to the innermost
+# layer on its stack, so a response written by uvicorn counts as uvicorn's even when a middleware's send
+# wrapper called it; "garbage collection" wins over all of them, wherever it struck.
+LAYERS = (
+    ("Starlette ServerErrorMiddleware", "starlette/middleware/errors.py"),
+    ("BentoML RunnerTrafficMetricsMiddleware", "bentoml/_internal/server/http/instruments.py"),
+    ("OpenTelemetryMiddleware (route excluded)", "opentelemetry/instrumentation/asgi/__init__.py"),
+    ("BentoML TimeoutMiddleware", "bentoml/_internal/server/http/traffic.py"),
+    ("RequestLog (one JSON line per request)", "penguin_serve/serving/request_log.py"),
+    ("ApiRoutes (limits, parsing, validation, answer)", "penguin_serve/serving/routes.py"),
+    ("Classifier (model call, metrics)", "penguin_serve/serving/classifier.py"),
+    ("uvicorn (HTTP parsing and writes)", "uvicorn/protocols/http/httptools_impl.py"),
+)
+GARBAGE_COLLECTION = "garbage collection"
+OTHER = "event loop and the rest"
+GC_FRAME = re.compile(r"^(gc_collect_main|gc_collect_with_callback|gc_collect_impl|collect) ")
+FRAME = re.compile(r"^\S+ \((?P<file>[^:)]+)")
+
+
+def layer_of(stack: list[str]) -> str:
+    """The innermost known layer on a stack (outermost frame first)."""
+    if any(GC_FRAME.match(frame) for frame in stack):
+        return GARBAGE_COLLECTION
+    found = OTHER
+    for frame in stack:
+        match = FRAME.match(frame)
+        for layer, file in LAYERS if match else ():
+            if match["file"].endswith(file):
+                found = layer
+    return found
+
+
+def shares(raw: str) -> dict[str, float]:
+    """Each layer's share of the samples in py-spy's raw (collapsed) output."""
+    samples: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            samples[layer_of(stack.split(";"))] += int(count)
+    total = sum(samples.values())
+    order = [GARBAGE_COLLECTION, *(layer for layer, _ in LAYERS), OTHER]
+    return {layer: samples[layer] / total for layer in order}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=30, help="seconds of sampling under load")
+    parser.add_argument("--service-venv", type=Path, default=BIN.parent, help="environment that runs penguin-serve")
+    parser.add_argument("--out", type=Path, help="also write the shares as JSON here")
+    args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy", path=str(BIN)) or sys.exit("py-spy is needed (requirements-dev.txt)")
+    wrk_binary = ensure_wrk()
+
+    home = Path(tempfile.mkdtemp(prefix="penguin-profile-"))
+    server = Server(
+        "penguin-serve",
+        [
+            str(args.service_venv / "bin" / "bentoml"),
+            "serve",
+            "service:PenguinClassifier",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ],
+        {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": "1"},
+    )
+    try:
+        prepare_model(home)
+        server.start()
+        worker = max(psutil.Process(server.process.pid).children(recursive=True), key=lambda p: p.memory_info().rss)
+        body = json.dumps(EXAMPLE)
+        wrk(wrk_binary, server, "/predict", body, 16, 2)  # warm-up
+        load = threading.Thread(target=wrk, args=(wrk_binary, server, "/predict", body, 64, args.seconds + 4))
+        load.start()
+        with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
+            subprocess.run(
+                [py_spy, "record", "--pid", str(worker.pid), "--native", "--nonblocking", "--rate", "200"]
+                + ["--duration", str(args.seconds), "--format", "raw", "--output", raw.name],
+                check=True,
+                capture_output=True,
+            )
+            figures = {"seconds": args.seconds, "connections": 64, "workers": 1, "shares": shares(Path(raw.name).read_text())}
+        load.join()
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+    for layer, share in figures["shares"].items():
+        print(f"{share:6.1%}  {layer}")
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
