@@ -5,6 +5,8 @@ Servers, each started here with 2 workers on 127.0.0.1 and driven by wrk (Debian
                    dependencies only (requirements.txt), as in production
   http-ceiling     benchmarks/ceiling_app.py under uvicorn (httptools, uvloop): reads and parses the body,
                    answers a fixed JSON as large as ours; no validation, no model
+  gc-default       penguin-serve with CPython's default young-collection threshold
+                   (PENGUIN_GC_YOUNG_ALLOCATIONS=700): what the service's garbage-collector setting buys
   bentoml-floor    benchmarks/bentoml_floor.py under `bentoml serve`: the same fixed answer from a BentoML
                    service configured like ours, i.e. what BentoML's server costs per request
   fastapi-numpy    benchmarks/numpy_app.py: FastAPI + a numpy row + inplace_predict (1 thread)
@@ -309,20 +311,12 @@ def main(argv: list[str] | None = None) -> int:
             "uvloop",
             "--no-access-log",
         ]
+        ours = [str(args.service_venv / "bin" / "bentoml"), "serve", "service:PenguinClassifier"]
+        ours += ["--host", "127.0.0.1", "--port", "{port}"]
+        ours_env = {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)}
         servers = [
-            Server(
-                "penguin-serve",
-                [
-                    str(args.service_venv / "bin" / "bentoml"),
-                    "serve",
-                    "service:PenguinClassifier",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "{port}",
-                ],
-                {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)},
-            ),
+            Server("penguin-serve", ours, ours_env),
+            Server("gc-default", ours, {**ours_env, "PENGUIN_GC_YOUNG_ALLOCATIONS": "700"}),
             Server("http-ceiling", [*uvicorn, "benchmarks.ceiling_app:app"], {}),
             Server(
                 "bentoml-floor",
@@ -412,6 +406,7 @@ def summarize(figures: dict) -> dict:
         "ceiling_cpu_ratio": ours["c64"]["rps_per_cpu_s"] / ceiling["c64"]["rps_per_cpu_s"],
         "bentoml_floor_ratio": ours["c64"]["rps"] / bentoml_floor["c64"]["rps"],
         "bentoml_floor_p99_c64_ms": bentoml_floor["c64"]["p99"],
+        "gc_default_p99_c64_ms": results["gc-default"]["c64"]["p99"],
         "numpy_fastapi_rps_ratio": ours["c64"]["rps"] / numpy_app["c64"]["rps"],
         "predict_rps_ratio": ours["c64"]["rps"] / reference["c64"]["rps"],
         "p99_c64_ms": ours["c64"]["p99"],

@@ -1,7 +1,8 @@
 """`make profile`: where one worker's CPU goes while /predict is saturated, layer by layer.
 
 Starts penguin-serve with one worker (from --service-venv, as `make bench` does), drives /predict with wrk at
-64 connections, samples the worker with py-spy (native frames included, so garbage collection shows) and
+64 connections, samples the worker with py-spy (native frames included, so garbage collection shows; sampling native
+stacks pauses the worker ~100 times a second, so absolute throughput here is not the bench's) and
 attributes each sample to the innermost layer on its stack: BentoML's middlewares in the order a request
 crosses them, this service's own layers, the model call, or garbage collection wherever it struck. Prints the
 shares and, with --out, writes them as JSON (docs/profile.json).
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import psutil
@@ -31,7 +33,7 @@ from penguin_serve.contract import EXAMPLE
 LAYERS = (
     ("Starlette ServerErrorMiddleware", "starlette/middleware/errors.py"),
     ("BentoML RunnerTrafficMetricsMiddleware", "bentoml/_internal/server/http/instruments.py"),
-    ("OpenTelemetryMiddleware (route excluded)", "opentelemetry/instrumentation/asgi/__init__.py"),
+    ("OpenTelemetryMiddleware (route excluded)", "asgi/__init__.py"),  # py-spy shortens its path so
     ("BentoML TimeoutMiddleware", "bentoml/_internal/server/http/traffic.py"),
     ("RequestLog (one JSON line per request)", "penguin_serve/serving/request_log.py"),
     ("ApiRoutes (limits, parsing, validation, answer)", "penguin_serve/serving/routes.py"),
@@ -69,6 +71,13 @@ def shares(raw: str) -> dict[str, float]:
     return {layer: samples[layer] / total for layer in order}
 
 
+def table(figures: dict) -> str:
+    """The shares as a Markdown table: the printout, and what docs/PERFORMANCE.md quotes (a test compares)."""
+    rows = [f"| {layer} | {share:.1%} |" for layer, share in figures["shares"].items()]
+    heading = f"| where one worker's samples were ({figures['connections']} connections, {figures['seconds']} s) | share |"
+    return "\n".join([heading, "|---|---:|", *rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=30, help="seconds of sampling under load")
@@ -102,19 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         load.start()
         with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
             subprocess.run(
-                [py_spy, "record", "--pid", str(worker.pid), "--native", "--nonblocking", "--rate", "200"]
+                [py_spy, "record", "--pid", str(worker.pid), "--native", "--rate", "100"]
                 + ["--duration", str(args.seconds), "--format", "raw", "--output", raw.name],
                 check=True,
                 capture_output=True,
             )
-            figures = {"seconds": args.seconds, "connections": 64, "workers": 1, "shares": shares(Path(raw.name).read_text())}
+            figures = {
+                "measured_on": date.today().isoformat(),
+                "seconds": args.seconds,
+                "connections": 64,
+                "workers": 1,
+                "shares": shares(Path(raw.name).read_text()),
+            }
         load.join()
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
 
-    for layer, share in figures["shares"].items():
-        print(f"{share:6.1%}  {layer}")
+    print(table(figures))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
     return 0

@@ -1,21 +1,24 @@
-"""Soak test (not in CI): about half capacity for 10 minutes against a local server or container, then the
-errors and the memory growth of the service.
+"""Soak test (not in CI): steady load for many minutes against a local server or container, then the errors
+and the memory growth of the service.
 
-    .venv/bin/python -m scripts.soak --target container --minutes 10
+    .venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak.json
 
-One Locust user sending back to back is about half of what 2 cores serve (see docs/load_test/). Memory is
-sampled every 10 s: the server's process tree (psutil), or the container's cgroup usage (`docker stats`).
+The load is Locust's own `-u N -r N -t Tm` with the checked answers of locustfile.py; 10 users is the `normal`
+scenario's level. Memory is sampled every 10 s: the server's process tree (psutil), or the container's cgroup
+usage (`docker stats`, which includes the tmpfs /tmp where the Prometheus multiprocess files live).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import psutil
@@ -48,6 +51,8 @@ def main() -> int:
     parser.add_argument("--target", choices=("server", "container"), default="container")
     parser.add_argument("--image", default="penguin-serve:latest")
     parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
     target = LocalTarget(args.target, args.image, cpus="2")
@@ -64,7 +69,6 @@ def main() -> int:
     sampler.start()
     out = Path(tempfile.mkdtemp(prefix="penguin-soak-")) / "soak"
     try:
-        # The baseline scenario is 1 user for 60 s: a time scale of minutes stretches it to the soak length.
         locust = subprocess.run(
             [
                 str(Path(sys.executable).with_name("locust")),
@@ -73,10 +77,12 @@ def main() -> int:
                 "--headless",
                 "--host",
                 target.url,
-                "--scenario",
-                "baseline",
-                "--time-scale",
-                str(args.minutes),
+                "-u",
+                str(args.users),
+                "-r",
+                str(args.users),
+                "-t",
+                f"{round(args.minutes * 60)}s",
                 "--csv",
                 str(out),
                 "--only-summary",
@@ -88,15 +94,23 @@ def main() -> int:
         sampler.join()
         target.close()
     totals = next(r for r in csv.DictReader(open(f"{out}_stats.csv")) if r["Name"] == "Aggregated")
-    first, peak, last = samples[0][1], max(m for _, m in samples), samples[-1][1]
+    figures = {
+        "measured_on": date.today().isoformat(),
+        "target": target.description,
+        "users": args.users,
+        "minutes": args.minutes,
+        "requests": int(totals["Request Count"]),
+        "failures": int(totals["Failure Count"]),
+        "requests_per_s": round(float(totals["Requests/s"]), 1),
+        "memory_mb_every_10_s": [round(megabytes) for _, megabytes in samples],
+    }
     print(
-        f"soak: {totals['Request Count']} requests, {totals['Failure Count']} failures over {args.minutes:g} min "
-        f"({float(totals['Requests/s']):.0f} req/s)"
+        f"soak: {figures['requests']:,} requests, {figures['failures']} failures over {args.minutes:g} min "
+        f"({figures['requests_per_s']:,.0f} req/s, {args.users} users)"
     )
-    print(
-        f"memory: {first:.0f} MB at start, {last:.0f} MB at end, peak {peak:.0f} MB "
-        f"(growth {100 * (last - first) / first:+.1f} %); samples: " + ", ".join(f"{m:.0f}" for _, m in samples)
-    )
+    print("memory (MB, every 10 s): " + ", ".join(map(str, figures["memory_mb_every_10_s"])))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
     return locust.returncode
 
 

@@ -18,6 +18,7 @@ FIGURES = (
     "ceiling_cpu_ratio",
     "bentoml_floor_ratio",
     "bentoml_floor_p99_c64_ms",
+    "gc_default_p99_c64_ms",
     "numpy_fastapi_rps_ratio",
     "predict_rps_ratio",
     "p99_c64_ms",

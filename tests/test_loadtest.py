@@ -2,6 +2,7 @@
 generated report."""
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -100,7 +101,6 @@ def test_short_headless_run_checks_answers_counts_422s_as_success_and_reports(se
 def test_a_wrong_species_is_a_failure(tmp_path):
     """A stand-in service (the one fault a real model cannot be made to show on demand) that classifies the
     calibration batch right and then calls every single penguin a Gentoo: Locust must count failures."""
-    import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -173,3 +173,18 @@ def test_locustfile_needs_only_locust_and_the_penguin_table():
     assert {"locust", "palmerpenguins"} <= {
         line.split("==")[0] for line in (REPO_ROOT / "requirements-loadtest.txt").read_text().splitlines()
     }
+
+
+def test_soak_runs_locusts_plain_command_and_records_requests_and_memory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.soak", "--target", "server", "--minutes", "0.25", "--users", "2"]
+        + ["--out", str(tmp_path / "soak.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    figures = json.loads((tmp_path / "soak.json").read_text())
+    assert figures["users"] == 2 and figures["failures"] == 0 and figures["requests"] > 100
+    assert len(figures["memory_mb_every_10_s"]) >= 2 and min(figures["memory_mb_every_10_s"]) > 100

@@ -105,6 +105,21 @@ def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_chec
     assert asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))["prediction"] == "Adelie"
 
 
+def test_loading_sets_the_young_garbage_collection_threshold_from_the_settings(exported_model):
+    import gc
+    from dataclasses import replace
+
+    from penguin_serve.serving.classifier import Classifier
+    from penguin_serve.settings import SETTINGS
+
+    before = gc.get_threshold()
+    try:
+        Classifier().load(replace(SETTINGS, gc_young_allocations=12_345), exported_model)
+        assert gc.get_threshold() == (12_345, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+
+
 def sample(name, **labels):
     from prometheus_client import REGISTRY
 

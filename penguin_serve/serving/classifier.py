@@ -52,9 +52,13 @@ class Classifier:
         else:
             record_model_loaded(model)
             self.model = model
-        # The ~100k objects of start-up (BentoML, pydantic, XGBoost) leave the garbage collector's scans: a
-        # full collection over them paused every request in flight for ~50 ms (docs/PERFORMANCE.md).
+        # Full garbage collections pause every request in flight and set the tail (docs/PERFORMANCE.md, "Where
+        # the tail comes from"). The ~100k objects of start-up leave their scans. Fewer young collections
+        # promote fewer objects of requests in flight to the old generation, whose growth is what triggers a
+        # full collection (CPython 3.11 counts them even after they die), while BentoML's request timers keep
+        # the old generation large and each full collection long.
         gc.freeze()
+        gc.set_threshold(settings.gc_young_allocations, *gc.get_threshold()[1:])
 
     def checked_model(self) -> PenguinModel:
         if self.model is None:

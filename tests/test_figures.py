@@ -1,0 +1,87 @@
+"""Every measured figure in the README and docs/ agrees with the generated file it comes from.
+
+Sources: docs/performance.json (`make bench`), docs/profile.json (`make profile`), docs/soak.json
+(`python -m scripts.soak`) and docs/load_test/ (`make loadtest`: Locust's CSVs and run.json). Prose quotes
+them; CLAIMS lists each quoted figure as (document, pattern, the figure as its source gives it), so a figure
+that goes stale, or a pattern that no longer finds its figure, fails here.
+"""
+
+import json
+import re
+import shutil
+
+import pytest
+from conftest import REPO_ROOT
+
+from benchmarks import profile
+from benchmarks.bench import report
+from scripts.load_report import history, saturation, write_report
+
+DOCS = REPO_ROOT / "docs"
+LOAD_TEST = DOCS / "load_test"
+BENCH = json.loads((DOCS / "performance.json").read_text())
+PROFILE = json.loads((DOCS / "profile.json").read_text())
+SOAK = json.loads((DOCS / "soak.json").read_text())
+LOAD_RUN = json.loads((LOAD_TEST / "run.json").read_text())
+STEP = saturation(history(LOAD_TEST, "step"), LOAD_RUN["p95_limit_ms"], LOAD_RUN["failure_limit"])
+
+SUMMARY, RESULTS, IN_PROCESS = BENCH["summary"], BENCH["results"], BENCH["in_process"]
+OURS = RESULTS["penguin-serve"]
+
+
+def count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+# (document, pattern with one group, the figure as its source gives it)
+CLAIMS = [
+    ("README.md", r"`make bench` of (\d{4}-\d\d-\d\d)", BENCH["measured_on"]),
+    ("README.md", r"this service answers ([\d,]+) requests/s at 64 connections", count(OURS["c64"]["rps"])),
+    ("README.md", r"the HTTP ceiling's ([\d,]+)", count(RESULTS["http-ceiling"]["c64"]["rps"])),
+    ("README.md", r"BentoML's own floor ([\d,]+)", count(RESULTS["bentoml-floor"]["c64"]["rps"])),
+    ("README.md", r"FastAPI \+ numpy ([\d,]+)", count(RESULTS["fastapi-numpy"]["c64"]["rps"])),
+    ("README.md", r"the usual FastAPI \+ pandas service ([\d,]+)", count(RESULTS["reference"]["c64"]["rps"])),
+    ("README.md", r"p50 ([\d.]+) ms and p99 [\d.]+ ms at 64", f"{OURS['c64']['p50']:.1f}"),
+    ("README.md", r"p50 [\d.]+ ms and p99 ([\d.]+) ms at 64", f"{OURS['c64']['p99']:.1f}"),
+    ("README.md", r"1,000-row batches as columns: ([\d,]+) rows/s", count(OURS["batch_columns"]["rows_per_s"])),
+    ("README.md", r"(\d+) % of XGBoost's in-process speed", f"{100 * SUMMARY['batch_floor_ratio']:.0f}"),
+    ("README.md", r"One task scores ([\d,]+) rows/s", count(BENCH["scoring"]["rows_per_s"])),
+    ("README.md", r"(\d+) % of the in-process floor", f"{100 * SUMMARY['scoring_floor_ratio']:.0f}"),
+    ("README.md", r"/explain answers ([\d,]+) requests/s", count(OURS["explain_c64"]["rps"])),
+    ("README.md", r"(\d\.\d\d) of /predict's", f"{SUMMARY['explain_ratio']:.2f}"),
+    ("README.md", r"cold start ([\d.]+) s", f"{OURS['cold_start_s']:.2f}"),
+    ("docs/PERFORMANCE.md", r"measured on (\d{4}-\d\d-\d\d)", BENCH["measured_on"]),
+    ("docs/OPERATIONS.md", r"highest throughput was ([\d,]+) requests/s", count(STEP["best"]["rps"])),
+    ("docs/OPERATIONS.md", r"requests/s at (\d+) users", str(STEP["best"]["users"])),
+    ("docs/OPERATIONS.md", r"soak of (\d{4}-\d\d-\d\d)", SOAK["measured_on"]),
+    ("docs/OPERATIONS.md", r"sent ([\d,]+) requests \(", count(SOAK["requests"])),
+    ("docs/OPERATIONS.md", r"\(([\d,]+) per second, \d+ users\)", count(SOAK["requests_per_s"])),
+    ("docs/OPERATIONS.md", r"memory stayed between (\d+) and \d+ MB", str(min(SOAK["memory_mb_every_10_s"]))),
+    ("docs/OPERATIONS.md", r"memory stayed between \d+ and (\d+) MB", str(max(SOAK["memory_mb_every_10_s"]))),
+    ("docs/OPERATIONS.md", r"a worker holds about (\d+) MB", f"{OURS['memory']['rss_mb_at_rest']:.0f}"),
+]
+
+
+@pytest.mark.parametrize(("document", "pattern", "figure"), CLAIMS, ids=[f"{d}:{p[:40]}" for d, p, _ in CLAIMS])
+def test_quoted_figure_agrees_with_its_source(document, pattern, figure):
+    found = re.findall(pattern, (REPO_ROOT / document).read_text())
+    assert found, f"{document} no longer quotes /{pattern}/"
+    assert set(found) == {figure}, f"{document}: /{pattern}/ says {found}, the source says {figure}"
+
+
+def test_performance_page_quotes_the_bench_printout_and_the_profile_whole():
+    page = (DOCS / "PERFORMANCE.md").read_text()
+    assert f"```\n{report(BENCH)}\n```" in page
+    assert profile.table(PROFILE) in page
+
+
+def test_load_test_report_is_what_its_committed_csvs_give(tmp_path):
+    run_dir = tmp_path / "load_test"
+    shutil.copytree(LOAD_TEST, run_dir)
+    (run_dir / "LOAD_TEST_REPORT.md").unlink()
+    assert write_report(run_dir).read_text() == (LOAD_TEST / "LOAD_TEST_REPORT.md").read_text()
+
+
+def test_committed_run_records_hold_no_machine_paths():
+    for path in [LOAD_TEST / "run.json", LOAD_TEST / "LOAD_TEST_REPORT.md", DOCS / "performance.json"]:
+        assert not re.search(r"/(work|home|tmp|root)/", path.read_text()), path
