@@ -393,6 +393,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# What the performance issues ask of the summary's figures: (what, summary key, "<=" or ">=", limit).
+TARGETS = (
+    ("/predict p99 at 64 connections, ms", "p99_c64_ms", "<=", 25),
+    ("p99 / p50 at 64 connections", "p99_over_p50_c64", "<=", 5),
+    ("/predict requests/s / the HTTP ceiling's", "ceiling_ratio", ">=", 0.35),
+    ("/predict requests/s / FastAPI + numpy's", "numpy_fastapi_rps_ratio", ">=", 2),
+    ("/predict requests/s / the usual FastAPI + pandas service's", "predict_rps_ratio", ">=", 5),
+    ("p99 at 64 connections / the usual service's", "p99_ratio", "<=", 0.2),
+    ("a worker's live objects after 60 s of saturation / at rest", "objects_growth", "<=", 1.1),
+    ("1,000-row batch (columns) rows per CPU-second / the in-process floor", "batch_floor_ratio", ">=", 0.5),
+    ("scoring job rows/s on one CPU / the in-process floor", "scoring_floor_ratio", ">=", 0.5),
+    ("/explain requests/s / /predict's (an explanation costs at most 4 predictions)", "explain_ratio", ">=", 0.25),
+    ("cold start, s", "cold_start_s", "<=", 2.5),
+    ("cold start / FastAPI + numpy's (stretch)", "cold_start_ratio", "<=", 1.0),
+    ("worker RSS after the load, MB", "rss_mb", "<=", 250),
+)
+
+
+def targets_table(summary: dict) -> str:
+    """The targets against this run's figures, as the Markdown table docs/PERFORMANCE.md quotes."""
+    rows = ["| target | figure | this run | met |", "|---|---|---:|---|"]
+    for what, key, direction, limit in TARGETS:
+        value = summary[key]
+        met = value <= limit if direction == "<=" else value >= limit
+        rows.append(
+            f"| {what} {'≤' if direction == '<=' else '≥'} {limit:g} | `{key}` | {value:.3g} | {'yes' if met else 'no'} |"
+        )
+    return "\n".join(rows)
+
+
 def summarize(figures: dict) -> dict:
     """The ratios to the peers and the ceiling, and the other figures the performance issues ask for."""
     results, costs, scoring = figures["results"], figures["in_process"], figures["scoring"]

@@ -33,7 +33,7 @@ from penguin_serve.contract import EXAMPLE
 LAYERS = (
     ("Starlette ServerErrorMiddleware", "starlette/middleware/errors.py"),
     ("BentoML RunnerTrafficMetricsMiddleware", "bentoml/_internal/server/http/instruments.py"),
-    ("OpenTelemetryMiddleware (route excluded)", "asgi/__init__.py"),  # py-spy shortens its path so
+    ("OpenTelemetryMiddleware (route excluded)", "asgi/__init__.py"),  # py-spy shortens the package path
     ("BentoML TimeoutMiddleware", "bentoml/_internal/server/http/traffic.py"),
     ("RequestLog (one JSON line per request)", "penguin_serve/serving/request_log.py"),
     ("ApiRoutes (limits, parsing, validation, answer)", "penguin_serve/serving/routes.py"),

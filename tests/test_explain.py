@@ -58,6 +58,31 @@ def test_every_dataset_row_explains_its_own_prediction(classifier, penguins):
         assert set(answer["contributions"]) == {*MEASUREMENTS, "sex", "island"}  # fields, never encoded columns
 
 
+def test_explanations_asked_together_share_one_treeshap_call_and_equal_those_asked_alone(classifier, penguins):
+    from penguin_serve.serving.endpoints import EXPLAIN
+
+    calls = []
+    model = classifier.checked_model()
+    original = model.contributions
+
+    def counted(features):
+        calls.append(len(features))
+        return original(features)
+
+    object.__setattr__(model, "contributions", counted)  # a spy on this test's own model object
+    try:
+
+        async def together():
+            return await asyncio.gather(*(EXPLAIN.answer(classifier, penguin) for penguin in penguins[:20]))
+
+        answers = asyncio.run(together())
+        assert calls == [20]
+        alone = [explain(classifier, penguin) for penguin in penguins[:20]]
+    finally:
+        object.__delattr__(model, "contributions")
+    assert answers == alone
+
+
 def test_changing_one_field_moves_mainly_that_fields_contribution(classifier, penguins):
     """Each measurement in turn raised by a quarter of its training range, on every dataset row: on average its
     own contributions move more than twice as much as any other field's (interactions move the others a

@@ -49,3 +49,8 @@ class MicroBatcher(Generic[Output]):
             if not future.done():  # done: the request was cancelled (client gone, timeout) while it waited
                 future.set_result(self._split(output, start, end))
             start = end
+
+
+def slice_rows(arrays: tuple[np.ndarray, ...], start: int, end: int) -> tuple[np.ndarray, ...]:
+    """A split for outputs that are arrays with one row per input row."""
+    return tuple(array[start:end] for array in arrays)

@@ -18,7 +18,7 @@ from ..contract import slice_columns
 from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import Settings
-from .batching import MicroBatcher
+from .batching import MicroBatcher, slice_rows
 from .metrics import MODEL_READY, record_model_call, record_model_loaded, record_out_of_distribution
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class Classifier:
     def __init__(self) -> None:
         self.model: PenguinModel | None = None  # set once, when loaded and checked
         self._batcher = MicroBatcher(self._answer_rows, slice_columns)
+        self._explainer = MicroBatcher(self._contribution_rows, slice_rows)
         MODEL_READY.set(0)
 
     @property
@@ -70,6 +71,15 @@ class Classifier:
         together share one model call and one pass of answer building."""
         self.checked_model()
         return await self._batcher.submit(features)
+
+    async def contributions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The base values and each field's contributions for these feature rows (model.field_contributions).
+        TreeSHAP has a fixed cost per call too: explanations that arrive together share one."""
+        self.checked_model()
+        return await self._explainer.submit(features)
+
+    def _contribution_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.checked_model().contributions(rows)
 
     def _answer_rows(self, rows: np.ndarray) -> dict[str, Any]:
         model = self.checked_model()

@@ -66,9 +66,8 @@ async def predict_batch(classifier: Classifier, batch: list[Penguin] | PenguinCo
 
 
 async def explain(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
-    features = encode([penguin])
     answer = await predict(classifier, penguin)
-    base, fields = classifier.checked_model().contributions(features)
+    base, fields = await classifier.contributions(encode([penguin]))
     return {
         **answer,
         "base_value": dict(zip(SPECIES, base[0].tolist())),
