@@ -64,7 +64,8 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     figures = dict(re.findall(r"(\w+)=([\d.e+-]+)", result.stdout.strip().splitlines()[-1]))
     assert set(figures) == set(FIGURES)
-    assert all(float(value) > 0 for value in figures.values()), figures
+    # Every figure is measured; RSS growth alone may be zero or negative over this run's 2 s of saturation.
+    assert all(float(value) > 0 for name, value in figures.items() if name != "rss_growth_mb"), figures
     assert re.search(r"^penguin-serve .* 0 +[\d.]+ +\d+$", result.stdout, re.MULTILINE), result.stdout  # 0 errors
     assert (tmp_path / "bench.json").exists()
 
