@@ -37,6 +37,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from penguin_serve.contract import EXAMPLE, SPECIES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
 RUN_MONITORING = REPO_ROOT / "monitoring" / "run-monitoring.yaml"
@@ -46,15 +48,7 @@ SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-side
 SIDECAR_CONFIG_PATH = "/etc/rungmp/config.yaml"  # where the sidecar reads its RunMonitoring configuration
 STARTUP_PROBE = "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30"
 LIVENESS_PROBE = "httpGet.path=/livez,httpGet.port=8080,periodSeconds=10,timeoutSeconds=1,failureThreshold=3"
-SMOKE_RECORD = {
-    "bill_length_mm": 39.1,
-    "bill_depth_mm": 18.7,
-    "flipper_length_mm": 181,
-    "body_mass_g": 3750,
-    "sex": "male",
-    "island": "Torgersen",
-}
-SMOKE_SPECIES = "Adelie"
+SMOKE_RECORD, SMOKE_SPECIES = EXAMPLE, SPECIES[0]  # the API's example: the table's first Adelie
 
 
 @dataclass(frozen=True)
