@@ -4,6 +4,7 @@ change nothing, and the refusals (another model, a missing column)."""
 import csv
 import dataclasses
 import json
+import time
 
 import pytest
 from conftest import KNOWN_RECORDS
@@ -55,6 +56,16 @@ def test_local_scoring_answers_rejects_and_reruns_identically(exported_model, tm
     assert run(tmp_path) == 0
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert run(tmp_path) == 0  # finished: skipped
+
+
+def test_progress_counts_down_to_zero_never_below(capsys):
+    progress = score.Progress(task=0, total_bytes=1, started=time.monotonic() - 2)
+    for _ in range(9):  # ninths of a byte add up to a little over 1 in floating point
+        progress.advance(1, 1 / 9, "a.csv")
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["rows_done"] for line in logged] == list(range(1, 10))
+    assert logged[0]["eta_s"] == pytest.approx(16, abs=0.5)  # 2 s for a ninth: 16 s to go
+    assert str(logged[-1]["eta_s"]) == "0.0"  # not -0.0
 
 
 def test_another_model_or_a_missing_column_stops_the_task(exported_model, tmp_path, monkeypatch):

@@ -162,7 +162,7 @@ class Progress:
         self.bytes_done += fraction_bytes
         elapsed = time.monotonic() - self.started
         rate = self.rows_done / elapsed if elapsed > 0 else 0.0
-        remaining_s = elapsed * (self.total_bytes - self.bytes_done) / self.bytes_done if self.bytes_done else None
+        remaining_s = elapsed * max(self.total_bytes - self.bytes_done, 0) / self.bytes_done if self.bytes_done else None
         log(
             "INFO",
             f"task {self.task}: {self.rows_done} rows, {rate:,.0f} rows/s",
