@@ -21,6 +21,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.unavailable_responses = 0  # answer this many requests with 503 before forwarding again
         self.corrupt_downloads = False  # flip a byte of every media download
         self.corrupt_uploads = False  # change the uploaded bytes, keeping the client's own checksum
+        self.corrupted_bytes = b'"learner"'  # which bytes of an upload change (to upper case): a booster's by default
         self.requests = 0
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -49,8 +50,8 @@ class _Handler(BaseHTTPRequestHandler):
             proxy._released.wait(proxy.delay_s)
         if fail:
             return self._reply(503, [("Content-Type", "application/json")], b'{"error": "injected 503"}')
-        if proxy.corrupt_uploads and self.command == "POST" and b'"learner"' in body:
-            body = body.replace(b'"learner"', b'"leArner"', 1)
+        if proxy.corrupt_uploads and self.command == "POST" and proxy.corrupted_bytes in body:
+            body = body.replace(proxy.corrupted_bytes, proxy.corrupted_bytes.upper(), 1)
         upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         upstream.request(self.command, self.path, body=body, headers=headers)

@@ -91,3 +91,18 @@ def test_scoring_from_and_to_cloud_storage_in_process(exported_model, gcs_emulat
     assert score.main(args) == 0
     manifest = json.loads(make_client(gcs_emulator.url).bucket(bucket).blob("out/manifest.json").download_as_bytes())
     assert manifest["rows_out"] == len(KNOWN_RECORDS) and manifest["parts"][0]["name"] == "predictions/a/part-00000.csv"
+
+
+def test_a_part_stored_with_other_bytes_is_removed_so_that_the_retry_writes_it(gcs_emulator, bucket, fault_proxy):
+    from penguin_serve.jobs.locations import open_location
+    from penguin_serve.model import crc32c_base64
+    from penguin_serve.storage import UploadCorrupted
+
+    output = open_location(f"gs://{bucket}/out", fault_proxy.url)
+    fault_proxy.corrupt_uploads, fault_proxy.corrupted_bytes = True, b"Adelie"
+    with pytest.raises(UploadCorrupted, match="crc32c"):
+        output.create("predictions/a/part-00000.csv", b"key,prediction\n0,Adelie\n", "text/csv")
+    fault_proxy.corrupt_uploads = False
+    assert output.create("predictions/a/part-00000.csv", b"key,prediction\n0,Adelie\n", "text/csv") == crc32c_base64(
+        b"key,prediction\n0,Adelie\n"
+    )

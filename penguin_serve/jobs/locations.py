@@ -108,16 +108,14 @@ class GcsLocation:
         return self.bucket.blob(self._name(name)).exists()
 
     def create(self, name: str, data: bytes, content_type: str) -> str:
-        from google.api_core import exceptions as gexc
+        from ..storage import PushConflict, upload_new
 
         blob = self.bucket.blob(self._name(name))
         try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
-        except gexc.PreconditionFailed:
+            upload_new(blob, data, content_type)  # removes what it stored if the bytes differ: a retry writes again
+        except PushConflict:
             blob.reload()
             raise AlreadyExists(name, blob.crc32c) from None
-        if blob.crc32c != crc32c_base64(data):
-            raise OSError(f"gs://{self.bucket.name}/{blob.name}: stored crc32c {blob.crc32c} != sent {crc32c_base64(data)}")
         return blob.crc32c
 
     def describe(self) -> str:
