@@ -66,10 +66,11 @@ async def predict_batch(classifier: Classifier, batch: list[Penguin] | PenguinCo
 
 
 async def explain(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
-    answer = await predict(classifier, penguin)
-    base, fields = await classifier.contributions(encode([penguin]))
+    features = encode([penguin])
+    answers = await classifier.answer(features)
+    base, fields = await classifier.contributions(features)
     return {
-        **answer,
+        **prediction_records(answers)[0],
         "base_value": dict(zip(SPECIES, base[0].tolist())),
         "contributions": {field: dict(zip(SPECIES, values)) for field, values in zip(FIELD_COLUMNS, fields[0].tolist())},
     }
