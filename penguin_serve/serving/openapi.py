@@ -54,24 +54,29 @@ SCHEMAS = {
         "additionalProperties": True,
     },
 }
+
+
+def _json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# The prediction endpoints' error answers (routes.py, and BentoML's 504 past the request timeout).
 ERROR_RESPONSES = {
-    "400": ("Empty body or malformed JSON", _ERROR),
-    "413": ("Request body too large", _ERROR),
-    "415": ("Content type is not application/json", _ERROR),
-    "422": ("Invalid fields, each named with the reason", {"$ref": "#/components/schemas/ValidationError"}),
-    "429": ("Too many requests in flight in this worker", _ERROR),
-    "503": ("Model not loaded yet", _ERROR),
-    "504": ("Request timed out", _ERROR),
+    "400": _json_answer("Empty body or malformed JSON", _ERROR),
+    "413": _json_answer("Request body too large", _ERROR),
+    "415": _json_answer("Content type is not application/json", _ERROR),
+    "422": _json_answer("Invalid fields, each named with the reason", {"$ref": "#/components/schemas/ValidationError"}),
+    "429": _json_answer("Too many requests in flight in this worker", _ERROR),
+    "503": _json_answer("Model not loaded yet", _ERROR),
+    "504": _json_answer("Request timed out", _ERROR),
 }
-NOT_READY = {"description": "Model not loaded yet", "content": {"application/json": {"schema": _ERROR}}}
+NOT_READY = ERROR_RESPONSES["503"]
 PROBE = {"200": {"description": "Yes"}, "503": {"description": "No"}}
 # GET endpoints besides the prediction API: (path, tag, summary, description, responses)
 INFRASTRUCTURE = (
     ("/model", "Model", "The model this instance serves",
      "Its version and where it came from, what it was trained on, its metrics and feature encoding.",
-     {"200": {"description": "Model information",
-              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelInfo"}}}},
-      "503": NOT_READY}),
+     {"200": _json_answer("Model information", {"$ref": "#/components/schemas/ModelInfo"}), "503": NOT_READY}),
     ("/model/card", "Model", "The model card of the model this instance serves",
      "Markdown rendered from the model's metadata: data, intended use, features, metrics with spread, "
      "confusion matrix, calibration, what the model looks at, training ranges, known limits.",
@@ -79,9 +84,8 @@ INFRASTRUCTURE = (
       "503": NOT_READY}),
     ("/health", "Probes", "Health for existing clients, monitors and uptime checks",
      "200 with the model version once the model is ready, 503 before that.",
-     {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
-      "503": {"description": "Not ready yet",
-              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}}),
+     {"200": _json_answer("Ready", {"$ref": "#/components/schemas/Health"}),
+      "503": _json_answer("Not ready yet", {"$ref": "#/components/schemas/Health"})}),
     ("/livez", "Probes", "Liveness: the process answers", "For liveness probes.", {"200": {"description": "Alive"}}),
     ("/readyz", "Probes", "Readiness: the model loaded and passed its self-check",
      "For start-up and readiness probes.", PROBE),
@@ -104,10 +108,6 @@ def build_spec(endpoints: dict[str, Endpoint], title: str, version: str, descrip
 
     paths: dict[str, Any] = {}
     for endpoint in endpoints.values():
-        errors = {
-            status: {"description": text, "content": {"application/json": {"schema": schema}}}
-            for status, (text, schema) in ERROR_RESPONSES.items()
-        }
         paths[endpoint.path] = {
             "post": {
                 "tags": ["Prediction"],
@@ -128,7 +128,7 @@ def build_spec(endpoints: dict[str, Endpoint], title: str, version: str, descrip
                         "description": "The answer",
                         "content": {"application/json": {"schema": schema_of(endpoint.response)}},
                     },
-                    **errors,
+                    **ERROR_RESPONSES,
                 },
             }
         }
