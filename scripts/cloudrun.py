@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from penguin_serve.contract import EXAMPLE, SPECIES
+from penguin_serve.jobs.locations import split_gs_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
@@ -182,12 +183,8 @@ def deploy_args(config: Config, image: str, public: bool) -> list[str]:
 def monitoring_config(config: Config, gcloud: Gcloud) -> int:
     """The sidecar's scrape configuration as a new version of its secret, readable by the service account."""
     exists = gcloud.succeeds("secrets", "describe", config.monitoring_secret, "--project", config.project)
-    if exists:
-        gcloud(
-            "secrets", "versions", "add", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}"
-        )
-    else:
-        gcloud("secrets", "create", config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
+    add = ["versions", "add"] if exists else ["create"]
+    gcloud("secrets", *add, config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
     gcloud(
         "secrets",
         "add-iam-policy-binding",
@@ -221,8 +218,7 @@ BENTO_SRC = "/home/bentoml/bento/src"  # where the image holds the bento's code 
 def split_gs(url: str) -> tuple[str, str]:
     if not url.startswith("gs://"):
         sys.exit(f"a Cloud Storage prefix (gs://BUCKET/PREFIX), not {url}")
-    bucket, _, prefix = url.removeprefix("gs://").partition("/")
-    return bucket, prefix.strip("/")
+    return split_gs_url(url)
 
 
 def prefix_condition(bucket: str, prefix: str, title: str) -> str:
@@ -263,40 +259,15 @@ def job_deploy(
     objects under the output prefix (never overwrite or delete them), read the model bucket."""
     (in_bucket, in_prefix), (out_bucket, out_prefix) = split_gs(source), split_gs(output)
     member = f"serviceAccount:{config.job_service_account}"
-    gcloud(
-        "storage",
-        "buckets",
-        "add-iam-policy-binding",
-        f"gs://{in_bucket}",
-        "--member",
-        member,
-        "--role",
-        "roles/storage.objectViewer",
-        prefix_condition(in_bucket, in_prefix, "penguin-score-input"),
-    )
+
+    def grant(bucket: str, role: str, *condition: str) -> None:
+        gcloud("storage", "buckets", "add-iam-policy-binding", f"gs://{bucket}", "--member", member, "--role", role, *condition)
+
+    grant(in_bucket, "roles/storage.objectViewer", prefix_condition(in_bucket, in_prefix, "penguin-score-input"))
     for role in ("roles/storage.objectCreator", "roles/storage.objectViewer"):
-        gcloud(
-            "storage",
-            "buckets",
-            "add-iam-policy-binding",
-            f"gs://{out_bucket}",
-            "--member",
-            member,
-            "--role",
-            role,
-            prefix_condition(out_bucket, out_prefix, "penguin-score-output"),
-        )
+        grant(out_bucket, role, prefix_condition(out_bucket, out_prefix, "penguin-score-output"))
     if config.gcs_bucket:
-        gcloud(
-            "storage",
-            "buckets",
-            "add-iam-policy-binding",
-            f"gs://{config.gcs_bucket}",
-            "--member",
-            member,
-            "--role",
-            "roles/storage.objectViewer",
-        )
+        grant(config.gcs_bucket, "roles/storage.objectViewer")
     gcloud(
         "run", "jobs", "deploy", config.job, *config.where,
         "--image", require_digest(image),

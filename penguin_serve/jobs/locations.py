@@ -33,10 +33,15 @@ class Location(Protocol):
     def describe(self) -> str: ...
 
 
+def split_gs_url(url: str) -> tuple[str, str]:
+    """gs://BUCKET/PREFIX as (BUCKET, PREFIX without surrounding slashes)."""
+    bucket, _, prefix = url.removeprefix("gs://").partition("/")
+    return bucket, prefix.strip("/")
+
+
 def open_location(url: str, emulator_host: str | None = None) -> Location:
     if url.startswith("gs://"):
-        bucket, _, prefix = url.removeprefix("gs://").partition("/")
-        return GcsLocation(bucket, prefix.strip("/"), emulator_host)
+        return GcsLocation(*split_gs_url(url), emulator_host)
     return LocalLocation(Path(url))
 
 
