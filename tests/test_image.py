@@ -30,25 +30,22 @@ def image(exported_model):
     if reason:
         pytest.skip(reason)
     env = user_environment(BENTOML_HOME)
-    built = subprocess.run(
-        ["bentoml", "build"],
-        cwd=REPO_ROOT,
-        env={**env, "PATH": f"{BIN}:{env['PATH']}"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def as_typed(command: str, timeout: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            command.split(),
+            cwd=REPO_ROOT,
+            env={**env, "PATH": f"{BIN}:{env['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    built = as_typed("bentoml build", timeout=300)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     printed = re.search(r"\$ (bentoml containerize (\S+))", built.stdout)
     assert printed, built.stdout[-2000:]
-    containerized = subprocess.run(
-        printed.group(1).split(),
-        cwd=REPO_ROOT,
-        env={**env, "PATH": f"{BIN}:{env['PATH']}"},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    containerized = as_typed(printed.group(1), timeout=1800)
     assert containerized.returncode == 0, containerized.stdout[-3000:] + containerized.stderr[-3000:]
     yield printed.group(2)
     docker("rmi", printed.group(2), check=False)

@@ -223,14 +223,18 @@ def test_the_model_is_loaded_as_the_service_loads_it_and_a_corrupt_one_fails_the
         )
     )
     env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "GCS_BUCKET_NAME": bucket, "GCS_LOAD_DEADLINE_S": "3"}
-    run = subprocess.run(
-        [sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(tmp_path / "out")],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def score_to(output):
+        return subprocess.run(
+            [sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(output)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    run = score_to(tmp_path / "out")
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert (manifest["model_version"], manifest["rows_out"]) == (version, len(KNOWN_RECORDS))
@@ -239,13 +243,6 @@ def test_the_model_is_loaded_as_the_service_loads_it_and_a_corrupt_one_fails_the
 
     blob = make_client(gcs_emulator.url).bucket(bucket).blob(f"{MODEL_NAME}/{version}/{BOOSTER_FILE}")
     blob.upload_from_string(blob.download_as_bytes().replace(b'"split_conditions":[', b'"split_conditions":[1.0E0,', 1))
-    broken = subprocess.run(
-        [sys.executable, "-m", "penguin_serve.jobs.score", "--input", str(table), "--output", str(tmp_path / "out2")],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    broken = score_to(tmp_path / "out2")
     assert broken.returncode != 0 and "does not match" in broken.stdout + broken.stderr
     assert not (tmp_path / "out2").exists()
