@@ -146,6 +146,11 @@ class Server:
         stop(self.process, timeout_s=20)
 
 
+def bentoml_serve(service_venv: Path, service: str) -> list[str]:
+    """`bentoml serve SERVICE` from that environment, on the port Server fills in."""
+    return [str(service_venv / "bin" / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", "{port}"]
+
+
 def wrk(binary: str, server: Server, path: str, body: str, connections: int, seconds: float) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{body}", body))
@@ -313,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "uvloop",
             "--no-access-log",
         ]
-        ours = [str(args.service_venv / "bin" / "bentoml"), "serve", "service:PenguinClassifier"]
-        ours += ["--host", "127.0.0.1", "--port", "{port}"]
+        ours = bentoml_serve(args.service_venv, "service:PenguinClassifier")
         ours_env = {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)}
         servers = [
             Server("penguin-serve", ours, ours_env),
@@ -322,15 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             Server("http-ceiling", [*uvicorn, "benchmarks.ceiling_app:app"], {}),
             Server(
                 "bentoml-floor",
-                [
-                    str(args.service_venv / "bin" / "bentoml"),
-                    "serve",
-                    "benchmarks.bentoml_floor:BentoMLFloor",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "{port}",
-                ],
+                bentoml_serve(args.service_venv, "benchmarks.bentoml_floor:BentoMLFloor"),
                 {"PENGUIN_WORKERS": str(WORKERS)},
             ),
             Server("fastapi-numpy", [*uvicorn, "benchmarks.numpy_app:app"], {"MODEL_DIR": str(model_dir)}),

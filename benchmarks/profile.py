@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.bench import BIN, Server, ensure_wrk, prepare_model, wrk
+from benchmarks.bench import BIN, Server, bentoml_serve, ensure_wrk, prepare_model, wrk
 from penguin_serve.contract import EXAMPLE
 
 # (layer, a file its code lives in), in the order a request crosses them. A sample belongs to the innermost
@@ -90,15 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="penguin-profile-"))
     server = Server(
         "penguin-serve",
-        [
-            str(args.service_venv / "bin" / "bentoml"),
-            "serve",
-            "service:PenguinClassifier",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        ],
+        bentoml_serve(args.service_venv, "service:PenguinClassifier"),
         {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": "1"},
     )
     try:
