@@ -89,7 +89,6 @@ def add_arguments(parser):
         default=False,
         help="authenticate with `gcloud auth print-identity-token` (private Cloud Run)",
     )
-    # fmt: skip
 
 
 # --- payloads, checked against the deployed model once at start ---------------------------------------
