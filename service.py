@@ -12,6 +12,7 @@ from penguin_serve.contract import BatchRequest, Explanation, Penguin, Predictio
 from penguin_serve.serving import pages, request_log
 from penguin_serve.serving.classifier import Classifier
 from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
+from penguin_serve.serving.readiness import InstanceReadiness
 from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.settings import SETTINGS
 
@@ -29,7 +30,7 @@ IMAGE = (
 
 # One per worker process: the typed methods below and the HTTP routes (penguin_serve/serving/routes.py) both
 # answer through it.
-CLASSIFIER = Classifier()
+CLASSIFIER = Classifier(InstanceReadiness(SETTINGS.workers), SETTINGS.load_wait_s)
 
 
 @bentoml.service(
@@ -47,15 +48,15 @@ class PenguinClassifier:
     bento_model = bentoml.models.BentoModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        # Load in the background: /livez answers at once, /readyz says 503 until the model has loaded and
-        # passed its self-check.
+        # Load in the background: /livez answers at once, /readyz says 503 until every worker's model has
+        # loaded and passed its self-check.
         self.classifier = CLASSIFIER
         threading.Thread(
             target=self.classifier.load, args=(SETTINGS, self.bento_model.path), name="model-loader", daemon=True
         ).start()
 
     def __is_ready__(self) -> bool:
-        return self.classifier.ready
+        return self.classifier.instance_ready
 
     # HTTP requests to these routes never reach the methods below: ApiRoutes answers them in one ASGI step,
     # without BentoML's per-request overhead. The methods are the typed API (BentoML's clients and schema) and

@@ -46,6 +46,7 @@ from penguin_serve.settings import SETTINGS
 from penguin_serve.training.dataset import load_dataset
 from scripts.loadtest import machine
 from scripts.processes import die_with_parent, free_port, stop
+from scripts.tools import ToolMissing, require
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -92,14 +93,10 @@ print(json.dumps({"floor_rows_per_s": 10_000 / per_call(10_000, 21), "call_1_row
 
 
 def ensure_wrk() -> str:
-    if shutil.which("wrk") is None:
-        if os.geteuid() != 0:
-            sys.exit("wrk is needed: apt-get install wrk")
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        )
-    return shutil.which("wrk")
+    try:
+        return require("wrk")
+    except ToolMissing as missing:
+        sys.exit(str(missing))
 
 
 class Server:

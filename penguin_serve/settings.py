@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from .model import MODEL_NAME
 
 _TRUE = {"1", "true", "yes", "on"}
 
 
+def available_cpus() -> int:
+    """The whole CPUs this process may use: its CPU quota where one is set (Cloud Run's vCPUs, docker --cpus;
+    cgroup v2), else the CPUs it may run on. At least 1."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass
+    return max(cpus, 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     # Which model store entry the bento packs and serves (and falls back to).
     model_tag: str = f"{MODEL_NAME}:latest"
-    # API worker processes, one per core by default; each predicts on one XGBoost thread.
-    workers: int | str = "cpu_count"
+    # API worker processes, one per CPU by default; each predicts on one XGBoost thread. The instance is ready
+    # once this many workers are (serving/readiness.py).
+    workers: int = field(default_factory=available_cpus)
     xgboost_threads: int = 1
     request_timeout_s: int = 30  # 504 past this
     max_body_bytes: int = 4 * 2**20  # 413 past this; a full 10,000-record batch is about 1.5 MB
@@ -24,6 +39,8 @@ class Settings:
     # Allocations between young garbage collections; CPython's 700 makes full collections, which pause every
     # request in flight, many times more frequent under load (docs/PERFORMANCE.md).
     gc_young_allocations: int = 10_000
+    # A prediction that reaches a worker still loading its model waits this long for it before its 503.
+    load_wait_s: float = 10.0
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     log_level: str = "INFO"  # DEBUG adds request bodies (input values) to the request log
     google_cloud_project: str | None = None  # prefixes trace ids so Cloud Logging links them to traces
@@ -47,6 +64,7 @@ class Settings:
             max_body_bytes=int(env.get("PENGUIN_MAX_BODY_BYTES", default.max_body_bytes)),
             max_in_flight=int(env.get("PENGUIN_MAX_IN_FLIGHT", default.max_in_flight)),
             gc_young_allocations=int(env.get("PENGUIN_GC_YOUNG_ALLOCATIONS", default.gc_young_allocations)),
+            load_wait_s=float(env.get("PENGUIN_LOAD_WAIT_S", default.load_wait_s)),
             cors_origins=tuple(o.strip() for o in env.get("PENGUIN_CORS_ORIGINS", "").split(",") if o.strip()),
             log_level=env.get("PENGUIN_LOG_LEVEL", default.log_level).upper(),
             google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or None,

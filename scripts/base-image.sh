@@ -7,6 +7,7 @@
 # intercepting proxy, that proxy's CA (/usr/local/share/ca-certificates) is trusted in this local-only base
 # so the image build can reach PyPI; a normal machine has none to copy.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 name=${1:-python:3.11-slim}
 docker=${DOCKER:-docker}
 
@@ -14,14 +15,14 @@ if $docker image inspect "$name" >/dev/null 2>&1; then
   echo "$name"
   exit 0
 fi
-command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+debootstrap=$(python3 -m scripts.tools debootstrap)
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 
 echo "building $name from $mirror (about 90 s)" >&2
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" "$mirror" >&2
+"$debootstrap" --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" "$mirror" >&2
 ln -sf python3 "$rootfs/usr/bin/python"
 rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED  # pip installs system-wide, as in python:3.11-slim
 

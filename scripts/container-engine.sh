@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Makes sure a Docker engine answers. Where none runs and we are root (CI, these dev machines: no systemd),
-# installs Debian's docker.io if needed and starts dockerd in the background; it keeps running for later
-# builds. A normal developer machine already has its engine and this does nothing.
+# Makes sure a Docker engine answers, and prints the path of the Docker CLI to build with. Where none runs and
+# we are root (CI, machines without systemd), Debian's docker.io comes from scripts/tools.py and dockerd starts
+# in the background; it keeps running for later builds. A normal developer machine already has its engine.
+#
+# The CLI printed builds with BuildKit, which BentoML's Dockerfile needs (it mounts uv's cache): the first
+# `docker` on PATH when it has the buildx plugin, else Debian's docker.io CLI, which has BuildKit built in.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-docker info >/dev/null 2>&1 && exit 0
+cli() {
+  if docker buildx version >/dev/null 2>&1 || [ ! -x /usr/bin/docker ]; then command -v docker; else echo /usr/bin/docker; fi
+}
+
+if docker info >/dev/null 2>&1; then cli; exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "no Docker engine answers and this user cannot start one: start Docker, then retry" >&2
   exit 1
 fi
-if ! command -v dockerd >/dev/null; then
-  echo "installing Debian's docker.io (about 35 s)" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
-fi
+dockerd=$(python3 -m scripts.tools dockerd)
 log=${DOCKERD_LOG:-/var/log/penguin-dockerd.log}
 
 remove_stale_pidfile() {
@@ -32,10 +37,10 @@ remove_stale_pidfile() {
 for attempt in 1 2; do
   remove_stale_pidfile
   echo "starting dockerd (log: $log)" >&2
-  setsid dockerd --pidfile /var/run/docker.pid >>"$log" 2>&1 < /dev/null &
+  setsid "$dockerd" --pidfile /var/run/docker.pid >>"$log" 2>&1 < /dev/null &
   dockerd_pid=$!
   for _ in $(seq 60); do
-    docker info >/dev/null 2>&1 && exit 0
+    if docker info >/dev/null 2>&1; then cli; exit 0; fi
     kill -0 "$dockerd_pid" 2>/dev/null || break
     sleep 0.5
   done

@@ -10,10 +10,9 @@ cd "$(dirname "$0")/.."
 bin=.venv/bin
 image_name=${PENGUIN_IMAGE:-penguin-serve}
 
-scripts/container-engine.sh
-# BentoML's Dockerfile mounts uv's cache (BuildKit). The docker 28 CLI needs the buildx plugin for that;
-# Debian's docker.io 20.10 CLI has BuildKit built in.
-if ! docker buildx version >/dev/null 2>&1 && [ -x /usr/bin/docker ]; then export PATH=/usr/bin:$PATH; fi
+# The Docker CLI that builds with BuildKit first on PATH, for bentoml containerize too.
+docker_cli=$(scripts/container-engine.sh)
+export PATH="$(dirname "$docker_cli"):$PATH"
 
 $bin/python train.py --if-missing >&2
 model_tag=$($bin/python -c 'import bentoml; from penguin_serve.settings import SETTINGS; print(bentoml.models.get(SETTINGS.model_tag).tag)')

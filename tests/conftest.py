@@ -67,6 +67,17 @@ KNOWN_RECORDS = [
 ADELIE = {**KNOWN_RECORDS[0][0], "year": 2009}
 
 
+def required(program: str) -> str:
+    """An external program's path from the one helper that installs it (scripts/tools.py); a test skips, with
+    the command to run, where this user cannot install it (a skip fails the run under CI=true)."""
+    from scripts.tools import ToolMissing, require
+
+    try:
+        return require(program)
+    except ToolMissing as missing:
+        pytest.skip(str(missing))
+
+
 # The slow tier: tests that start a server, an emulator, a container, a browser or a benchmark. `make test`
 # runs everything; `make test-fast` (-m "not slow") the code, data and model tests alone.
 SLOW_FIXTURES = {"served", "gcs_emulator", "bucket", "fault_proxy", "image", "make_image", "prometheus", "browser"}
@@ -80,6 +91,11 @@ def pytest_collection_modifyitems(items):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(BENTOML_HOME, ignore_errors=True)
+    # CI is root and can install everything: there, a skipped test is a test that did not run, and fails the run.
+    skipped = session.config.pluginmanager.get_plugin("terminalreporter").stats.get("skipped", [])
+    if os.environ.get("CI") == "true" and skipped and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nCI=true: {len(skipped)} skipped test(s) fail the run (see the skip reasons above)")
 
 
 @pytest.fixture(scope="session")

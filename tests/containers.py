@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -12,16 +12,26 @@ import requests
 from conftest import REPO_ROOT
 
 
+@functools.cache
+def docker_cli() -> str:
+    """The Docker CLI that scripts/container-engine.sh prints once an engine answers (it installs and starts
+    one where it may); a CalledProcessError says why it could not."""
+    engine = subprocess.run(["scripts/container-engine.sh"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    if engine.returncode != 0:
+        raise subprocess.CalledProcessError(engine.returncode, engine.args, engine.stdout, engine.stderr)
+    return engine.stdout.strip().splitlines()[-1]
+
+
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+    return subprocess.run([docker_cli(), *args], capture_output=True, text=True, check=check, timeout=timeout)
 
 
 def engine_unavailable_reason() -> str | None:
-    """Why the image tests cannot run here, or None. As root the image script starts an engine itself."""
-    if shutil.which("docker") is None and os.geteuid() != 0:
-        return "no docker CLI and not root: cannot install a container engine"
-    if os.geteuid() != 0 and docker("info", check=False).returncode != 0:
-        return "no Docker engine answers and this user cannot start one"
+    """Why the image tests cannot run here, or None."""
+    try:
+        docker_cli()
+    except subprocess.CalledProcessError as failed:
+        return failed.stderr.strip().splitlines()[-1] if failed.stderr.strip() else "no Docker engine"
     return None
 
 
@@ -40,19 +50,16 @@ def build_image(bentoml_home: str) -> str:
 
 
 def user_environment(bentoml_home: str) -> dict[str, str]:
-    """A machine where `docker` builds with BuildKit, as on a developer's desk: here Debian's docker.io CLI
-    (the docker 28 CLI on these machines lacks the buildx plugin), with the engine started and the base image
-    present (a stand-in built from Debian packages when python:3.11-slim cannot be pulled)."""
-    subprocess.run(["scripts/container-engine.sh"], cwd=REPO_ROOT, check=True, timeout=300)
-    env = {**os.environ, "BENTOML_HOME": bentoml_home}
-    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0 and os.path.exists("/usr/bin/docker"):
-        env["PATH"] = "/usr/bin:" + env["PATH"]
+    """A machine where `docker` builds with BuildKit, as on a developer's desk (docker_cli first on PATH), with
+    the engine started and the base image present (a stand-in built from Debian packages when python:3.11-slim
+    cannot be pulled)."""
+    env = {**os.environ, "BENTOML_HOME": bentoml_home, "PATH": f"{os.path.dirname(docker_cli())}:{os.environ['PATH']}"}
     base = "python:3.11-slim"
     if (
         docker("image", "inspect", base, check=False).returncode != 0
         and docker("pull", base, check=False, timeout=300).returncode != 0
     ):
-        subprocess.run(["scripts/base-image.sh", base], cwd=REPO_ROOT, check=True, capture_output=True, timeout=900)
+        subprocess.run(["scripts/base-image.sh", base], cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=900)
     return env
 
 

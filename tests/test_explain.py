@@ -14,11 +14,12 @@ from penguin_serve.training.dataset import load_dataset
 
 
 @pytest.fixture(scope="module")
-def classifier(exported_model):
+def classifier(exported_model, tmp_path_factory):
     from penguin_serve.serving.classifier import Classifier
+    from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
-    loaded = Classifier()
+    loaded = Classifier(InstanceReadiness(1, tmp_path_factory.mktemp("ready")))
     loaded.load(SETTINGS, exported_model)
     return loaded
 

@@ -4,25 +4,9 @@
 PENGUIN_SCREENSHOT=docs/images/front-page.png also saves the page for the README."""
 
 import os
-import shutil
-import subprocess
 
 import pytest
-from conftest import REPO_ROOT
-
-
-def chromedriver() -> str:
-    """Debian's chromium-driver, installed here when missing and this user may (as the suite does for Docker)."""
-    if shutil.which("chromedriver") is None and os.geteuid() == 0:
-        apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=apt_env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, capture_output=True, env=apt_env
-        )
-    path = shutil.which("chromedriver")
-    if path is None:
-        pytest.skip("no chromium-driver and not root to install it (apt-get install chromium chromium-driver)")
-    return path
+from conftest import REPO_ROOT, required
 
 
 @pytest.fixture
@@ -31,7 +15,7 @@ def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
+    options.binary_location = required("chromium")
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -45,7 +29,7 @@ def browser(tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver()), options=options)
+    driver = webdriver.Chrome(service=Service(required("chromedriver")), options=options)
     try:
         yield driver
     finally:

@@ -3,7 +3,6 @@
 import json
 import shutil
 import threading
-import time
 
 import bentoml
 import numpy as np
@@ -29,7 +28,9 @@ from penguin_serve.storage import (
 from penguin_serve.training.dataset import load_dataset
 
 DEADLINE_S = 2.0
-MARGIN_S = 1.5  # process and scheduling slack on a shared 2-core machine
+# The Cloud Storage attempt ends within a quarter of its own budget after the deadline, however busy the
+# machine: the bound is the configured deadline, and loading the bento's model afterwards is not part of it.
+DEADLINE_TOLERANCE = 1.25
 
 
 @pytest.fixture
@@ -46,14 +47,10 @@ def settings_for(bucket, host, **overrides):
     return Settings(gcs_bucket=bucket, storage_emulator_host=host, gcs_deadline_s=DEADLINE_S, **overrides)
 
 
-def bento_path():
+@pytest.fixture
+def bento_path(exported_model) -> str:
+    """The model store's model: the one the service falls back to."""
     return bentoml.models.get(f"{MODEL_NAME}:latest").path
-
-
-def timed_load(settings):
-    started = time.monotonic()
-    model = load_serving_model(settings, bento_path())
-    return model, time.monotonic() - started
 
 
 def another_version(exported_model, tmp_path, version):
@@ -177,70 +174,73 @@ def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, c
 # --- load at start-up: outcome and bounded time for each fault ---
 
 
-def test_service_loads_from_gcs(bucket, pushed, gcs_emulator):
-    model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url))
+def test_service_loads_from_gcs(bucket, pushed, gcs_emulator, bento_path):
+    model = load_serving_model(settings_for(bucket, gcs_emulator.url), bento_path)
     assert (model.source, model.version, model.fallback_reason) == ("gcs", pushed, None)
 
 
-def assert_fell_back(model, elapsed, reason):
+def assert_fell_back(settings, bento_path, caplog, reason) -> float:
+    """Loads with these settings; asserts the bento's model is served, for `reason`, with a WARNING that says
+    so. Returns how long the Cloud Storage attempt took, as the loader measured it."""
+    with caplog.at_level("WARNING", logger="penguin_serve.loading"):
+        model = load_serving_model(settings, bento_path)
     assert model.source == "fallback"
     assert model.version == bentoml.models.get(f"{MODEL_NAME}:latest").tag.version
-    assert reason in model.fallback_reason
+    assert reason in model.fallback_reason, model.fallback_reason
     assert model.info()["fallback_reason"] == model.fallback_reason
-    assert elapsed < DEADLINE_S + MARGIN_S, elapsed
+    (warning,) = [r for r in caplog.records if "serving the model in the bento instead" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    attempt_s = warning.args[1]
+    assert attempt_s <= DEADLINE_S * DEADLINE_TOLERANCE, attempt_s
+    return attempt_s
 
 
-def test_missing_object_falls_back(bucket, gcs_emulator, caplog):
-    model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url, gcs_model_version="no-such-version"))
-    assert_fell_back(model, elapsed, "NotFound")
-    assert any(r.levelname == "WARNING" and "serving the model in the bento" in r.getMessage() for r in caplog.records)
+def test_missing_object_falls_back(bucket, gcs_emulator, bento_path, caplog):
+    assert_fell_back(settings_for(bucket, gcs_emulator.url, gcs_model_version="no-such-version"), bento_path, caplog, "NotFound")
 
 
-def test_missing_bucket_falls_back(gcs_emulator):
-    model, elapsed = timed_load(settings_for("no-such-bucket", gcs_emulator.url))
-    assert_fell_back(model, elapsed, "NotFound")
+def test_missing_bucket_falls_back(gcs_emulator, bento_path, caplog):
+    assert_fell_back(settings_for("no-such-bucket", gcs_emulator.url), bento_path, caplog, "NotFound")
 
 
-def test_object_changed_behind_its_metadata_is_never_served(client, bucket, pushed, gcs_emulator):
+def test_object_changed_behind_its_metadata_is_never_served(client, bucket, pushed, gcs_emulator, bento_path, caplog):
     blob = client.bucket(bucket).blob(f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}")
     blob.upload_from_string(blob.download_as_bytes().replace(b'"learner"', b'"leArner"', 1))
     with pytest.raises(ModelCheckError, match="sha256"):
         fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, 1)
-    model, elapsed = timed_load(settings_for(bucket, gcs_emulator.url))
-    assert_fell_back(model, elapsed, "does not match")
+    assert_fell_back(settings_for(bucket, gcs_emulator.url), bento_path, caplog, "does not match")
 
 
-def test_bytes_corrupted_in_transit_are_never_served(bucket, pushed, fault_proxy):
+def test_bytes_corrupted_in_transit_are_never_served(bucket, pushed, fault_proxy, bento_path, caplog):
     fault_proxy.corrupt_downloads = True
-    model, elapsed = timed_load(settings_for(bucket, fault_proxy.url))
-    assert_fell_back(model, elapsed, "DataCorruption")
+    assert_fell_back(settings_for(bucket, fault_proxy.url), bento_path, caplog, "DataCorruption")
 
 
-def test_emulator_down_falls_back_within_the_deadline(bucket):
+def test_emulator_down_falls_back_within_the_deadline(bucket, bento_path, caplog):
     from scripts.processes import free_port
 
-    model, elapsed = timed_load(settings_for(bucket, f"http://127.0.0.1:{free_port()}"))
-    assert_fell_back(model, elapsed, "")
+    settings = settings_for(bucket, f"http://127.0.0.1:{free_port()}")
+    assert_fell_back(settings, bento_path, caplog, "Connection refused")  # retried until the deadline
 
 
-def test_slow_emulator_falls_back_within_the_deadline(bucket, pushed, fault_proxy):
+def test_slow_emulator_falls_back_within_the_deadline(bucket, pushed, fault_proxy, bento_path, caplog):
     fault_proxy.delay_s = 30
-    model, elapsed = timed_load(settings_for(bucket, fault_proxy.url))
-    assert_fell_back(model, elapsed, "")
+    attempt_s = assert_fell_back(settings_for(bucket, fault_proxy.url), bento_path, caplog, "Read timed out")
+    assert attempt_s >= DEADLINE_S  # it waited for its whole budget, no less
 
 
-def test_transient_503s_are_retried_and_succeed(bucket, pushed, fault_proxy):
+def test_transient_503s_are_retried_and_succeed(bucket, pushed, fault_proxy, bento_path):
     fault_proxy.unavailable_responses = 3
-    model, elapsed = timed_load(settings_for(bucket, fault_proxy.url))
+    model = load_serving_model(settings_for(bucket, fault_proxy.url), bento_path)
+    # Served from Cloud Storage, so within the deadline: past it, the bento's model would be served instead.
     assert (model.source, model.version) == ("gcs", pushed)
     assert fault_proxy.requests >= 3 + 3  # three refused, then pointer, metadata and booster
-    assert elapsed < DEADLINE_S
 
 
-def test_strict_mode_refuses_instead_of_falling_back(bucket, gcs_emulator):
+def test_strict_mode_refuses_instead_of_falling_back(bucket, gcs_emulator, bento_path):
     settings = settings_for(bucket, gcs_emulator.url, gcs_strict=True, gcs_model_version="no-such-version")
     with pytest.raises(NotFound):
-        load_serving_model(settings, bento_path())
+        load_serving_model(settings, bento_path)
 
 
 def test_settings_from_environment():

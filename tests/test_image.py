@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT
-from containers import Container, build_image, docker, engine_unavailable_reason, user_environment
+from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT, required
+from containers import Container, build_image, docker, docker_cli, engine_unavailable_reason, user_environment
 
 from scripts.processes import free_port
 
@@ -264,15 +264,10 @@ def test_sigterm_during_load_fails_no_in_flight_request(cloud_run_container):
 @pytest.fixture
 def local_registry(tmp_path):
     """Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1, stopped by PID."""
-    import shutil
     import subprocess
 
     from scripts.processes import die_with_parent
 
-    if shutil.which("docker-registry") is None:
-        apt_env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=apt_env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True, env=apt_env)
     port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(
@@ -280,7 +275,7 @@ def local_registry(tmp_path):
         f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n"
     )
     process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
+        [required("docker-registry"), "serve", str(config)],
         preexec_fn=die_with_parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -306,7 +301,11 @@ def test_push_to_a_registry_then_pull_by_digest_and_run(make_image, local_regist
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "REGISTRY": f"{local_registry}/penguin"},
+        env={
+            **os.environ,
+            "PATH": f"{os.path.dirname(docker_cli())}:{os.environ['PATH']}",
+            "REGISTRY": f"{local_registry}/penguin",
+        },
         timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -7,13 +7,12 @@ PENGUIN_DASHBOARD_PNG=docs/images/dashboard.png also draws the dashboard from th
 import json
 import math
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 import requests
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, required
 
 from penguin_serve.training.dataset import load_dataset
 from scripts.processes import die_with_parent, free_port, stop
@@ -22,20 +21,8 @@ MONITORING = REPO_ROOT / "monitoring"
 RULE_FILES = ("recording-rules.yaml", "alert-rules.yaml")
 
 
-def prometheus_binary(name: str) -> str:
-    """Debian's prometheus package (with promtool), installed here when missing and this user may."""
-    if shutil.which(name) is None and os.geteuid() == 0:
-        apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=apt_env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus"], check=True, capture_output=True, env=apt_env)
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"no {name} and not root to install it (apt-get install prometheus)")
-    return path
-
-
 def test_rule_files_are_valid_and_pass_their_unit_tests():
-    promtool = prometheus_binary("promtool")
+    promtool = required("promtool")
     checked = subprocess.run([promtool, "check", "rules", *RULE_FILES], cwd=MONITORING, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = subprocess.run([promtool, "test", "rules", "alert-rules.test.yaml"], cwd=MONITORING, capture_output=True, text=True)
@@ -65,7 +52,7 @@ def prometheus(served, tmp_path):
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))
     process = subprocess.Popen(
         [
-            prometheus_binary("prometheus"),
+            required("prometheus"),
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",

@@ -1,7 +1,9 @@
 """Code: the service's readiness, model-info, documentation and probe endpoints."""
 
 import asyncio
+import os
 import threading
+import time
 
 import bentoml
 import pytest
@@ -77,11 +79,12 @@ def test_liveness(api):
     assert api.get("/livez").status_code == 200
 
 
-def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_check(exported_model, monkeypatch):
+def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_check(exported_model, monkeypatch, tmp_path):
     # The one timing we cannot cause for real in-process: hold the loader until the test lets it go.
     from penguin_serve.model import PenguinModel
     from penguin_serve.serving.classifier import NOT_READY_MESSAGE, Classifier, NotReady
     from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
     release = threading.Event()
@@ -92,29 +95,69 @@ def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_chec
         return real_from_files(*args, **kwargs)
 
     monkeypatch.setattr(PenguinModel, "from_files", held_from_files)
-    classifier = Classifier()
-    loader = threading.Thread(target=classifier.load, args=(SETTINGS, bentoml.models.get("penguin_classifier:latest").path))
+    classifier = Classifier(InstanceReadiness(1, tmp_path), load_wait_s=0.0)
+    loader = threading.Thread(target=classifier.load, args=(SETTINGS, exported_model))
     loader.start()
-    assert classifier.ready is False
+    assert classifier.ready is False and classifier.instance_ready is False
     with pytest.raises(NotReady, match=NOT_READY_MESSAGE) as refused:
         asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))
     assert refused.value.error_code == 503  # BentoML answers in-process callers' NotReady with 503 too
     release.set()
     loader.join(10)
-    assert classifier.ready is True
+    assert classifier.ready is True and classifier.instance_ready is True
     assert asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))["prediction"] == "Adelie"
 
 
-def test_loading_sets_the_young_garbage_collection_threshold_from_the_settings(exported_model):
+def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(exported_model, monkeypatch, tmp_path):
+    from penguin_serve.model import PenguinModel
+    from penguin_serve.serving.classifier import Classifier
+    from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.readiness import InstanceReadiness
+    from penguin_serve.settings import SETTINGS
+
+    real_from_files = PenguinModel.from_files
+    monkeypatch.setattr(PenguinModel, "from_files", lambda *a, **k: (time.sleep(0.5), real_from_files(*a, **k))[1])
+    classifier = Classifier(InstanceReadiness(1, tmp_path), load_wait_s=SETTINGS.load_wait_s)
+    loader = threading.Thread(target=classifier.load, args=(SETTINGS, exported_model))
+    loader.start()
+    try:
+        assert classifier.ready is False
+        assert asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))["prediction"] == "Adelie"
+    finally:
+        loader.join(10)
+
+
+def test_the_instance_is_ready_only_once_every_live_worker_is(tmp_path):
+    import subprocess
+
+    from penguin_serve.serving.readiness import InstanceReadiness
+
+    instance = InstanceReadiness(2, tmp_path)
+    instance.worker_ready()  # this process: one worker of two
+    assert (instance.ready_workers(), instance.all_ready()) == (1, False)
+    other = subprocess.Popen(["sleep", "30"])  # a second live worker that marked itself ready
+    try:
+        (tmp_path / str(other.pid)).touch()
+        assert (instance.ready_workers(), instance.all_ready()) == (2, True)
+    finally:
+        other.kill()
+        other.wait()
+    # A dead worker no longer counts, and its mark is removed: the instance waits for its replacement.
+    assert (instance.ready_workers(), instance.all_ready()) == (1, False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [str(os.getpid())]
+
+
+def test_loading_sets_the_young_garbage_collection_threshold_from_the_settings(exported_model, tmp_path):
     import gc
     from dataclasses import replace
 
     from penguin_serve.serving.classifier import Classifier
+    from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
     before = gc.get_threshold()
     try:
-        Classifier().load(replace(SETTINGS, gc_young_allocations=12_345), exported_model)
+        Classifier(InstanceReadiness(1, tmp_path)).load(replace(SETTINGS, gc_young_allocations=12_345), exported_model)
         assert gc.get_threshold() == (12_345, *before[1:])
     finally:
         gc.set_threshold(*before)

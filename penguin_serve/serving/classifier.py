@@ -6,8 +6,10 @@ nothing about either.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ..model import PenguinModel
 from ..settings import Settings
 from .batching import MicroBatcher, slice_rows
 from .metrics import MODEL_READY, record_model_call, record_model_loaded, record_out_of_distribution
+from .readiness import InstanceReadiness
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +37,24 @@ class NotReady(ServiceUnavailable):
 
 
 class Classifier:
-    def __init__(self) -> None:
+    def __init__(self, instance: InstanceReadiness, load_wait_s: float = 0.0) -> None:
         self.model: PenguinModel | None = None  # set once, when loaded and checked
+        self.instance = instance
+        self.load_wait_s = load_wait_s
+        self.loading = True  # until load() has finished, with a model or without one
         self._batcher = MicroBatcher(self._answer_rows, slice_columns)
         self._explainer = MicroBatcher(self._contribution_rows, slice_rows)
         MODEL_READY.set(0)
 
     @property
     def ready(self) -> bool:
+        """This worker's model has loaded and passed its self-check."""
         return self.model is not None
+
+    @property
+    def instance_ready(self) -> bool:
+        """Every worker of the instance is ready: what /readyz and /health answer."""
+        return self.ready and self.instance.all_ready()
 
     def load(self, settings: Settings, bento_model_path: str | Path) -> None:
         """Blocking: the service runs it in a background thread, so /livez answers at once meanwhile."""
@@ -53,6 +65,9 @@ class Classifier:
         else:
             record_model_loaded(model)
             self.model = model
+            self.instance.worker_ready()
+        finally:
+            self.loading = False
         # Full garbage collections pause every request in flight and set the tail (docs/PERFORMANCE.md, "Where
         # the tail comes from"). The ~100k objects of start-up leave their scans. Fewer young collections
         # promote fewer objects of requests in flight to the old generation, whose growth is what triggers a
@@ -66,16 +81,25 @@ class Classifier:
             raise NotReady()
         return self.model
 
+    async def loaded_model(self) -> PenguinModel:
+        """The model, waiting up to load_wait_s while this worker still loads it: another worker of the instance
+        may have said the instance is ready, or a restarted worker may take a request before its model is in."""
+        if self.model is None and self.loading:
+            deadline = time.monotonic() + self.load_wait_s
+            while self.model is None and self.loading and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        return self.checked_model()
+
     async def answer(self, features: np.ndarray) -> dict[str, Any]:
         """The answers for these feature rows, shaped like contract.PredictionColumns. Requests that arrive
         together share one model call and one pass of answer building."""
-        self.checked_model()
+        await self.loaded_model()
         return await self._batcher.submit(features)
 
     async def contributions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The base values and each field's contributions for these feature rows (model.field_contributions).
         TreeSHAP has a fixed cost per call too: explanations that arrive together share one."""
-        self.checked_model()
+        await self.loaded_model()
         return await self._explainer.submit(features)
 
     def _contribution_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -88,9 +88,9 @@ def create_app(classifier: Classifier) -> Starlette:
         return PlainTextResponse(render_model_card(classifier.model.metadata), media_type="text/markdown")
 
     async def health(_: Request) -> JSONResponse:
-        model = classifier.model
-        body: dict[str, Any] = {"status": "ok" if model else "loading", "model_version": model.version if model else None}
-        return JSONResponse(body, status_code=200 if model else 503)
+        model, ready = classifier.model, classifier.instance_ready
+        body: dict[str, Any] = {"status": "ok" if ready else "loading", "model_version": model.version if model else None}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def docs(_: Request) -> RedirectResponse:
         return RedirectResponse("/")
