@@ -9,7 +9,7 @@ import bentoml
 from starlette.middleware.cors import CORSMiddleware
 
 from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
-from penguin_serve.serving import pages, request_log
+from penguin_serve.serving import bentoml_timeout, pages, request_log
 from penguin_serve.serving.classifier import Classifier
 from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
 from penguin_serve.serving.readiness import InstanceReadiness
@@ -17,6 +17,7 @@ from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.settings import SETTINGS
 
 logging.getLogger("penguin_serve").setLevel(logging.INFO)
+bentoml_timeout.install()  # before BentoML builds this worker's app
 
 # What `bentoml build` packs and `bentoml containerize` builds (README, "The container image"). The distro is
 # outside BentoML's table on purpose: BentoML then adds no apt-get layer (build-essential, git, ~630 MB) to a
@@ -80,7 +81,9 @@ class PenguinClassifier:
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API
 # routes' answers too, and ApiRoutes answers the prediction endpoints.
 request_log.configure(SETTINGS.log_level)
-PenguinClassifier.add_asgi_middleware(request_log.RequestLog, project=SETTINGS.google_cloud_project)
+PenguinClassifier.add_asgi_middleware(
+    request_log.RequestLog, project=SETTINGS.google_cloud_project, log_successes=SETTINGS.log_successes
+)
 if SETTINGS.cors_origins:
     PenguinClassifier.add_asgi_middleware(
         CORSMiddleware,

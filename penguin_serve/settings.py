@@ -43,6 +43,9 @@ class Settings:
     load_wait_s: float = 10.0
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     log_level: str = "INFO"  # DEBUG adds request bodies (input values) to the request log
+    # One line per successful request. Cloud Run (which sets K_SERVICE) writes its own request log entry for
+    # every request, so there the default is off: 4xx and 5xx lines, which say more, are always written.
+    log_successes: bool = True
     google_cloud_project: str | None = None  # prefixes trace ids so Cloud Logging links them to traces
     # Cloud Storage: unset bucket means "serve the model in the bento".
     gcs_bucket: str | None = None
@@ -67,6 +70,9 @@ class Settings:
             load_wait_s=float(env.get("PENGUIN_LOAD_WAIT_S", default.load_wait_s)),
             cors_origins=tuple(o.strip() for o in env.get("PENGUIN_CORS_ORIGINS", "").split(",") if o.strip()),
             log_level=env.get("PENGUIN_LOG_LEVEL", default.log_level).upper(),
+            log_successes=env["PENGUIN_LOG_SUCCESSES"].lower() in _TRUE
+            if env.get("PENGUIN_LOG_SUCCESSES")
+            else "K_SERVICE" not in env,
             google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             gcs_bucket=env.get("GCS_BUCKET_NAME") or None,
             gcs_prefix=env.get("GCS_MODEL_PREFIX", default.gcs_prefix).strip("/"),

@@ -1,5 +1,9 @@
-"""One JSON line per request on stdout in Cloud Logging's structured format (severity, httpRequest, trace),
-and a request id echoed in the X-Request-ID response header. Request bodies (input values) only at DEBUG."""
+"""JSON lines on stdout in Cloud Logging's structured format (severity, httpRequest, trace), and a request id
+echoed in the X-Request-ID response header on every answer.
+
+Which requests get a line: every 4xx (WARNING, with the invalid fields' names) and 5xx (ERROR); successes
+(INFO) only where log_successes is on, by default everywhere but on Cloud Run, whose own request log already
+has an entry for each request. Request bodies (input values) only at DEBUG."""
 
 from __future__ import annotations
 
@@ -31,9 +35,10 @@ def configure(level: str) -> None:
 
 
 class RequestLog:
-    def __init__(self, app: ASGIApp, project: str | None) -> None:
+    def __init__(self, app: ASGIApp, project: str | None, log_successes: bool = True) -> None:
         self.app = app
         self.project = project
+        self.log_successes = log_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
@@ -43,6 +48,7 @@ class RequestLog:
         request_id = given_id if _REQUEST_ID.fullmatch(given_id) else os.urandom(16).hex()
         debug = ACCESS_LOG.isEnabledFor(logging.DEBUG)
         body = bytearray()
+        answer = bytearray()  # an error's body, for the names of the fields it rejects
         status, size = 500, 0
         started = time.perf_counter()
 
@@ -59,16 +65,27 @@ class RequestLog:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
             elif message["type"] == "http.response.body":
                 size += len(message.get("body", b""))
+                if status >= 400:
+                    answer.extend(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, logged_receive, logged_send)
         finally:
-            latency = time.perf_counter() - started
-            self._log(scope, headers, request_id, status, size, latency, body if debug else None)
+            if status >= 400 or self.log_successes:
+                latency = time.perf_counter() - started
+                self._log(scope, headers, request_id, status, size, latency, body if debug else None, answer)
 
     def _log(
-        self, scope: Scope, headers: dict, request_id: str, status: int, size: int, latency: float, body: bytearray | None
+        self,
+        scope: Scope,
+        headers: dict,
+        request_id: str,
+        status: int,
+        size: int,
+        latency: float,
+        body: bytearray | None,
+        answer: bytearray,
     ) -> None:
         severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
         level = _LEVELS[severity]
@@ -91,6 +108,8 @@ class RequestLog:
             },
             **self._trace(headers.get(b"x-cloud-trace-context", b"").decode("latin-1")),
         }
+        if answer:
+            entry.update(_error_fields(bytes(answer)))
         if body is not None:
             entry["requestBody"] = body.decode("utf-8", "replace")
         ACCESS_LOG.log(level, pydantic_core.to_json(entry).decode())
@@ -106,3 +125,18 @@ class RequestLog:
         if sampled:
             fields["logging.googleapis.com/trace_sampled"] = sampled == "1"
         return fields
+
+
+def _error_fields(answer: bytes) -> dict:
+    """The error message and the names of the rejected fields, from an error answer's JSON body."""
+    try:
+        error = pydantic_core.from_json(answer)
+    except ValueError:
+        return {}
+    if not isinstance(error, dict):
+        return {}
+    fields = {"error": str(error.get("error", ""))}
+    detail = error.get("detail")
+    if isinstance(detail, list):
+        fields["invalidFields"] = sorted({str(entry.get("field")) for entry in detail if isinstance(entry, dict)})
+    return fields
