@@ -66,8 +66,11 @@ def decile_edges(deciles: dict[str, list[float]]) -> np.ndarray:
 
 def decile_bins(edges: np.ndarray, features: np.ndarray) -> np.ndarray:
     """Rows x MEASUREMENTS: each measurement's bin among the ten that its nine training deciles cut, 0 below the
-    first, 9 at or above the last. Training and serving count drift with it."""
-    return (features[:, : len(MEASUREMENTS), None] >= edges).sum(axis=2)
+    first, 9 at or above the last (the number of edges at or below it). Training and serving count drift with
+    it; measurements are never missing (the contract requires them, training drops rows without them)."""
+    return np.stack(
+        [np.searchsorted(column_edges, features[:, index], side="right") for index, column_edges in enumerate(edges)], axis=1
+    )
 
 
 @dataclass(frozen=True)
@@ -173,10 +176,9 @@ class PenguinModel:
         )
 
     @cached_property
-    def drift_edges(self) -> np.ndarray | None:
-        """decile_edges of this model's training deciles; None for models trained before drift monitoring."""
-        deciles = self.metadata.get("training_deciles")
-        return decile_edges(deciles) if deciles else None
+    def drift_edges(self) -> np.ndarray:
+        """decile_edges of this model's training deciles."""
+        return decile_edges(self.metadata["training_deciles"])
 
     @cached_property
     def _training_ranges(self) -> tuple[np.ndarray, np.ndarray]:

@@ -175,17 +175,28 @@ def test_metrics_count_predictions_confidence_and_out_of_distribution(api):
     gentoo = KNOWN_RECORDS[2][0]
     before = (
         sample("penguin_predictions_total", species="Gentoo"),
-        sample("penguin_prediction_confidence_count"),
         sample("penguin_out_of_distribution_total", field="body_mass_g"),
     )
     api.post("/predict", json={**gentoo, "body_mass_g": 9000})
     api.post("/predict_batch", json=[gentoo, gentoo])
     after = (
         sample("penguin_predictions_total", species="Gentoo"),
-        sample("penguin_prediction_confidence_count"),
         sample("penguin_out_of_distribution_total", field="body_mass_g"),
     )
-    assert [b - a for a, b in zip(before, after)] == [3, 3, 1]
+    assert [b - a for a, b in zip(before, after)] == [3, 1]
+
+
+def test_confidence_is_observed_for_one_prediction_in_sixteen_whatever_the_calls(api):
+    from conftest import KNOWN_RECORDS
+
+    from penguin_serve.serving.metrics import CONFIDENCE_SAMPLE_EVERY
+
+    before = sample("penguin_prediction_confidence_count")
+    sizes = [1, 5, 100, 3, 1, 50]  # 160 predictions in calls of every size: 10 observed
+    for size in sizes:
+        api.post("/predict_batch", json=[KNOWN_RECORDS[2][0]] * size)
+    assert sum(sizes) % CONFIDENCE_SAMPLE_EVERY == 0
+    assert sample("penguin_prediction_confidence_count") - before == sum(sizes) / CONFIDENCE_SAMPLE_EVERY
 
 
 def test_metrics_count_validation_failures_by_field_with_bounded_labels(api):
