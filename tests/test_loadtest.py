@@ -48,6 +48,9 @@ def test_plain_locust_command_line_runs_the_users_and_time_it_is_given(served, t
     seconds = int(history[-1]["Timestamp"]) - int(history[0]["Timestamp"]) + 1
     assert max(users) == 10 and users[-1] == 10, users
     assert 5 <= seconds <= 8, seconds
+    # -r 5: the ten users arrive over two seconds, not at once.
+    full = next(row for row in history if int(row["User Count"]) == 10)
+    assert users[0] < 10 and int(full["Timestamp"]) - int(history[0]["Timestamp"]) >= 1, users
     totals = next(row for row in csv.DictReader((tmp_path / "results_stats.csv").open()) if row["Name"] == "Aggregated")
     assert int(totals["Request Count"]) > 100 and int(totals["Failure Count"]) == 0
 

@@ -41,13 +41,28 @@ def test_rule_files_are_valid_and_pass_their_unit_tests():
 
 
 @pytest.fixture
-def prometheus(served, tmp_path):
+def monitored(exported_model, tmp_path):
+    """A `bentoml serve` of its own: no other test's requests (422s, out-of-range values) in its metrics."""
+    from server import ServeProcess
+
+    server = ServeProcess(tmp_path / "serve.log")
+    try:
+        server.readyz_history()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prometheus(monitored, tmp_path):
     """A Prometheus scraping the test's `bentoml serve` every second and evaluating the rules every second."""
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(MONITORING / name) for name in RULE_FILES],
-        "scrape_configs": [{"job_name": "penguin-serve", "static_configs": [{"targets": [served.url.removeprefix("http://")]}]}],
+        "scrape_configs": [
+            {"job_name": "penguin-serve", "static_configs": [{"targets": [monitored.url.removeprefix("http://")]}]}
+        ],
     }
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))
     process = subprocess.Popen(
@@ -81,10 +96,13 @@ def query(prometheus, expression, by="feature"):
     return {r["metric"].get(by): float(r["value"][1]) for r in answer["data"]["result"]}
 
 
-def drift_alerts(prometheus):
-    alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+def alerts(prometheus, name=None):
+    """Every alert Prometheus holds (pending or firing), or those of one name: (name, feature) -> state."""
+    found = requests.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
     return {
-        (a["labels"]["alertname"], a["labels"].get("feature")): a["state"] for a in alerts if "Drift" in a["labels"]["alertname"]
+        (a["labels"]["alertname"], a["labels"].get("feature")): a["state"]
+        for a in found
+        if name is None or a["labels"]["alertname"] == name
     }
 
 
@@ -98,7 +116,8 @@ def wait_for(condition, timeout_s=30):
     return condition()
 
 
-def test_real_prometheus_sees_drift_on_the_right_feature_only(served, prometheus):
+def test_real_prometheus_sees_drift_on_the_right_feature_only(monitored, prometheus):
+    served = monitored
     started = time.time()
     records = [p.model_dump(mode="json") for p in load_dataset().penguins]
     # Prometheus holds two scrapes of the counters before any traffic: increases count from there.
@@ -113,13 +132,13 @@ def test_real_prometheus_sees_drift_on_the_right_feature_only(served, prometheus
         )
     )
     assert all(value < 0.1 for value in psi.values()), psi
-    assert drift_alerts(prometheus) == {}
+    assert alerts(prometheus) == {}  # no alert of any kind on training traffic
 
     # Then every bill length 1.3 times longer, ten times as many rows.
     longer = [{**record, "bill_length_mm": round(record["bill_length_mm"] * 1.3, 1)} for record in records]
     for _ in range(50):
         assert requests.post(served.url + "/predict_batch", json=longer, timeout=30).status_code == 200
-    pending = wait_for(lambda: {key: state for key, state in drift_alerts(prometheus).items() if key[0] == "PenguinInputDrift"})
+    pending = wait_for(lambda: alerts(prometheus, "PenguinInputDrift"))
     assert pending == {("PenguinInputDrift", "bill_length_mm"): "pending"}
     # The recording rules evaluate in their own group: wait for their next round too.
     psi = wait_for(
@@ -129,12 +148,22 @@ def test_real_prometheus_sees_drift_on_the_right_feature_only(served, prometheus
     )
     assert psi and all(value < 0.1 for feature, value in psi.items() if feature != "bill_length_mm"), psi
 
-    # The dashboard's queries are valid PromQL and find data in this run.
+    # Then a population of Gentoos alone, measured as in training: the predicted species mix drifts.
+    gentoos = [record for record in records if record["island"] == "Biscoe" and record["flipper_length_mm"] >= 210]
+    for _ in range(40):
+        assert requests.post(served.url + "/predict_batch", json=gentoos * 10, timeout=30).status_code == 200
+    assert wait_for(lambda: alerts(prometheus, "PenguinPredictionMixDrift")) == {("PenguinPredictionMixDrift", None): "pending"}
+
+    # The dashboard's queries are valid PromQL and each finds data in this run (the error tiles once a client
+    # has sent something invalid).
+    assert requests.post(served.url + "/predict", json={**records[0], "island": "Mars"}, timeout=10).status_code == 422
+    time.sleep(2)  # two scrapes: a rate needs two samples
     tiles = json.loads((MONITORING / "dashboard.json").read_text())["mosaicLayout"]["tiles"]
     for tile in tiles:
         for data_set in tile["widget"]["xyChart"]["dataSets"]:
             answer = requests.get(f"{prometheus}/api/v1/query", params={"query": data_set["prometheusQuery"]}, timeout=10).json()
             assert answer["status"] == "success", (tile["widget"]["title"], answer)
+            assert answer["data"]["result"], (tile["widget"]["title"], data_set["prometheusQuery"])
     if os.environ.get("PENGUIN_DASHBOARD_PNG"):
         from monitoring.render_dashboard import render
 
