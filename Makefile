@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 SERVE_VENV := .venv-serve
+PEERS_VENV := .venv-peers
 BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
@@ -42,9 +43,15 @@ $(SERVE_VENV)/.installed: requirements.txt
 	$(SERVE_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# The HTTP ceiling and the FastAPI + numpy peer, with only their own dependencies.
+$(PEERS_VENV)/.installed: benchmarks/requirements-peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check -r benchmarks/requirements-peers.txt
+	touch $@
+
 # This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
-bench: install $(SERVE_VENV)/.installed
-	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --out docs/performance.json
+bench: install $(SERVE_VENV)/.installed $(PEERS_VENV)/.installed
+	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --peers-venv $(PEERS_VENV) --out docs/performance.json
 
 # Where a worker's CPU goes under load, per layer a request crosses (py-spy); writes docs/profile.json.
 profile: install $(SERVE_VENV)/.installed
@@ -66,4 +73,4 @@ style: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .coverage htmlcov
+	rm -rf $(VENV) $(SERVE_VENV) $(PEERS_VENV) .pytest_cache .coverage htmlcov

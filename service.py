@@ -14,6 +14,7 @@ from penguin_serve.serving.classifier import Classifier
 from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
 from penguin_serve.serving.readiness import InstanceReadiness
 from penguin_serve.serving.routes import ApiRoutes
+from penguin_serve.serving.worker import configure_garbage_collector
 from penguin_serve.settings import SETTINGS
 
 logging.getLogger("penguin_serve").setLevel(logging.INFO)
@@ -51,6 +52,7 @@ class PenguinClassifier:
     def __init__(self) -> None:
         # Load in the background: /livez answers at once, /readyz says 503 until every worker's model has
         # loaded and passed its self-check.
+        configure_garbage_collector(SETTINGS.gc_young_allocations)
         self.classifier = CLASSIFIER
         threading.Thread(
             target=self.classifier.load, args=(SETTINGS, self.bento_model.path), name="model-loader", daemon=True

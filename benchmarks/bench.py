@@ -87,6 +87,7 @@ def metrics_us(n, repeat):
 print(json.dumps({"floor_rows_per_s": 10_000 / per_call(10_000, 21), "call_1_row_ms": 1000 * per_call(1, 201),
                   "call_32_rows_ms": 1000 * per_call(32, 201), "metrics_us_per_call": metrics_us(1, 201),
                   "metrics_us_per_row": metrics_us(1000, 21) / 1000,
+                  "model_us_per_row": 1e6 * per_call(1000, 21, model.probabilities) / 1000,
                   "explain_1_row_ms": 1000 * per_call(1, 201, model.contributions),
                   "explain_us_per_row": 1e6 * per_call(1000, 21, model.contributions) / 1000}))
 """
@@ -148,6 +149,13 @@ def bentoml_serve(service_venv: Path, service: str) -> list[str]:
     return [str(service_venv / "bin" / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", "{port}"]
 
 
+def uvicorn(venv: Path, app: str) -> list[str]:
+    """uvicorn from that environment, as fast as it goes: httptools, uvloop, no access log."""
+    return [str(venv / "bin" / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}", "--workers", str(WORKERS)] + [
+        "--http", "httptools", "--loop", "uvloop", "--no-access-log", app,
+    ]  # fmt: skip
+
+
 def wrk(binary: str, server: Server, path: str, body: str, connections: int, seconds: float) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{body}", body))
@@ -174,8 +182,10 @@ def wrk(binary: str, server: Server, path: str, body: str, connections: int, sec
     }
 
 
-def median_of(runs: list[dict]) -> dict:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median requests/s (the lower middle of an even count), with all of that run's figures:
+    its latencies and CPU belong to its throughput."""
+    return sorted(runs, key=lambda run: run["rps"])[(len(runs) - 1) // 2]
 
 
 def probe_samples(directory: Path) -> list[dict]:
@@ -295,39 +305,33 @@ def main(argv: list[str] | None = None) -> int:
         default=BIN.parent,
         help="virtual environment that runs penguin-serve (make bench: .venv-serve)",
     )
+    parser.add_argument(
+        "--peers-venv",
+        type=Path,
+        default=BIN.parent,
+        help="virtual environment that runs the HTTP ceiling and the FastAPI + numpy peer (make bench: .venv-peers)",
+    )
     args = parser.parse_args(argv)
     wrk_binary = ensure_wrk()
 
     home = Path(tempfile.mkdtemp(prefix="penguin-bench-"))
     try:
         model_dir = prepare_model(home)
-        uvicorn = [
-            str(BIN / "uvicorn"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--workers",
-            str(WORKERS),
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-            "--no-access-log",
-        ]
         ours = bentoml_serve(args.service_venv, "service:PenguinClassifier")
-        ours_env = {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS)}
+        # As on Cloud Run: no line per successful request (the peers log none either).
+        ours_env = {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": str(WORKERS), "PENGUIN_LOG_SUCCESSES": "false"}
         servers = [
             Server("penguin-serve", ours, ours_env),
             Server("gc-default", ours, {**ours_env, "PENGUIN_GC_YOUNG_ALLOCATIONS": "700"}),
-            Server("http-ceiling", [*uvicorn, "benchmarks.ceiling_app:app"], {}),
+            Server("http-ceiling", uvicorn(args.peers_venv, "benchmarks.ceiling_app:app"), {}),
             Server(
                 "bentoml-floor",
                 bentoml_serve(args.service_venv, "benchmarks.bentoml_floor:BentoMLFloor"),
                 {"PENGUIN_WORKERS": str(WORKERS)},
             ),
-            Server("fastapi-numpy", [*uvicorn, "benchmarks.numpy_app:app"], {"MODEL_DIR": str(model_dir)}),
-            Server("reference", [*uvicorn, "benchmarks.reference_app:app"], {"MODEL_DIR": str(model_dir)}),
+            Server("fastapi-numpy", uvicorn(args.peers_venv, "benchmarks.numpy_app:app"), {"MODEL_DIR": str(model_dir)}),
+            # The usual approach's own needs are pandas and scikit-learn: the dev environment's.
+            Server("reference", uvicorn(BIN.parent, "benchmarks.reference_app:app"), {"MODEL_DIR": str(model_dir)}),
         ]
         body = json.dumps(EXAMPLE)
         batch_bodies = {
@@ -346,18 +350,19 @@ def main(argv: list[str] | None = None) -> int:
                 wrk(wrk_binary, server, "/predict", body, 16, 2)  # warm-up
                 for connections in CONNECTIONS:
                     runs = [wrk(wrk_binary, server, "/predict", body, connections, args.duration) for _ in range(args.reps)]
-                    result[f"c{connections}"] = median_of(runs)
+                    result[f"c{connections}"] = median_run(runs)
                 result["rss_mb"] = server.worker_rss_mb()
                 if server.name == "penguin-serve":
                     for connections in CONNECTIONS:
                         runs = [wrk(wrk_binary, server, "/explain", body, connections, args.duration) for _ in range(args.reps)]
-                        result[f"explain_c{connections}"] = median_of(runs)
+                        result[f"explain_c{connections}"] = median_run(runs)
                     for form, batch_body in batch_bodies.items():
                         runs = [wrk(wrk_binary, server, "/predict_batch", batch_body, 4, args.duration) for _ in range(args.reps)]
+                        run = median_run(runs)
                         result[f"batch_{form}"] = {
-                            **median_of(runs),
-                            "rows_per_s": median_of(runs)["rps"] * BATCH_ROWS,
-                            "rows_per_cpu_s": median_of(runs)["rps_per_cpu_s"] * BATCH_ROWS,
+                            **run,
+                            "rows_per_s": run["rps"] * BATCH_ROWS,
+                            "rows_per_cpu_s": run["rps_per_cpu_s"] * BATCH_ROWS,
                         }
             finally:
                 server.stop()
@@ -385,21 +390,25 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
     print()
     print(report(figures))
+    print()
+    print(targets_table(figures["summary"]))
     return 0
 
 
 # What the performance issues ask of the summary's figures: (what, summary key, "<=" or ">=", limit).
 TARGETS = (
     ("/predict p99 at 64 connections, ms", "p99_c64_ms", "<=", 25),
-    ("p99 / p50 at 64 connections", "p99_over_p50_c64", "<=", 5),
+    ("p99 / p50 at 64 connections", "p99_over_p50_c64", "<=", 3),
     ("/predict requests/s / the HTTP ceiling's", "ceiling_ratio", ">=", 0.35),
     ("/predict requests/s / FastAPI + numpy's", "numpy_fastapi_rps_ratio", ">=", 2),
     ("/predict requests/s / the usual FastAPI + pandas service's", "predict_rps_ratio", ">=", 5),
     ("p99 at 64 connections / the usual service's", "p99_ratio", "<=", 0.2),
     ("a worker's live objects after 60 s of saturation / at rest", "objects_growth", "<=", 1.1),
+    ("a worker's live objects once the load is over / at rest", "objects_left_after_timeout", "<=", 1.1),
+    ("metrics per row / the model's own cost per row, 1,000-row call", "metrics_row_share", "<=", 0.1),
     ("1,000-row batch (columns) rows per CPU-second / the in-process floor", "batch_floor_ratio", ">=", 0.5),
     ("scoring job rows/s on one CPU / the in-process floor", "scoring_floor_ratio", ">=", 0.5),
-    ("/explain requests/s / /predict's (an explanation costs at most 4 predictions)", "explain_ratio", ">=", 0.25),
+    ("/explain requests/s / /predict's", "explain_ratio", ">=", 0.5),
     ("cold start, s", "cold_start_s", "<=", 2.5),
     ("cold start / FastAPI + numpy's (stretch)", "cold_start_ratio", "<=", 1.0),
     ("worker RSS after the load, MB", "rss_mb", "<=", 250),
@@ -449,6 +458,7 @@ def summarize(figures: dict) -> dict:
         "objects_growth": memory["objects_after"] / memory["objects_at_rest"],
         "objects_left_after_timeout": memory["objects_after_timeout"] / memory["objects_at_rest"],
         "rss_growth_mb": memory["rss_mb_after"] - memory["rss_mb_at_rest"],
+        "metrics_row_share": costs["metrics_us_per_row"] / costs["model_us_per_row"],
     }
 
 
@@ -459,7 +469,8 @@ def report(figures: dict) -> str:
     ours, floor, memory = results["penguin-serve"], costs["floor_rows_per_s"], results["penguin-serve"]["memory"]
     lines = [
         f"{figures['measured_on']}, {figures['machine']}; {WORKERS} workers per server, wrk for {figures['duration_s']} s "
-        f"per run, medians of {figures['reps']} runs",
+        f"per run; each row's rates and latencies come from one run, the median by requests/s of {figures['reps']}; "
+        f"cold start is the median of {figures['reps']} starts",
         f"{'server':<15} "
         + " ".join(f"{'req/s @' + str(c):>10} {'per CPU-s':>9} {'p50/p95/p99 ms':>20}" for c in CONNECTIONS)
         + f" {'errors':>7} {'cold s':>7} {'RSS MB':>7}",

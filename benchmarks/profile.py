@@ -34,8 +34,8 @@ LAYERS = (
     ("Starlette ServerErrorMiddleware", "starlette/middleware/errors.py"),
     ("BentoML RunnerTrafficMetricsMiddleware", "bentoml/_internal/server/http/instruments.py"),
     ("OpenTelemetryMiddleware (route excluded)", "asgi/__init__.py"),  # py-spy shortens the package path
-    ("BentoML TimeoutMiddleware", "bentoml/_internal/server/http/traffic.py"),
-    ("RequestLog (one JSON line per request)", "penguin_serve/serving/request_log.py"),
+    ("TimeoutMiddleware (BentoML's, its timer cancelled)", "penguin_serve/serving/bentoml_timeout.py"),
+    ("RequestLog (errors, and successes where on)", "penguin_serve/serving/request_log.py"),
     ("ApiRoutes (limits, parsing, validation, answer)", "penguin_serve/serving/routes.py"),
     ("Classifier (model call, metrics)", "penguin_serve/serving/classifier.py"),
     ("uvicorn (HTTP parsing and writes)", "uvicorn/protocols/http/httptools_impl.py"),
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(
         "penguin-serve",
         bentoml_serve(args.service_venv, "service:PenguinClassifier"),
-        {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": "1"},
+        {"BENTOML_HOME": str(home), "PENGUIN_WORKERS": "1", "PENGUIN_LOG_SUCCESSES": "false"},  # as on Cloud Run
     )
     try:
         prepare_model(home)

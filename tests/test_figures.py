@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from benchmarks import profile
-from benchmarks.bench import report
+from benchmarks.bench import report, targets_table
 from scripts.load_report import history, saturation, write_report
 
 DOCS = REPO_ROOT / "docs"
@@ -73,6 +73,7 @@ def test_quoted_figure_agrees_with_its_source(document, pattern, figure):
 def test_performance_page_quotes_the_bench_printout_and_the_profile_whole():
     page = (DOCS / "PERFORMANCE.md").read_text()
     assert f"```\n{report(BENCH)}\n```" in page
+    assert targets_table(SUMMARY) in page  # written by make bench, met or missed
     assert profile.table(PROFILE) in page
 
 

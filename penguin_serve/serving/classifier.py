@@ -7,7 +7,6 @@ nothing about either.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from pathlib import Path
@@ -68,13 +67,6 @@ class Classifier:
             self.instance.worker_ready()
         finally:
             self.loading = False
-        # Full garbage collections pause every request in flight and set the tail (docs/PERFORMANCE.md, "Where
-        # the tail comes from"). The ~100k objects of start-up leave their scans. Fewer young collections
-        # promote fewer objects of requests in flight to the old generation, whose growth is what triggers a
-        # full collection (CPython 3.11 counts them even after they die), while BentoML's request timers keep
-        # the old generation large and each full collection long.
-        gc.freeze()
-        gc.set_threshold(settings.gc_young_allocations, *gc.get_threshold()[1:])
 
     def checked_model(self) -> PenguinModel:
         if self.model is None:
