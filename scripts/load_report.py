@@ -94,7 +94,8 @@ def summary_table(run_dir: Path, scenario: str) -> list[str]:
 
 def saturation(rows: list[dict], p95_limit_ms: float, failure_limit: float) -> dict | None:
     """Per user level of the step ramp: median req/s and p95 over its steady seconds; the saturation point is
-    the first level whose p95 or failure share breaks the limit, or whose throughput no longer grows (< 10 %)."""
+    the first level whose p95 or failure share breaks the limit, or whose throughput is already within 10 % of
+    the highest of the whole ramp (no later level adds more than that: more users only queue)."""
     levels: dict[int, list[dict]] = {}
     for row in rows:
         if row["users"]:
@@ -113,17 +114,17 @@ def saturation(rows: list[dict], p95_limit_ms: float, failure_limit: float) -> d
         )
     if not summary:
         return None
+    best = max(summary, key=lambda level: level["rps"])
     point, reason = None, "no limit was broken up to the last level"
-    for previous, level in zip([None, *summary], summary):
+    for level in summary:
         if level["p95"] > p95_limit_ms:
             point, reason = level, f"p95 {level['p95']:.0f} ms > {p95_limit_ms:.0f} ms"
         elif level["failure_share"] > failure_limit:
             point, reason = level, f"failures {level['failure_share']:.1%} > {failure_limit:.0%}"
-        elif previous and level["rps"] < previous["rps"] * 1.10 and previous["users"] > 1:
-            point, reason = level, f"throughput stopped growing ({previous['rps']:.0f} -> {level['rps']:.0f} req/s)"
+        elif level["rps"] * 1.10 >= best["rps"]:
+            point, reason = level, f"{level['rps']:.0f} req/s, within 10 % of the ramp's highest ({best['rps']:.0f} req/s)"
         if point:
             break
-    best = max(summary, key=lambda level: level["rps"])
     return {"levels": summary, "point": point, "reason": reason, "best": best}
 
 

@@ -1,7 +1,11 @@
 """Soak test (not in CI): steady load for many minutes against a local server or container, then the errors
 and the memory growth of the service.
 
-    .venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak.json
+    .venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak
+
+--out is a folder: Locust's own CSV files (soak_stats.csv, soak_stats_history.csv, soak_failures.csv), the
+memory samples (memory.csv), the run's settings (run.json), and soak.json, the figures the docs quote, which
+`figures(folder)` derives from the rest (tests/test_figures.py derives them again and compares).
 
 The load is Locust's own `-u N -r N -t Tm` with the checked answers of locustfile.py; 10 users is the `normal`
 scenario's level. Memory is sampled every 10 s: the server's process tree (psutil), or the container's cgroup
@@ -46,14 +50,32 @@ def memory_mb(target: LocalTarget) -> float:
     return number * UNITS[unit] / 2**20
 
 
+def figures(folder: Path) -> dict:
+    """The soak's figures, from its CSV files and run.json alone."""
+    run = json.loads((folder / "run.json").read_text())
+    with open(folder / "soak_stats.csv") as stats:
+        totals = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
+    with open(folder / "memory.csv") as memory:
+        megabytes = [round(float(row["memory_mb"])) for row in csv.DictReader(memory)]
+    return {
+        **run,
+        "requests": int(totals["Request Count"]),
+        "failures": int(totals["Failure Count"]),
+        "requests_per_s": round(float(totals["Requests/s"]), 1),
+        "memory_mb_every_10_s": megabytes,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", choices=("server", "container"), default="container")
     parser.add_argument("--image", default="penguin-serve:latest")
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--users", type=int, default=10)
-    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--out", type=Path, help="the folder for the CSV files and figures (default: a temporary one)")
     args = parser.parse_args()
+    out_dir = args.out or Path(tempfile.mkdtemp(prefix="penguin-soak-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     target = LocalTarget(args.target, args.image, cpus="2")
     samples: list[tuple[float, float]] = []
@@ -67,7 +89,7 @@ def main() -> int:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out = Path(tempfile.mkdtemp(prefix="penguin-soak-")) / "soak"
+    started = date.today().isoformat()
     try:
         locust = subprocess.run(
             [
@@ -84,7 +106,7 @@ def main() -> int:
                 "-t",
                 f"{round(args.minutes * 60)}s",
                 "--csv",
-                str(out),
+                str(out_dir / "soak"),
                 "--only-summary",
             ],
             cwd=REPO_ROOT,
@@ -93,24 +115,19 @@ def main() -> int:
         done.set()
         sampler.join()
         target.close()
-    totals = next(r for r in csv.DictReader(open(f"{out}_stats.csv")) if r["Name"] == "Aggregated")
-    figures = {
-        "measured_on": date.today().isoformat(),
-        "target": target.description,
-        "users": args.users,
-        "minutes": args.minutes,
-        "requests": int(totals["Request Count"]),
-        "failures": int(totals["Failure Count"]),
-        "requests_per_s": round(float(totals["Requests/s"]), 1),
-        "memory_mb_every_10_s": [round(megabytes) for _, megabytes in samples],
-    }
+    with open(out_dir / "memory.csv", "w", newline="") as memory:
+        writer = csv.writer(memory)
+        writer.writerow(["seconds", "memory_mb"])
+        writer.writerows((round(seconds), f"{megabytes:.1f}") for seconds, megabytes in samples)
+    run = {"measured_on": started, "target": target.description, "users": args.users, "minutes": args.minutes}
+    (out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    result = figures(out_dir)
+    (out_dir / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"soak: {figures['requests']:,} requests, {figures['failures']} failures over {args.minutes:g} min "
-        f"({figures['requests_per_s']:,.0f} req/s, {args.users} users)"
+        f"soak: {result['requests']:,} requests, {result['failures']} failures over {args.minutes:g} min "
+        f"({result['requests_per_s']:,.0f} req/s, {args.users} users); figures in {out_dir}"
     )
-    print("memory (MB, every 10 s): " + ", ".join(map(str, figures["memory_mb_every_10_s"])))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print("memory (MB, every 10 s): " + ", ".join(map(str, result["memory_mb_every_10_s"])))
     return locust.returncode
 
 

@@ -50,7 +50,7 @@ class ServeProcess:
                 raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
                 statuses.append(self.get("/readyz").status_code)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # refused, or queued until a worker is up
                 statuses.append(0)
             if statuses[-1] == 200:
                 return statuses

@@ -63,7 +63,9 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
         env={**os.environ, "PENGUIN_REQUEST_TIMEOUT_S": "2"},  # the memory phase waits for the request timers
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    figures = dict(re.findall(r"(\w+)=([\d.e+-]+)", result.stdout.strip().splitlines()[-1]))
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("predict_rps="))
+    figures = dict(re.findall(r"(\w+)=([\d.e+-]+)", summary))
+    assert "| target |" in result.stdout  # the targets table follows
     assert set(figures) == set(FIGURES)
     # Every figure is measured; RSS growth alone may be zero or negative over this run's 2 s of saturation.
     assert all(float(value) > 0 for name, value in figures.items() if name != "rss_growth_mb"), figures

@@ -181,13 +181,14 @@ def test_locustfile_needs_only_locust_and_the_penguin_table():
 def test_soak_runs_locusts_plain_command_and_records_requests_and_memory(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "scripts.soak", "--target", "server", "--minutes", "0.25", "--users", "2"]
-        + ["--out", str(tmp_path / "soak.json")],
+        + ["--out", str(tmp_path / "soak")],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    figures = json.loads((tmp_path / "soak.json").read_text())
+    figures = json.loads((tmp_path / "soak" / "soak.json").read_text())
+    assert {path.name for path in (tmp_path / "soak").iterdir()} >= {"soak_stats.csv", "soak_stats_history.csv", "memory.csv"}
     assert figures["users"] == 2 and figures["failures"] == 0 and figures["requests"] > 100
     assert len(figures["memory_mb_every_10_s"]) >= 2 and min(figures["memory_mb_every_10_s"]) > 100

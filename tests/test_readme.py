@@ -79,7 +79,7 @@ def test_make_run_serves_on_the_port_it_is_given(exported_model):
             try:
                 if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # refused, or queued until a worker is up
                 time.sleep(0.2)
         answer = requests.post(
             f"http://127.0.0.1:{port}/predict",

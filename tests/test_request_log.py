@@ -4,6 +4,7 @@ Every answer carries its request id."""
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -26,7 +27,16 @@ def answer_with(status: int, body: dict):
     return app
 
 
-def logged(log_successes: bool, status: int, body: dict, caplog) -> tuple[list[dict], dict]:
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.entries: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entries.append({"level": record.levelname, **json.loads(record.getMessage())})
+
+
+def logged(log_successes: bool, status: int, body: dict) -> tuple[list[dict], dict]:
     sent = []
 
     async def send(message):
@@ -36,30 +46,32 @@ def logged(log_successes: bool, status: int, body: dict, caplog) -> tuple[list[d
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
     scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [(b"x-request-id", b"abc")], "query_string": b""}
-    caplog.clear()
-    propagate = ACCESS_LOG.propagate  # off once the service configured its stdout handler
-    ACCESS_LOG.propagate = True
+    lines, level, propagate = Lines(), ACCESS_LOG.level, ACCESS_LOG.propagate
+    ACCESS_LOG.addHandler(lines)
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.propagate = False
     try:
-        with caplog.at_level("INFO", logger=ACCESS_LOG.name):
-            asyncio.run(RequestLog(answer_with(status, body), None, log_successes)(scope, receive, send))
+        asyncio.run(RequestLog(answer_with(status, body), None, log_successes)(scope, receive, send))
     finally:
+        ACCESS_LOG.removeHandler(lines)
+        ACCESS_LOG.setLevel(level)
         ACCESS_LOG.propagate = propagate
-    return [json.loads(r.getMessage()) for r in caplog.records], dict(sent[0]["headers"])
+    return lines.entries, dict(sent[0]["headers"])
 
 
 @pytest.mark.parametrize("log_successes", [True, False])
-def test_errors_always_get_a_line_with_the_rejected_fields(log_successes, caplog):
+def test_errors_always_get_a_line_with_the_rejected_fields(log_successes):
     rejected = {"error": "validation failed", "detail": [{"field": "sex", "msg": "x"}, {"field": "island", "msg": "y"}]}
-    [entry], headers = logged(log_successes, 422, rejected, caplog)
+    [entry], headers = logged(log_successes, 422, rejected)
     assert (entry["severity"], entry["requestId"], entry["httpRequest"]["status"]) == ("WARNING", "abc", 422)
     assert (entry["error"], entry["invalidFields"]) == ("validation failed", ["island", "sex"])
-    [entry], _ = logged(log_successes, 503, {"error": "model is still loading; retry shortly"}, caplog)
+    [entry], _ = logged(log_successes, 503, {"error": "model is still loading; retry shortly"})
     assert (entry["severity"], entry["error"]) == ("ERROR", "model is still loading; retry shortly")
     assert headers[b"x-request-id"] == b"abc"
 
 
-def test_a_success_gets_a_line_only_where_success_lines_are_on(caplog):
-    entries, headers = logged(True, 200, {"prediction": "Adelie"}, caplog)
+def test_a_success_gets_a_line_only_where_success_lines_are_on():
+    entries, headers = logged(True, 200, {"prediction": "Adelie"})
     assert [e["severity"] for e in entries] == ["INFO"] and "invalidFields" not in entries[0]
-    entries, headers = logged(False, 200, {"prediction": "Adelie"}, caplog)
+    entries, headers = logged(False, 200, {"prediction": "Adelie"})
     assert entries == [] and headers[b"x-request-id"] == b"abc"  # the id is still echoed
