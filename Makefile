@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test test-fast style image loadtest bench profile clean
+.PHONY: install run train test test-fast test-fresh timings style image loadtest bench profile clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -57,15 +57,25 @@ bench: install $(SERVE_VENV)/.installed $(PEERS_VENV)/.installed
 profile: install $(SERVE_VENV)/.installed
 	$(BIN)/python -m benchmarks.profile --service-venv $(SERVE_VENV) --out docs/profile.json
 
-# Everything: style, then every test (Docker, browser, Prometheus, benchmark and fuzzing included), with coverage.
+# Everything: style, then every test (Docker, browser, Prometheus, benchmark and fuzzing included), with coverage,
+# in random order (the seed is printed; `--randomly-seed=N` repeats an order), one test file per
+# process on every core.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
-# The inner loop: code, data and model tests, no servers, containers, browsers or benchmarks (about a minute).
+# The inner loop: code, data and model tests, no servers, containers, browsers or benchmarks.
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" --no-cov -q
+
+# `make test` on a clean clone of HEAD in a fresh Debian container with only what the README's set-up installs.
+test-fresh:
+	scripts/test-fresh.sh
+
+# Times both tiers on this machine into docs/test-timings.json, the durations the README quotes.
+timings: install
+	PENGUIN_TEST_TIMINGS=docs/test-timings.json $(MAKE) test-fast test
 
 # Formats the tree and fixes what ruff can.
 style: install

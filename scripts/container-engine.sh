@@ -18,6 +18,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 dockerd=$(python3 -m scripts.tools dockerd)
+if docker info >/dev/null 2>&1; then cli; exit 0; fi  # the CLI was missing, not the engine (a socket from outside)
 log=${DOCKERD_LOG:-/var/log/penguin-dockerd.log}
 
 remove_stale_pidfile() {

@@ -78,6 +78,26 @@ def required(program: str) -> str:
         pytest.skip(str(missing))
 
 
+def record_duration(session) -> None:
+    """PENGUIN_TEST_TIMINGS=docs/test-timings.json (set by `make timings`) records this run's wall time under its
+    tier, the figure the README quotes for `make test` and `make test-fast`."""
+    path = os.environ.get("PENGUIN_TEST_TIMINGS")
+    if not path or session.testsfailed or getattr(session.config, "workerinput", None) is not None:
+        return
+    import json
+    from datetime import date
+
+    tier = "test-fast" if session.config.getoption("markexpr") == "not slow" else "test"
+    timings = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    passed = len(session.config.pluginmanager.get_plugin("terminalreporter").stats.get("passed", []))
+    timings[tier] = {
+        "measured_on": date.today().isoformat(),
+        "seconds": round(time.monotonic() - session.started),
+        "tests": passed,
+    }
+    Path(path).write_text(json.dumps(timings, indent=2) + "\n")
+
+
 # The slow tier: tests that start a server, an emulator, a container, a browser or a benchmark. `make test`
 # runs everything; `make test-fast` (-m "not slow") the code, data and model tests alone.
 SLOW_FIXTURES = {"served", "gcs_emulator", "bucket", "fault_proxy", "image", "make_image", "prometheus", "browser"}
@@ -89,8 +109,13 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+def pytest_sessionstart(session):
+    session.started = time.monotonic()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(BENTOML_HOME, ignore_errors=True)
+    record_duration(session)
     # CI is root and can install everything: there, a skipped test is a test that did not run, and fails the run.
     skipped = session.config.pluginmanager.get_plugin("terminalreporter").stats.get("skipped", [])
     if os.environ.get("CI") == "true" and skipped and session.exitstatus == 0:
@@ -100,11 +125,18 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory) -> Path:
-    """Train once per session into the temporary model store; returns the models/ export folder."""
+    """Train once per session into the temporary model store; returns the models/ export folder, where
+    training's printout is kept too (printout.txt)."""
+    import contextlib
+    import io
+
     import train
 
     export_dir = tmp_path_factory.mktemp("models")
-    assert train.main(["--export-dir", str(export_dir)]) == 0
+    printout = io.StringIO()
+    with contextlib.redirect_stdout(printout):
+        assert train.main(["--export-dir", str(export_dir)]) == 0
+    (export_dir / "printout.txt").write_text(printout.getvalue())
     return export_dir
 
 

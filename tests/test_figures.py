@@ -22,10 +22,17 @@ LOAD_TEST = DOCS / "load_test"
 BENCH = json.loads((DOCS / "performance.json").read_text())
 PROFILE = json.loads((DOCS / "profile.json").read_text())
 SOAK = json.loads((DOCS / "soak.json").read_text())
+IMAGE = json.loads((DOCS / "image.json").read_text())
 LOAD_RUN = json.loads((LOAD_TEST / "run.json").read_text())
 STEP = saturation(history(LOAD_TEST, "step"), LOAD_RUN["p95_limit_ms"], LOAD_RUN["failure_limit"])
 
 SUMMARY, RESULTS, IN_PROCESS = BENCH["summary"], BENCH["results"], BENCH["in_process"]
+
+
+def megabytes(value: float, places: int = 0) -> str:
+    return f"{value / 1e6:.{places}f}"
+
+
 OURS = RESULTS["penguin-serve"]
 
 
@@ -60,6 +67,16 @@ CLAIMS = [
     ("docs/OPERATIONS.md", r"at most (\d+) MB while", str(max(SOAK["memory_mb_every_10_s"]))),
     ("docs/OPERATIONS.md", r"and was (\d+) MB at the end", str(SOAK["memory_mb_every_10_s"][-1])),
     ("docs/OPERATIONS.md", r"a worker holds about (\d+) MB", f"{OURS['memory']['rss_mb_at_rest']:.0f}"),
+    ("README.md", r"(\d+) MB in all: the base", megabytes(IMAGE["image_bytes"])),
+    ("README.md", r"the base (\d+) MB, the runtime", megabytes(IMAGE["base_bytes"])),
+    ("README.md", r"the runtime packages (\d+) MB", megabytes(IMAGE["packages_bytes"])),
+    ("README.md", r"\(SciPy (\d+) MB", megabytes(IMAGE["largest_packages_bytes"]["scipy"])),
+    ("README.md", r"NumPy (\d+) MB the largest", megabytes(IMAGE["largest_packages_bytes"]["numpy"])),
+    ("README.md", r"uv (\d+) MB \(BentoML", megabytes(IMAGE["uv_bytes"])),
+    ("README.md", r"the bento ([\d.]+) MB", megabytes(IMAGE["bento_bytes"], 1)),
+    ("README.md", r"and ([\d.]+) MB of directories and metadata", megabytes(IMAGE["rest_bytes"], 2)),
+    ("README.md", r"image \((\d+) MB\) is already", megabytes(IMAGE["image_bytes"])),
+    ("README.md", r"seconds ago (\d+)MB", megabytes(IMAGE["image_bytes"])),
 ]
 
 
@@ -87,3 +104,21 @@ def test_load_test_report_is_what_its_committed_csvs_give(tmp_path):
 def test_committed_run_records_hold_no_machine_paths():
     for path in [LOAD_TEST / "run.json", LOAD_TEST / "LOAD_TEST_REPORT.md", DOCS / "performance.json"]:
         assert not re.search(r"/(work|home|tmp|root)/", path.read_text()), path
+
+
+def test_readme_training_printout_is_what_training_prints(exported_model):
+    """The figures of the README's training run are the ones train.py prints (fixed seed): everything but the
+    last line, which names the new model version and where it was exported."""
+    from readme import commands, section
+
+    [shown] = [command.output for command in commands(section("Training")) if command.text == ".venv/bin/python train.py"]
+    printed = (exported_model / "printout.txt").read_text()
+    assert shown.splitlines()[:-1] == printed.splitlines()[:-1]
+    assert re.fullmatch(r"Saved penguin_classifier:\w+ to the model store; exported to \S+\.", printed.splitlines()[-1])
+
+
+def test_operations_counts_the_rejection_rules_the_tests_hold():
+    from test_validation import REJECTED
+
+    text = " ".join((DOCS / "OPERATIONS.md").read_text().split())
+    assert f"tests/test_validation.py`: {len(REJECTED)} rejection rules" in text
