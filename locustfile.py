@@ -9,8 +9,8 @@ Plain Locust by default: -u, -r, -t and the web UI's form drive the run, against
 60 s), normal (10 users, 5 min), stress (50 users, 2 min), spike (1 -> 100 users within a minute), step (a
 step ramp that stops at the saturation point); --time-scale shortens them.
 
-Every answer is checked: payloads are real penguins from the palmerpenguins table, kept only if the service
-classifies them right when the run starts, so later a wrong species is a failure; a share of deliberately
+Every answer is checked: payloads are real penguins from the palmerpenguins table, with the fields of the
+service's own record schema (its /docs.json), kept only if the service classifies them right when the run starts, so later a wrong species is a failure; a share of deliberately
 invalid requests must get 422 (then they count as successes, under their own name); a share are batches.
 Needs only locust and palmerpenguins (requirements-loadtest.txt). For a private Cloud Run service pass an
 identity token in LOCUST_ID_TOKEN, or --id-token-from-gcloud.
@@ -31,14 +31,16 @@ from importlib import resources
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.exception import StopUser
 
-MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
-INVALID_BODIES = [  # each must be answered 422
-    {"bill_length_mm": -1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream"},
-    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Atlantis"},
-    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "island": "Dream"},
-    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream", "colour": "black"},
-    {"bill_length_mm": "long", "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "island": "Dream"},
-]  # fmt: skip
+# Each breaks one rule of the API's contract, as an edit of a valid record (DROP removes the field): the
+# service must answer 422.
+DROP = object()
+INVALID_EDITS = (
+    {"bill_length_mm": -1},
+    {"island": "Atlantis"},
+    {"body_mass_g": DROP},
+    {"colour": "black"},
+    {"bill_length_mm": "long"},
+)
 MIN_CALIBRATION_ACCURACY = 0.97
 
 
@@ -94,21 +96,37 @@ def add_arguments(parser):
 # --- payloads, checked against the deployed model once at start ---------------------------------------
 
 KNOWN: list[tuple[dict, str]] = []  # (record, species the service gave it at calibration)
+INVALID_BODIES: list[dict] = []
 HEADERS: dict[str, str] = {}
+JSON_TYPES = {"number": float, "integer": int, "string": str}
 
 
-def dataset_records() -> list[tuple[dict, str]]:
-    """The palmerpenguins table as API records with their true species. Rows without all four measurements
-    are left out: the API requires them."""
+def get_json(url: str, body: object | None = None, timeout: float = 60) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, method="GET" if body is None else "POST", data=data, headers=HEADERS)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def dataset_records(schema: dict) -> list[tuple[dict, str]]:
+    """The palmerpenguins table as API records with their true species, one field per property of the API's
+    own record schema (Penguin in /docs.json), typed as it says. Rows missing a required field are left out."""
     table = resources.files("palmerpenguins").joinpath("data/penguins.csv").read_text()
+    types = {
+        name: JSON_TYPES.get(next((t["type"] for t in prop.get("anyOf", [prop]) if t.get("type") != "null"), "string"), str)
+        for name, prop in schema["properties"].items()
+    }
     records = []
     for row in csv.DictReader(io.StringIO(table)):
-        if "NA" in (row[name] for name in MEASUREMENTS):
+        if any(row.get(name, "NA") == "NA" for name in schema["required"]):
             continue
-        record = {name: float(row[name]) for name in MEASUREMENTS}
-        record.update(island=row["island"], sex=None if row["sex"] == "NA" else row["sex"], year=int(row["year"]))
+        record = {name: None if row[name] == "NA" else cast(row[name]) for name, cast in types.items() if name in row}
         records.append((record, row["species"]))
     return records
+
+
+def edited(record: dict, edit: dict) -> dict:
+    return {name: value for name, value in {**record, **edit}.items() if value is not DROP}
 
 
 def identity_token(options) -> str | None:
@@ -138,18 +156,12 @@ def calibrate(environment, **_):
     token = identity_token(environment.parsed_options)
     HEADERS.clear()
     HEADERS.update({"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
-    labelled = dataset_records()
-    host = environment.host or PenguinUser.host
-    request = urllib.request.Request(
-        host.rstrip("/") + "/predict_batch",
-        method="POST",
-        data=json.dumps([record for record, _ in labelled]).encode(),
-        headers=HEADERS,
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answers = json.load(response)
+    host = (environment.host or PenguinUser.host).rstrip("/")
+    labelled = dataset_records(get_json(host + "/docs.json")["components"]["schemas"]["Penguin"])
+    answers = get_json(host + "/predict_batch", [record for record, _ in labelled])
     KNOWN.clear()
     KNOWN.extend((record, species) for (record, species), answer in zip(labelled, answers) if answer["prediction"] == species)
+    INVALID_BODIES[:] = [edited(KNOWN[0][0], edit) for edit in INVALID_EDITS] if KNOWN else []
     accuracy = len(KNOWN) / len(labelled)
     print(f"calibration: {len(KNOWN)} of {len(labelled)} dataset records classified correctly ({accuracy:.3f})")
     if accuracy < MIN_CALIBRATION_ACCURACY:

@@ -13,7 +13,7 @@ from penguin_serve.serving import bentoml_timeout, pages, request_log
 from penguin_serve.serving.classifier import Classifier
 from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
 from penguin_serve.serving.readiness import InstanceReadiness
-from penguin_serve.serving.routes import ApiRoutes
+from penguin_serve.serving.routes import ApiRoutes, unserved_apis
 from penguin_serve.serving.worker import configure_garbage_collector
 from penguin_serve.settings import SETTINGS
 
@@ -79,6 +79,10 @@ class PenguinClassifier:
         """Classify one penguin and say why: each field's contribution to each species' margin (log-odds)."""
         return EXPLAIN.typed(await EXPLAIN.answer(self.classifier, penguin))
 
+
+# Every typed API is served the same way (the HTTP routes, the spec) or the service does not start.
+if problems := unserved_apis({api.route for api in PenguinClassifier.apis.values()}, ENDPOINTS):
+    raise RuntimeError("; ".join(problems))
 
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API
 # routes' answers too, and ApiRoutes answers the prediction endpoints.

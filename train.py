@@ -20,8 +20,8 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, SPECIES, encode
-from penguin_serve.model import MODEL_NAME, PenguinModel, decile_bins, decile_edges, field_contributions
+from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, MODEL_NAME, SPECIES, encode
+from penguin_serve.model import PenguinModel, decile_bins, decile_edges, field_contributions
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
 from penguin_serve.training.dataset import DATASET_NAME, load_dataset

@@ -7,8 +7,9 @@ another in serving.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 from pydantic import (
@@ -20,8 +21,12 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    create_model,
     model_validator,
 )
+
+# The model's name in BentoML's model store and its folder in Cloud Storage, for training and serving alike.
+MODEL_NAME = "penguin_classifier"
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 ISLANDS = ("Biscoe", "Dream", "Torgersen")
@@ -53,6 +58,7 @@ FIELD_COLUMNS = {
 
 _SEX_CODE = {"male": 1.0, "female": 0.0, None: math.nan}
 _ISLAND_ONE_HOT = {island: tuple(1.0 if other == island else 0.0 for other in ISLANDS) for island in ISLANDS}
+_MEASURED = operator.attrgetter(*MEASUREMENTS)  # a record's measurements, in FEATURE_NAMES order
 _CATEGORY_CODES = {  # (sex, island) -> the row's columns after the measurements
     (sex, island): (_SEX_CODE[sex], *_ISLAND_ONE_HOT[island]) for sex in _SEX_CODE for island in ISLANDS
 }
@@ -154,30 +160,46 @@ class Penguin(BaseModel):
 PenguinBatch = _column(Penguin)
 
 
-class PenguinColumns(BaseModel):
+class _Columns(BaseModel):
     """POST /predict_batch as columns: one array per field, all of the same length, as pandas'
     `df.to_dict(orient="list")` writes them. Answers come back as columns too. The same batch as records
     costs several times more to validate and answer (docs/PERFORMANCE.md)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_COLUMNS})
 
-    bill_length_mm: _column(_measurement("bill_length_mm"))
-    bill_depth_mm: _column(_measurement("bill_depth_mm"))
-    flipper_length_mm: _column(_measurement("flipper_length_mm"))
-    body_mass_g: _column(_measurement("body_mass_g"))
-    island: _ISLAND.column() = Field(description=ISLAND_DESCRIPTION)
-    sex: _SEX.column(nullable=True) | None = Field(default=None, description=SEX_DESCRIPTION)
-    year: _column(Year | None) | None = Field(default=None, description=YEAR_DESCRIPTION)
-
     @model_validator(mode="after")
-    def _same_length(self) -> PenguinColumns:
+    def _same_length(self) -> _Columns:
         lengths = {name: len(values) for name, values in self if values is not None}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"columns must have the same length: {lengths}")
         return self
 
     def __len__(self) -> int:
-        return len(self.island)
+        return len(next(values for _, values in self if values is not None))
+
+
+# A category's column is checked in one call for the whole column (_CaseInsensitive.column).
+_COLUMN_FORMS = {Island: _ISLAND.column(), Sex | None: _SEX.column(nullable=True)}
+
+
+def _columns_of(record: type[BaseModel]) -> type[_Columns]:
+    """The columnar form of a record model: each of its fields as a column of 1 to MAX_BATCH_RECORDS values
+    with the same rules, optional where the field is. A new field of Penguin is a new column here."""
+    hints = get_type_hints(record, include_extras=True)
+    fields: dict[str, Any] = {}
+    for name, info in record.model_fields.items():
+        hint = hints[name]
+        column = _COLUMN_FORMS.get(hint) or _column(hint)
+        own = get_origin(hint) is Annotated and any(getattr(meta, "description", None) for meta in get_args(hint)[1:])
+        description = None if own else info.description  # a measurement's items carry their own
+        if info.is_required():
+            fields[name] = (column, Field(description=description))
+        else:
+            fields[name] = (column | None, Field(default=None, description=description))
+    return create_model(f"{record.__name__}Columns", __base__=_Columns, __module__=__name__, __doc__=_Columns.__doc__, **fields)
+
+
+PenguinColumns = _columns_of(Penguin)
 
 
 def batch_form(batch: Any) -> str:
@@ -202,13 +224,9 @@ def encode_batch(batch: list[Penguin] | PenguinColumns) -> np.ndarray:
 
 def encode(penguins: Sequence[Penguin]) -> np.ndarray:
     """The model's input matrix (float32, one row per penguin, columns in FEATURE_NAMES order)."""
-    return np.array(
-        [
-            (p.bill_length_mm, p.bill_depth_mm, p.flipper_length_mm, p.body_mass_g, *_CATEGORY_CODES[p.sex, p.island])
-            for p in penguins
-        ],
-        dtype=np.float32,
-    ).reshape(len(penguins), len(FEATURE_NAMES))
+    return np.array([(*_MEASURED(p), *_CATEGORY_CODES[p.sex, p.island]) for p in penguins], dtype=np.float32).reshape(
+        len(penguins), len(FEATURE_NAMES)
+    )
 
 
 def encode_columns(columns: PenguinColumns) -> np.ndarray:
@@ -253,49 +271,30 @@ class Explanation(Prediction):
     )
 
 
-class PredictionColumns(BaseModel):
-    """The answers to a columnar batch: one array per field of Prediction, in the order of the input rows."""
-
-    prediction: list[Literal[SPECIES]]
-    probabilities: dict[str, list[float]] = Field(description="For each species, its probability per row.")
-    confidence: list[float]
-    model_version: str
-    out_of_distribution: list[list[str]]
-    warnings: list[list[str]]
+# Prediction's fields that are the same for every row of a batch: one value in the columnar form.
+SHARED = ("model_version",)
 
 
-def slice_columns(columns: dict[str, Any], start: int, end: int) -> dict[str, Any]:
-    """Answers in PredictionColumns' shape for rows start:end only."""
-    return {
-        "prediction": columns["prediction"][start:end],
-        "probabilities": {species: values[start:end] for species, values in columns["probabilities"].items()},
-        "confidence": columns["confidence"][start:end],
-        "model_version": columns["model_version"],
-        "out_of_distribution": columns["out_of_distribution"][start:end],
-        "warnings": columns["warnings"][start:end],
-    }
+def _answer_columns_of(answer: type[BaseModel]) -> type[BaseModel]:
+    """The columnar form of an answer model: a shared field as it is, a mapping as one list per key, every
+    other field as a list with a value per row. A new field of Prediction is a new column here."""
+    fields: dict[str, Any] = {}
+    for name, info in answer.model_fields.items():
+        annotation = info.annotation
+        if name in SHARED:
+            column = annotation
+        elif get_origin(annotation) is dict:
+            key, value = get_args(annotation)
+            column = dict[key, list[value]]
+        else:
+            column = list[annotation]
+        description = f"Per row, in the order of the input rows: {info.description}" if info.description else None
+        fields[name] = (column, Field(description=description))
+    doc = "The answers to a columnar batch: one array per field of Prediction, in the order of the input rows."
+    return create_model(f"{answer.__name__}Columns", __module__=__name__, __doc__=doc, **fields)
 
 
-def prediction_records(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    """Answers in PredictionColumns' shape as a list in Prediction's shape."""
-    version = columns["model_version"]
-    return [
-        {
-            "prediction": species,
-            "probabilities": dict(zip(SPECIES, probabilities)),
-            "confidence": confidence,
-            "model_version": version,
-            "out_of_distribution": out_of_distribution,
-            "warnings": warnings,
-        }
-        for species, probabilities, confidence, out_of_distribution, warnings in zip(
-            columns["prediction"],
-            zip(*columns["probabilities"].values()),
-            columns["confidence"],
-            columns["out_of_distribution"],
-            columns["warnings"],
-        )
-    ]
+PredictionColumns = _answer_columns_of(Prediction)
 
 
 def field_errors(pydantic_errors: list[dict]) -> list[dict]:

@@ -24,7 +24,7 @@ def load_serving_model(settings: Settings, bento_model_path: str | Path) -> Peng
         return PenguinModel.from_files(bento_model_path, source="bento", nthread=settings.xgboost_threads)
     from .storage import fetch_model, make_client  # google-cloud-storage only where a bucket is configured
 
-    where = f"gs://{settings.gcs_bucket}/{settings.gcs_blob_name or settings.gcs_prefix}"
+    where = f"gs://{settings.gcs_bucket}/{settings.gcs_prefix}"
     started = time.monotonic()
     try:
         return fetch_model(
@@ -32,7 +32,6 @@ def load_serving_model(settings: Settings, bento_model_path: str | Path) -> Peng
             settings.gcs_bucket,
             settings.gcs_prefix,
             settings.gcs_model_version,
-            settings.gcs_blob_name,
             settings.gcs_deadline_s,
             settings.xgboost_threads,
         )

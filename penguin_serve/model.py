@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import numpy as np
 
-from .contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, SPECIES, Penguin, encode
+from .contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, MODEL_NAME, SPECIES, Penguin, encode
 from .model_card import MODEL_CARD_FILE
 from .model_card import render as render_model_card
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "penguin_classifier"
 BOOSTER_FILE = "booster.json"
 METADATA_FILE = "metadata.json"
 SELF_CHECK_TOLERANCE = 1e-5
@@ -140,40 +139,11 @@ class PenguinModel:
     def contributions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return field_contributions(self.booster, features, self.nthread)
 
-    def answer_columns(self, features: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-        """The answers for these feature rows and their probabilities, shaped like contract.PredictionColumns.
-        Plain lists, built with numpy: the service serializes them in one call, and validating values this
-        code computed would only cost time (it dominated the batch path)."""
-        best = probabilities.argmax(axis=1)
+    def outside_training_ranges(self, features: np.ndarray) -> np.ndarray:
+        """Rows x MEASUREMENTS: True where a measurement lies outside the range seen in training."""
         low, high = self._training_ranges
-        outside = (features[:, : len(MEASUREMENTS)] < low) | (features[:, : len(MEASUREMENTS)] > high)
-        # Rows inside the training ranges share one empty list (answers are only read and serialized): 10,000
-        # separate empty lists cost more than the model call on a 10,000-row batch.
-        none: list[str] = []
-        out_of_distribution: list[list[str]] = [none] * len(features)
-        warnings: list[list[str]] = [none] * len(features)
-        for row in np.flatnonzero(outside.any(axis=1)).tolist():
-            out_of_distribution[row], warnings[row] = self._out_of_distribution(features[row], outside[row])
-        return {
-            "prediction": [SPECIES[i] for i in best.tolist()],
-            "probabilities": {species: probabilities[:, i].tolist() for i, species in enumerate(SPECIES)},
-            "confidence": probabilities[np.arange(len(best)), best].tolist(),
-            "model_version": self.version,
-            "out_of_distribution": out_of_distribution,
-            "warnings": warnings,
-        }
-
-    def _out_of_distribution(self, features: np.ndarray, outside: np.ndarray) -> tuple[list[str], list[str]]:
-        ranges = self.metadata["training_ranges"]
-        names = [MEASUREMENTS[i] for i in np.flatnonzero(outside)]
-        return (
-            names,
-            [
-                f"{name}={features[MEASUREMENTS.index(name)]:g} is outside the training range "
-                f"{ranges[name][0]:g}..{ranges[name][1]:g}"
-                for name in names
-            ],
-        )
+        measurements = features[:, : len(MEASUREMENTS)]
+        return (measurements < low) | (measurements > high)
 
     @cached_property
     def drift_edges(self) -> np.ndarray:

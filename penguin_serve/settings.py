@@ -1,15 +1,15 @@
-"""Service configuration from environment variables, each with a safe default (see the README)."""
+"""The service's settings: each an environment variable with a safe default, declared once below (variable,
+default, type, meaning); docs/configuration.md is generated from these fields."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .model import MODEL_NAME
-
-_TRUE = {"1", "true", "yes", "on"}
+from .configuration import from_env, setting
+from .contract import MODEL_NAME
 
 
 def available_cpus() -> int:
@@ -27,61 +27,67 @@ def available_cpus() -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    # Which model store entry the bento packs and serves (and falls back to).
-    model_tag: str = f"{MODEL_NAME}:latest"
-    # API worker processes, one per CPU by default; each predicts on one XGBoost thread. The instance is ready
-    # once this many workers are (serving/readiness.py).
-    workers: int = field(default_factory=available_cpus)
-    xgboost_threads: int = 1
-    request_timeout_s: int = 30  # 504 past this
-    max_body_bytes: int = 4 * 2**20  # 413 past this; a full 10,000-record batch is about 1.5 MB
-    max_in_flight: int = 100  # per worker; 429 past this (above Cloud Run's per-instance concurrency of 80)
-    # Allocations between young garbage collections; CPython's 700 makes full collections, which pause every
-    # request in flight, many times more frequent under load (docs/PERFORMANCE.md).
-    gc_young_allocations: int = 10_000
-    # A prediction that reaches a worker still loading its model waits this long for it before its 503.
-    load_wait_s: float = 10.0
-    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
-    log_level: str = "INFO"  # DEBUG adds request bodies (input values) to the request log
-    # One line per successful request. Cloud Run (which sets K_SERVICE) writes its own request log entry for
-    # every request, so there the default is off: 4xx and 5xx lines, which say more, are always written.
-    log_successes: bool = True
-    google_cloud_project: str | None = None  # prefixes trace ids so Cloud Logging links them to traces
-    # Cloud Storage: unset bucket means "serve the model in the bento".
-    gcs_bucket: str | None = None
-    gcs_prefix: str = MODEL_NAME
-    gcs_model_version: str = "latest"  # a version folder under the prefix, or "latest" (the pointer)
-    gcs_blob_name: str | None = None  # an explicit booster object, as older deployments configure it
-    gcs_deadline_s: float = 10.0  # start-up budget for Cloud Storage, retries included
-    gcs_strict: bool = False  # on failure: refuse to become ready instead of serving the bento's model
-    storage_emulator_host: str | None = None  # e.g. http://127.0.0.1:4443 for fake-gcs-server
+    model_tag: str = setting("PENGUIN_MODEL_TAG", "which model-store entry the bento packs and serves", f"{MODEL_NAME}:latest")
+    workers: int = setting(
+        "PENGUIN_WORKERS",
+        "API worker processes, each predicting on one XGBoost thread; the instance is ready once all are",
+        factory=available_cpus,
+        shown="one per CPU (the CPU quota where one is set)",
+    )
+    xgboost_threads: int = setting("PENGUIN_XGBOOST_THREADS", "XGBoost threads per prediction", 1)
+    request_timeout_s: int = setting("PENGUIN_REQUEST_TIMEOUT_S", "504 past this many seconds", 30)
+    max_body_bytes: int = setting(
+        "PENGUIN_MAX_BODY_BYTES", "413 past this request body size (a full 10,000-record batch is about 1.5 MB)", 4 * 2**20
+    )
+    max_in_flight: int = setting(
+        "PENGUIN_MAX_IN_FLIGHT", "429 past this many requests in flight per worker (above Cloud Run's 80 per instance)", 100
+    )
+    gc_young_allocations: int = setting(
+        "PENGUIN_GC_YOUNG_ALLOCATIONS",
+        "allocations between young garbage collections (CPython: 700), set when each worker starts (docs/PERFORMANCE.md)",
+        10_000,
+    )
+    load_wait_s: float = setting(
+        "PENGUIN_LOAD_WAIT_S",
+        "how long a prediction that reaches a worker still loading its model waits for it before its 503",
+        10.0,
+    )
+    cors_origins: tuple[str, ...] = setting(
+        "PENGUIN_CORS_ORIGINS", "comma-separated origins allowed by CORS; CORS is off when unset", ()
+    )
+    log_level: str = setting(
+        "PENGUIN_LOG_LEVEL", "request log level; DEBUG adds each request body (input values)", "INFO", parse=str.upper
+    )
+    log_successes: bool = setting(
+        "PENGUIN_LOG_SUCCESSES",
+        "a request log line for each successful request too (errors always get one)",
+        True,
+        from_env=lambda env: "K_SERVICE" not in env,
+        shown="on; off where K_SERVICE is set (Cloud Run, whose own request log has every request)",
+    )
+    google_cloud_project: str | None = setting(
+        "GOOGLE_CLOUD_PROJECT", "prefixes trace ids in the request log (projects/P/traces/T) so Cloud Logging links them"
+    )
+    gcs_bucket: str | None = setting(
+        "GCS_BUCKET_NAME", "serve the model from this Cloud Storage bucket; unset: the bento's model"
+    )
+    gcs_prefix: str = setting(
+        "GCS_MODEL_PREFIX", "the model's folder in the bucket", MODEL_NAME, parse=lambda value: value.strip("/")
+    )
+    gcs_model_version: str = setting(
+        "GCS_MODEL_VERSION", "a version folder under the prefix, or latest (the pointer train.py --push moves)", "latest"
+    )
+    gcs_deadline_s: float = setting(
+        "GCS_LOAD_DEADLINE_S", "start-up budget for Cloud Storage, retries included; past it the bento's model serves", 10.0
+    )
+    gcs_strict: bool = setting("GCS_STRICT", "on a Cloud Storage failure refuse to become ready instead of falling back", False)
+    storage_emulator_host: str | None = setting(
+        "STORAGE_EMULATOR_HOST", "a Cloud Storage emulator's URL (anonymous credentials); unset: Application Default Credentials"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        default = cls()
-        return cls(
-            model_tag=env.get("PENGUIN_MODEL_TAG", default.model_tag),
-            workers=int(env["PENGUIN_WORKERS"]) if env.get("PENGUIN_WORKERS") else default.workers,
-            xgboost_threads=int(env.get("PENGUIN_XGBOOST_THREADS", default.xgboost_threads)),
-            request_timeout_s=int(env.get("PENGUIN_REQUEST_TIMEOUT_S", default.request_timeout_s)),
-            max_body_bytes=int(env.get("PENGUIN_MAX_BODY_BYTES", default.max_body_bytes)),
-            max_in_flight=int(env.get("PENGUIN_MAX_IN_FLIGHT", default.max_in_flight)),
-            gc_young_allocations=int(env.get("PENGUIN_GC_YOUNG_ALLOCATIONS", default.gc_young_allocations)),
-            load_wait_s=float(env.get("PENGUIN_LOAD_WAIT_S", default.load_wait_s)),
-            cors_origins=tuple(o.strip() for o in env.get("PENGUIN_CORS_ORIGINS", "").split(",") if o.strip()),
-            log_level=env.get("PENGUIN_LOG_LEVEL", default.log_level).upper(),
-            log_successes=env["PENGUIN_LOG_SUCCESSES"].lower() in _TRUE
-            if env.get("PENGUIN_LOG_SUCCESSES")
-            else "K_SERVICE" not in env,
-            google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
-            gcs_bucket=env.get("GCS_BUCKET_NAME") or None,
-            gcs_prefix=env.get("GCS_MODEL_PREFIX", default.gcs_prefix).strip("/"),
-            gcs_model_version=env.get("GCS_MODEL_VERSION", default.gcs_model_version),
-            gcs_blob_name=env.get("GCS_BLOB_NAME") or None,
-            gcs_deadline_s=float(env.get("GCS_LOAD_DEADLINE_S", default.gcs_deadline_s)),
-            gcs_strict=env.get("GCS_STRICT", "").lower() in _TRUE,
-            storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
-        )
+        return from_env(cls, env)
 
 
 SETTINGS = Settings.from_env()

@@ -130,7 +130,6 @@ def fetch_model(
     bucket_name: str,
     prefix: str,
     version: str,
-    blob_name: str | None,
     deadline_s: float,
     nthread: int,
 ) -> PenguinModel:
@@ -142,14 +141,10 @@ def fetch_model(
         # download_as_bytes verifies the crc32c that Cloud Storage reports and raises DataCorruption.
         return bucket.blob(name).download_as_bytes(checksum="crc32c", **deadline.call_options())
 
-    if blob_name:
-        booster_name = blob_name
-        metadata_name = posixpath.join(posixpath.dirname(blob_name), METADATA_FILE)
-    else:
-        if version == LATEST:
-            version = json.loads(download(posixpath.join(prefix, LATEST)))["version"]
-        folder = version_prefix(prefix, version)
-        booster_name, metadata_name = posixpath.join(folder, BOOSTER_FILE), posixpath.join(folder, METADATA_FILE)
+    if version == LATEST:
+        version = json.loads(download(posixpath.join(prefix, LATEST)))["version"]
+    folder = version_prefix(prefix, version)
+    booster_name, metadata_name = posixpath.join(folder, BOOSTER_FILE), posixpath.join(folder, METADATA_FILE)
     metadata = json.loads(download(metadata_name))
     booster_raw = download(booster_name)
     return PenguinModel.from_bytes(

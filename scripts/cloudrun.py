@@ -13,31 +13,24 @@ and the dashboard.
                                      [--parallelism 10] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
     .venv/bin/python -m scripts.cloudrun job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
 
-Settings come from the environment (defaults in brackets): GCP_PROJECT (required), CLOUD_RUN_REGION
-[europe-west1], CLOUD_RUN_SERVICE [penguin-serve], CLOUD_RUN_SERVICE_ACCOUNT
-[penguin-serve@PROJECT.iam.gserviceaccount.com], CLOUD_RUN_CPU [1], CLOUD_RUN_MEMORY [1Gi],
-CLOUD_RUN_CONCURRENCY [80], CLOUD_RUN_MIN_INSTANCES [0], CLOUD_RUN_MAX_INSTANCES [10], CLOUD_RUN_TIMEOUT_S [30],
-CLOUD_RUN_PROMETHEUS_SIDECAR [true: run the Managed Service for Prometheus collector beside the service, with
-instance-based billing], CLOUD_RUN_SIDECAR_IMAGE [Google's cloud-run-gmp-sidecar], CLOUD_RUN_MONITORING_SECRET
-[penguin-serve-run-monitoring], GCS_BUCKET_NAME and GCS_MODEL_PREFIX (passed to the service). The service is
-private unless --public. The scoring job: CLOUD_RUN_JOB [penguin-score], CLOUD_RUN_JOB_SERVICE_ACCOUNT
-[penguin-score@PROJECT.iam.gserviceaccount.com], CLOUD_RUN_JOB_MEMORY [2Gi].
+Settings come from the environment: penguin_serve/deployment.py's Deploy, listed with their defaults in
+docs/configuration.md (GCP_PROJECT is required). The service is private unless --public.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import string
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from penguin_serve.contract import EXAMPLE, SPECIES
+from penguin_serve.deployment import Deploy
 from penguin_serve.jobs.locations import split_gs_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,61 +38,10 @@ SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
 RUN_MONITORING = REPO_ROOT / "monitoring" / "run-monitoring.yaml"
 ALERT_RULES = REPO_ROOT / "monitoring" / "alert-rules.yaml"
 DASHBOARD = REPO_ROOT / "monitoring" / "dashboard.json"
-SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
 SIDECAR_CONFIG_PATH = "/etc/rungmp/config.yaml"  # where the sidecar reads its RunMonitoring configuration
 STARTUP_PROBE = "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30"
 LIVENESS_PROBE = "httpGet.path=/livez,httpGet.port=8080,periodSeconds=10,timeoutSeconds=1,failureThreshold=3"
 SMOKE_RECORD, SMOKE_SPECIES = EXAMPLE, SPECIES[0]  # the API's example: the table's first Adelie
-
-
-@dataclass(frozen=True)
-class Config:
-    project: str
-    region: str
-    service: str
-    service_account: str
-    cpu: str
-    memory: str
-    concurrency: str
-    min_instances: str
-    max_instances: str
-    timeout_s: str
-    gcs_bucket: str
-    gcs_prefix: str
-    prometheus_sidecar: bool
-    sidecar_image: str
-    monitoring_secret: str
-    job: str
-    job_service_account: str
-    job_memory: str
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> Config:
-        project = env.get("GCP_PROJECT") or sys.exit("set GCP_PROJECT")
-        return cls(
-            project=project,
-            region=env.get("CLOUD_RUN_REGION", "europe-west1"),
-            service=env.get("CLOUD_RUN_SERVICE", "penguin-serve"),
-            service_account=env.get("CLOUD_RUN_SERVICE_ACCOUNT", f"penguin-serve@{project}.iam.gserviceaccount.com"),
-            cpu=env.get("CLOUD_RUN_CPU", "1"),
-            memory=env.get("CLOUD_RUN_MEMORY", "1Gi"),
-            concurrency=env.get("CLOUD_RUN_CONCURRENCY", "80"),
-            min_instances=env.get("CLOUD_RUN_MIN_INSTANCES", "0"),
-            max_instances=env.get("CLOUD_RUN_MAX_INSTANCES", "10"),
-            timeout_s=env.get("CLOUD_RUN_TIMEOUT_S", "30"),
-            gcs_bucket=env.get("GCS_BUCKET_NAME", ""),
-            gcs_prefix=env.get("GCS_MODEL_PREFIX", "penguin_classifier"),
-            prometheus_sidecar=env.get("CLOUD_RUN_PROMETHEUS_SIDECAR", "true").lower() not in ("0", "false", "no", "off"),
-            sidecar_image=env.get("CLOUD_RUN_SIDECAR_IMAGE", SIDECAR_IMAGE),
-            monitoring_secret=env.get("CLOUD_RUN_MONITORING_SECRET", "penguin-serve-run-monitoring"),
-            job=env.get("CLOUD_RUN_JOB", "penguin-score"),
-            job_service_account=env.get("CLOUD_RUN_JOB_SERVICE_ACCOUNT", f"penguin-score@{project}.iam.gserviceaccount.com"),
-            job_memory=env.get("CLOUD_RUN_JOB_MEMORY", "2Gi"),
-        )
-
-    @property
-    def where(self) -> list[str]:
-        return ["--project", self.project, "--region", self.region]
 
 
 class Gcloud:
@@ -128,7 +70,7 @@ def require_digest(image: str) -> str:
     return image
 
 
-def deploy_args(config: Config, image: str, public: bool) -> list[str]:
+def deploy_args(config: Deploy, image: str, public: bool) -> list[str]:
     env_vars = f"GCS_BUCKET_NAME={config.gcs_bucket},GCS_MODEL_PREFIX={config.gcs_prefix}"
     service = [
         "run",
@@ -180,7 +122,7 @@ def deploy_args(config: Config, image: str, public: bool) -> list[str]:
     return [*service, "--no-cpu-throttling", "--container", "app", *app, "--container", "collector", *collector, *access]
 
 
-def monitoring_config(config: Config, gcloud: Gcloud) -> int:
+def monitoring_config(config: Deploy, gcloud: Gcloud) -> int:
     """The sidecar's scrape configuration as a new version of its secret, readable by the service account."""
     exists = gcloud.succeeds("secrets", "describe", config.monitoring_secret, "--project", config.project)
     add = ["versions", "add"] if exists else ["create"]
@@ -199,7 +141,7 @@ def monitoring_config(config: Config, gcloud: Gcloud) -> int:
     return 0
 
 
-def alert_policies(config: Config, gcloud: Gcloud) -> int:
+def alert_policies(config: Deploy, gcloud: Gcloud) -> int:
     """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies with PromQL conditions."""
     gcloud(
         "monitoring",
@@ -230,7 +172,7 @@ def prefix_condition(bucket: str, prefix: str, title: str) -> str:
     return f"--condition=expression={expression},title={title}"
 
 
-def job_env(config: Config, source: str, output: str, key_column: str | None) -> str:
+def job_env(config: Deploy, source: str, output: str, key_column: str | None) -> str:
     pairs = {
         "SCORE_INPUT": source,
         "SCORE_OUTPUT": output,
@@ -244,7 +186,7 @@ def job_env(config: Config, source: str, output: str, key_column: str | None) ->
 
 
 def job_deploy(
-    config: Config,
+    config: Deploy,
     gcloud: Gcloud,
     image: str,
     source: str,
@@ -282,7 +224,7 @@ def job_deploy(
     return 0
 
 
-def job_run(config: Config, gcloud: Gcloud, source: str | None, output: str | None, tasks: int | None) -> int:
+def job_run(config: Deploy, gcloud: Gcloud, source: str | None, output: str | None, tasks: int | None) -> int:
     """Execute the job and wait for it; another input and output, or another task count, for this run only."""
     overrides = []
     if source and output:
@@ -294,12 +236,12 @@ def job_run(config: Config, gcloud: Gcloud, source: str | None, output: str | No
     return 0
 
 
-def dashboard(config: Config, gcloud: Gcloud) -> int:
+def dashboard(config: Deploy, gcloud: Gcloud) -> int:
     gcloud("monitoring", "dashboards", "create", f"--config-from-file={DASHBOARD}", "--project", config.project)
     return 0
 
 
-def deploy(config: Config, gcloud: Gcloud, image: str, public: bool) -> int:
+def deploy(config: Deploy, gcloud: Gcloud, image: str, public: bool) -> int:
     gcloud(*deploy_args(config, image, public))
     return 0
 
@@ -320,7 +262,7 @@ def smoke_test(url: str, token: str | None) -> bool:
     return passed
 
 
-def canary(config: Config, gcloud: Gcloud, image: str, steps: list[int], tag: str, step_wait_s: float, public: bool) -> int:
+def canary(config: Deploy, gcloud: Gcloud, image: str, steps: list[int], tag: str, step_wait_s: float, public: bool) -> int:
     previous = gcloud(
         "run",
         "services",
@@ -355,7 +297,7 @@ def canary(config: Config, gcloud: Gcloud, image: str, steps: list[int], tag: st
     return 0
 
 
-def rollback(config: Config, gcloud: Gcloud, revision: str | None) -> int:
+def rollback(config: Deploy, gcloud: Gcloud, revision: str | None) -> int:
     if revision is None:
         listed = gcloud(
             "run",
@@ -377,7 +319,7 @@ def rollback(config: Config, gcloud: Gcloud, revision: str | None) -> int:
     return 0
 
 
-def service_yaml(config: Config, image: str) -> str:
+def service_yaml(config: Deploy, image: str) -> str:
     """deploy/service.yaml filled with the same settings as deploy; without the collector when the sidecar is off."""
     rendered = string.Template(SERVICE_YAML.read_text()).substitute(**asdict(config), image=require_digest(image))
     if config.prometheus_sidecar:
@@ -427,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.choices[name].add_argument("--dry-run", action="store_true", help="print the gcloud commands only")
     args = parser.parse_args(argv)
 
-    config = Config.from_env()
+    config = Deploy.from_env()
     if args.command == "service-yaml":
         print(service_yaml(config, args.image), end="")
         return 0

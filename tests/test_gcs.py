@@ -10,9 +10,9 @@ import pytest
 from google.api_core.exceptions import NotFound
 
 import train
-from penguin_serve.contract import encode
+from penguin_serve.contract import MODEL_NAME, encode
 from penguin_serve.loading import load_serving_model
-from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, MODEL_NAME, ModelCheckError, PenguinModel
+from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, ModelCheckError, PenguinModel
 from penguin_serve.model_card import MODEL_CARD_FILE
 from penguin_serve.settings import Settings
 from penguin_serve.storage import (
@@ -66,7 +66,7 @@ def another_version(exported_model, tmp_path, version):
 
 
 def test_round_trip_gives_identical_predictions_and_matching_checksums(client, bucket, pushed, exported_model):
-    fetched = fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, nthread=1)
+    fetched = fetch_model(client, bucket, MODEL_NAME, LATEST, DEADLINE_S, nthread=1)
     local = PenguinModel.from_files(exported_model, "export", nthread=1)
     assert fetched.version == pushed == local.version and fetched.source == "gcs"
     rows = encode(load_dataset().penguins)
@@ -92,13 +92,8 @@ def test_a_version_is_never_overwritten(client, bucket, pushed, exported_model):
 
 def test_latest_moves_to_the_newest_push_and_older_versions_stay_loadable(client, bucket, pushed, exported_model, tmp_path):
     newer = push_model(client, bucket, MODEL_NAME, another_version(exported_model, tmp_path, "v2"))
-    assert fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, 1).version == newer == "v2"
-    assert fetch_model(client, bucket, MODEL_NAME, pushed, None, DEADLINE_S, 1).version == pushed
-
-
-def test_explicit_blob_name_as_older_deployments_configure_it(client, bucket, pushed):
-    model = fetch_model(client, bucket, "ignored", LATEST, f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}", DEADLINE_S, 1)
-    assert model.version == pushed and model.location.endswith(f"{pushed}/{BOOSTER_FILE}")
+    assert fetch_model(client, bucket, MODEL_NAME, LATEST, DEADLINE_S, 1).version == newer == "v2"
+    assert fetch_model(client, bucket, MODEL_NAME, pushed, DEADLINE_S, 1).version == pushed
 
 
 def test_concurrent_pointer_moves_exactly_one_wins(client, bucket, pushed):
@@ -207,7 +202,7 @@ def test_object_changed_behind_its_metadata_is_never_served(client, bucket, push
     blob = client.bucket(bucket).blob(f"{MODEL_NAME}/{pushed}/{BOOSTER_FILE}")
     blob.upload_from_string(blob.download_as_bytes().replace(b'"learner"', b'"leArner"', 1))
     with pytest.raises(ModelCheckError, match="sha256"):
-        fetch_model(client, bucket, MODEL_NAME, LATEST, None, DEADLINE_S, 1)
+        fetch_model(client, bucket, MODEL_NAME, LATEST, DEADLINE_S, 1)
     assert_fell_back(settings_for(bucket, gcs_emulator.url), bento_path, caplog, "does not match")
 
 
@@ -248,7 +243,6 @@ def test_settings_from_environment():
         {
             "GCS_BUCKET_NAME": "b",
             "GCS_MODEL_PREFIX": "/p/",
-            "GCS_BLOB_NAME": "x/booster.json",
             "GCS_STRICT": "true",
             "GCS_LOAD_DEADLINE_S": "4.5",
             "GCS_MODEL_VERSION": "v1",
@@ -256,11 +250,6 @@ def test_settings_from_environment():
             "STORAGE_EMULATOR_HOST": "http://h",
         }
     )
-    assert (settings.gcs_bucket, settings.gcs_prefix, settings.gcs_blob_name, settings.gcs_strict) == (
-        "b",
-        "p",
-        "x/booster.json",
-        True,
-    )
+    assert (settings.gcs_bucket, settings.gcs_prefix, settings.gcs_strict) == ("b", "p", True)
     assert (settings.gcs_deadline_s, settings.gcs_model_version, settings.workers) == (4.5, "v1", 3)
     assert Settings.from_env({}) == Settings()

@@ -199,7 +199,7 @@ def test_root_filesystem_is_read_only_for_the_service(cloud_run_container):
 
 
 def test_loads_the_model_from_the_gcs_emulator_on_the_host(image, exported_model, gcs_emulator, bucket):
-    from penguin_serve.model import MODEL_NAME
+    from penguin_serve.contract import MODEL_NAME
     from penguin_serve.storage import make_client, push_model
 
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)

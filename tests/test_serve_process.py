@@ -10,7 +10,8 @@ import requests
 from conftest import KNOWN_RECORDS
 from server import ServeProcess
 
-from penguin_serve.model import BOOSTER_FILE, MODEL_NAME
+from penguin_serve.contract import MODEL_NAME
+from penguin_serve.model import BOOSTER_FILE
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 

@@ -219,3 +219,44 @@ def test_typed_methods_answer_in_process_like_the_http_routes(api):
     assert single.model_dump() == over_http and [r.model_dump() for r in records] == [over_http] * 2
     assert isinstance(columns, PredictionColumns)
     assert columns.model_dump() == api.post("/predict_batch", json={name: [value] * 2 for name, value in ADELIE.items()}).json()
+
+
+def test_every_typed_api_is_an_endpoint_the_http_routes_answer_and_the_spec_documents():
+    import service
+    from penguin_serve.serving.endpoints import ENDPOINTS
+    from penguin_serve.serving.routes import unserved_apis
+
+    assert {api.route for api in service.PenguinClassifier.apis.values()} == set(ENDPOINTS)
+    # A plain @bentoml.api added without its Endpoint, and an Endpoint without its method, are named.
+    [added] = unserved_apis({*ENDPOINTS, "/predict_later"}, ENDPOINTS)
+    assert added.startswith("@bentoml.api route /predict_later has no Endpoint: add one to ENDPOINTS")
+    [orphan] = unserved_apis(set(ENDPOINTS) - {"/explain"}, ENDPOINTS)
+    assert orphan.startswith("Endpoint /explain has no typed method")
+
+
+def test_a_service_with_a_typed_api_the_routes_do_not_answer_refuses_to_start(tmp_path):
+    """The check runs where the service module is imported, so `bentoml serve` stops with the message."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    extended = (
+        (REPO_ROOT / "service.py")
+        .read_text()
+        .replace(
+            "    @bentoml.api(route=EXPLAIN.path)",
+            "    @bentoml.api(route='/predict_later')\n    async def later(self, penguin: Penguin, /) -> Prediction: ...\n\n"
+            "    @bentoml.api(route=EXPLAIN.path)",
+        )
+    )
+    (tmp_path / "extended_service.py").write_text(extended)
+    result = subprocess.run(
+        [sys.executable, "-c", "import extended_service"],
+        cwd=REPO_ROOT,  # where `bentoml serve` runs: the image's requirements file is found from there
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "@bentoml.api route /predict_later has no Endpoint" in result.stderr

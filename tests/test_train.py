@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import train
-from penguin_serve.contract import FEATURE_NAMES, SPECIES, encode
-from penguin_serve.model import MODEL_NAME, PenguinModel
+from penguin_serve.contract import FEATURE_NAMES, MODEL_NAME, SPECIES, encode
+from penguin_serve.model import PenguinModel
 from penguin_serve.training.dataset import load_dataset
 
 

@@ -14,7 +14,7 @@ import requests
 from conftest import KNOWN_RECORDS
 from server import ServeProcess
 
-from penguin_serve.model import MODEL_NAME
+from penguin_serve.contract import MODEL_NAME
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -37,7 +36,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..contract import MAX_BATCH_RECORDS, SPECIES, Penguin, PenguinColumns, encode_columns, field_errors
+from .. import answers
+from ..contract import MAX_BATCH_RECORDS, Penguin, PenguinColumns, encode_columns, field_errors
+from ..deployment import Job
 from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import SETTINGS
@@ -45,8 +46,7 @@ from .locations import AlreadyExists, Location, open_location
 
 CHUNK_ROWS = MAX_BATCH_RECORDS
 MISSING = ("", "NA")  # how tables write an unknown value
-OUTPUT_COLUMNS = ["key", "prediction", *(f"probability_{species}" for species in SPECIES), "confidence", "model_version",
-                  "out_of_distribution", "warnings"]  # fmt: skip
+OUTPUT_COLUMNS = ["key", *answers.csv_header()]
 FIELDS = tuple(Penguin.model_fields)
 REQUIRED = tuple(name for name, field in Penguin.model_fields.items() if field.is_required())
 
@@ -79,10 +79,6 @@ def _number(number: type, value: str) -> Any:
         return number(value)
     except ValueError:
         return value
-
-
-def _json_list(values: list[str]) -> str:
-    return json.dumps(values) if values else "[]"
 
 
 def validate(
@@ -118,11 +114,8 @@ def score_chunk(
     writer.writerow(OUTPUT_COLUMNS)
     if valid is not None:
         features = encode_columns(valid)
-        answers = model.answer_columns(features, model.probabilities(features))
-        writer.writerows(zip(
-            [keys[i] for i in kept], answers["prediction"], *answers["probabilities"].values(), answers["confidence"],
-            [answers["model_version"]] * len(kept), map(_json_list, answers["out_of_distribution"]), map(_json_list, answers["warnings"]),
-        ))  # fmt: skip
+        built = answers.build(model, features, model.probabilities(features))
+        writer.writerows(answers.csv_rows(built, [keys[i] for i in kept]))
     rejected = "".join(json.dumps(entry) + "\n" for entry in rejects)
     return out.getvalue().encode(), rejected.encode(), len(kept), len(rejects)
 
@@ -246,12 +239,12 @@ def finalize(source: Location, output: Location, files: list[str], task: int) ->
     return True
 
 
-def bento_model_dir() -> Path:
+def bento_model_dir(bento_path: str | None) -> Path:
     """The model the service would serve without Cloud Storage: in a container, the one the bento packs
     ($BENTO_PATH/models/NAME/VERSION, the bento's layout); elsewhere, the model store's."""
     name = SETTINGS.model_tag.split(":")[0]
-    if os.environ.get("BENTO_PATH"):
-        [version] = [d for d in (Path(os.environ["BENTO_PATH"]) / "models" / name).iterdir() if d.is_dir()]
+    if bento_path:
+        [version] = [d for d in (Path(bento_path) / "models" / name).iterdir() if d.is_dir()]
         return version
     import bentoml
 
@@ -259,27 +252,24 @@ def bento_model_dir() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    job = Job.from_env()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--input", default=os.environ.get("SCORE_INPUT"), help="a CSV file, a folder, or gs://BUCKET/PREFIX (env SCORE_INPUT)"
-    )
-    parser.add_argument(
-        "--output", default=os.environ.get("SCORE_OUTPUT"), help="a folder or gs://BUCKET/PREFIX (env SCORE_OUTPUT)"
-    )
+    parser.add_argument("--input", default=job.input, help="a CSV file, a folder, or gs://BUCKET/PREFIX (env SCORE_INPUT)")
+    parser.add_argument("--output", default=job.output, help="a folder or gs://BUCKET/PREFIX (env SCORE_OUTPUT)")
     parser.add_argument(
         "--key-column",
-        default=os.environ.get("SCORE_KEY_COLUMN") or None,
+        default=job.key_column,
         help="the column that identifies a row in the output (default: its row number in its file)",
     )
-    parser.add_argument("--task-index", type=int, default=int(os.environ.get("CLOUD_RUN_TASK_INDEX", 0)))
-    parser.add_argument("--task-count", type=int, default=int(os.environ.get("CLOUD_RUN_TASK_COUNT", 1)))
+    parser.add_argument("--task-index", type=int, default=job.task_index, help="env CLOUD_RUN_TASK_INDEX")
+    parser.add_argument("--task-count", type=int, default=job.task_count, help="env CLOUD_RUN_TASK_COUNT")
     args = parser.parse_args(argv)
     if not args.input or not args.output:
         parser.error("--input and --output (or SCORE_INPUT and SCORE_OUTPUT) are required")
 
     # As the service loads it, except that a Cloud Storage failure fails the task: the output must not silently
     # name another model. Retries are Cloud Run's (the job's --max-retries).
-    model = load_serving_model(dataclasses.replace(SETTINGS, gcs_strict=True), bento_model_dir())
+    model = load_serving_model(dataclasses.replace(SETTINGS, gcs_strict=True), bento_model_dir(job.bento_path))
     source = open_location(args.input, SETTINGS.storage_emulator_host)
     output = open_location(args.output, SETTINGS.storage_emulator_host)
     files = source.list(".csv")

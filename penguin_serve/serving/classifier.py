@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 
-from ..contract import slice_columns
+from .. import answers
 from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import Settings
@@ -41,7 +41,7 @@ class Classifier:
         self.instance = instance
         self.load_wait_s = load_wait_s
         self.loading = True  # until load() has finished, with a model or without one
-        self._batcher = MicroBatcher(self._answer_rows, slice_columns)
+        self._batcher = MicroBatcher(self._answer_rows, answers.rows)
         self._explainer = MicroBatcher(self._contribution_rows, slice_rows)
         MODEL_READY.set(0)
 
@@ -100,7 +100,7 @@ class Classifier:
     def _answer_rows(self, rows: np.ndarray) -> dict[str, Any]:
         model = self.checked_model()
         probabilities = model.probabilities(rows)
-        answers = model.answer_columns(rows, probabilities)
+        built = answers.build(model, rows, probabilities)
         record_model_call(model, rows, probabilities)
-        record_out_of_distribution(answers["out_of_distribution"])
-        return answers
+        record_out_of_distribution(built["out_of_distribution"])
+        return built

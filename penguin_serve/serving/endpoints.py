@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from ..answers import records
 from ..contract import (
     EXAMPLE_COLUMNS,
     EXAMPLES,
@@ -26,7 +27,6 @@ from ..contract import (
     PredictionColumns,
     encode,
     encode_batch,
-    prediction_records,
 )
 from .classifier import Classifier
 
@@ -57,12 +57,12 @@ class Endpoint:
 
 
 async def predict(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
-    return prediction_records(await classifier.answer(encode([penguin])))[0]
+    return records(await classifier.answer(encode([penguin])))[0]
 
 
 async def predict_batch(classifier: Classifier, batch: list[Penguin] | PenguinColumns) -> Any:
     answers = await classifier.answer(encode_batch(batch))
-    return answers if isinstance(batch, PenguinColumns) else prediction_records(answers)
+    return answers if isinstance(batch, PenguinColumns) else records(answers)
 
 
 async def explain(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
@@ -70,7 +70,7 @@ async def explain(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
     answers = await classifier.answer(features)
     base, fields = await classifier.contributions(features)
     return {
-        **prediction_records(answers)[0],
+        **records(answers)[0],
         "base_value": dict(zip(SPECIES, base[0].tolist())),
         "contributions": {field: dict(zip(SPECIES, values)) for field, values in zip(FIELD_COLUMNS, fields[0].tolist())},
     }

@@ -4,6 +4,7 @@ model information and the health endpoint existing clients poll. Mounted at / by
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import bentoml
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..contract import EXAMPLE
 from ..model_card import render as render_model_card
 from .classifier import NOT_READY_MESSAGE, Classifier
 from .endpoints import ENDPOINTS
@@ -43,7 +45,7 @@ PAGE = """<!DOCTYPE html>
   <header>
     <h1>{name}</h1>
     <p id="versions">bento {bento} &middot; model {model}</p>
-    <p><code>curl -X POST {origin}/predict -H 'Content-Type: application/json' -d '{{"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750, "sex": "male", "island": "Torgersen"}}'</code></p>
+    <p><code>curl -X POST {origin}/predict -H 'Content-Type: application/json' -d '{example}'</code></p>
     <p><a href="/docs.json">OpenAPI spec</a> &middot; <a href="/model">model</a> &middot; <a href="/model/card">model card</a> &middot; <a href="/health">health</a> &middot; <a href="/metrics">metrics</a></p>
   </header>
   <div id="swagger-ui"></div>
@@ -69,7 +71,7 @@ def create_app(classifier: Classifier) -> Starlette:
         return HTMLResponse(
             PAGE.format(
                 name=NAME, bento=html.escape(bento), model=html.escape(model),
-                origin=html.escape(origin),
+                origin=html.escape(origin), example=html.escape(json.dumps(EXAMPLE)),
             )
         )  # fmt: skip
 

@@ -88,6 +88,23 @@ class ApiRoutes:
         await send_json(send, 200, answer)
 
 
+def unserved_apis(typed_routes: set[str], endpoints: dict[str, Endpoint]) -> list[str]:
+    """What keeps the typed API and the HTTP routes from being the same set: a `@bentoml.api` route that
+    ApiRoutes does not answer (BentoML would, with its 400 instead of this API's 422, missing from /docs.json),
+    or an endpoint without its typed method (BentoML's clients would not see it). Empty when they agree."""
+    problems = [
+        f"@bentoml.api route {route} has no Endpoint: add one to ENDPOINTS in penguin_serve/serving/endpoints.py "
+        "(path, request and response types, answer) so that the HTTP routes answer it and /docs.json documents it"
+        for route in sorted(typed_routes - set(endpoints))
+    ]
+    problems += [
+        f"Endpoint {path} has no typed method: add a @bentoml.api(route={path!r}) method to service.py that "
+        "returns its answer, for BentoML's clients and in-process callers"
+        for path in sorted(set(endpoints) - typed_routes)
+    ]
+    return problems
+
+
 def invalid_body(error: ValidationError) -> tuple[int, dict]:
     """400 for a body that is not JSON at all, else 422 with one entry per invalid field."""
     errors = error.errors(include_url=False, include_context=False, include_input=False)

@@ -1,0 +1,48 @@
+"""docs/configuration.md is what scripts/configuration.py writes from the settings' declarations, and it lists
+every environment variable that any entry point reads (Python, the shell scripts, the Makefile)."""
+
+import re
+
+from conftest import REPO_ROOT
+
+from scripts.configuration import markdown
+
+PAGE = REPO_ROOT / "docs" / "configuration.md"
+READS = (
+    r"environ\.get\(\"([A-Z_]+)\"",
+    r"environ\[\"([A-Z_]+)\"\]",
+    r"env\.get\(\"([A-Z_]+)\"",
+    r"env_var=\"([A-Z_]+)\"",
+    r"setting\(\s*\"([A-Z_]+)\"",
+    r"\$\{([A-Z_]+)[:}]",
+    r"^([A-Z_]+) \?=",
+)
+NOT_SETTINGS = {"PATH", "HOME"}
+
+
+def read_variables() -> dict[str, set[str]]:
+    files = [
+        path
+        for pattern in ("**/*.py", "scripts/*.sh", "Makefile", ".ci/run")
+        for path in REPO_ROOT.glob(pattern)
+        if not any(part.startswith(".venv") for part in path.relative_to(REPO_ROOT).parts)
+    ]
+    found: dict[str, set[str]] = {}
+    for path in files:
+        text = path.read_text()
+        for pattern in READS:
+            for name in re.findall(pattern, text, re.MULTILINE):
+                found.setdefault(name, set()).add(str(path.relative_to(REPO_ROOT)))
+    return found
+
+
+def test_the_reference_is_what_the_declarations_give():
+    assert PAGE.read_text() == markdown(), "run: .venv/bin/python -m scripts.configuration > docs/configuration.md"
+
+
+def test_every_variable_an_entry_point_reads_is_in_the_reference():
+    listed = set(re.findall(r"^\| `([A-Z_]+)` \|", PAGE.read_text(), re.MULTILINE))
+    found = read_variables()
+    assert len(found) > 50  # the scan finds the reads at all
+    missing = {name: sorted(where) for name, where in found.items() if name not in listed | NOT_SETTINGS}
+    assert missing == {}
