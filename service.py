@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import bentoml
@@ -10,14 +9,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
 from penguin_serve.serving import bentoml_timeout, pages, request_log
-from penguin_serve.serving.classifier import Classifier
 from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
+from penguin_serve.serving.predictor import Predictor
 from penguin_serve.serving.readiness import InstanceReadiness
 from penguin_serve.serving.routes import ApiRoutes, unserved_apis
-from penguin_serve.serving.worker import configure_garbage_collector
+from penguin_serve.serving.worker import start_worker
 from penguin_serve.settings import SETTINGS
 
-logging.getLogger("penguin_serve").setLevel(logging.INFO)
 bentoml_timeout.install()  # before BentoML builds this worker's app
 
 # What `bentoml build` packs and `bentoml containerize` builds (README, "The container image"). The distro is
@@ -32,7 +30,7 @@ IMAGE = (
 
 # One per worker process: the typed methods below and the HTTP routes (penguin_serve/serving/routes.py) both
 # answer through it.
-CLASSIFIER = Classifier(InstanceReadiness(SETTINGS.workers), SETTINGS.load_wait_s)
+PREDICTOR = Predictor(InstanceReadiness(SETTINGS.workers), SETTINGS.load_wait_s)
 
 
 @bentoml.service(
@@ -45,21 +43,21 @@ CLASSIFIER = Classifier(InstanceReadiness(SETTINGS.workers), SETTINGS.load_wait_
     # {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
     tracing={"excluded_urls": list(ENDPOINTS)},
 )
-@bentoml.asgi_app(pages.create_app(CLASSIFIER), path="/")
+@bentoml.asgi_app(pages.create_app(PREDICTOR), path="/")
 class PenguinClassifier:
     bento_model = bentoml.models.BentoModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
         # Load in the background: /livez answers at once, /readyz says 503 until every worker's model has
         # loaded and passed its self-check.
-        configure_garbage_collector(SETTINGS.gc_young_allocations)
-        self.classifier = CLASSIFIER
+        start_worker(SETTINGS)
+        self.predictor = PREDICTOR
         threading.Thread(
-            target=self.classifier.load, args=(SETTINGS, self.bento_model.path), name="model-loader", daemon=True
+            target=self.predictor.load, args=(SETTINGS, self.bento_model.path), name="model-loader", daemon=True
         ).start()
 
     def __is_ready__(self) -> bool:
-        return self.classifier.instance_ready
+        return self.predictor.instance_ready
 
     # HTTP requests to these routes never reach the methods below: ApiRoutes answers them in one ASGI step,
     # without BentoML's per-request overhead. The methods are the typed API (BentoML's clients and schema) and
@@ -67,17 +65,17 @@ class PenguinClassifier:
     @bentoml.api(route=PREDICT.path)
     async def predict(self, penguin: Penguin, /) -> Prediction:
         """Classify one penguin. Invalid input: 422 listing each field and reason."""
-        return PREDICT.typed(await PREDICT.answer(self.classifier, penguin))
+        return PREDICT.typed(await PREDICT.answer(self.predictor, penguin))
 
     @bentoml.api(route=PREDICT_BATCH.path)
     async def predict_batch(self, penguins: BatchRequest, /) -> list[Prediction] | PredictionColumns:
         """Classify up to 10,000 penguins, sent as records or as columns; answers in order, in the same form."""
-        return PREDICT_BATCH.typed(await PREDICT_BATCH.answer(self.classifier, penguins))
+        return PREDICT_BATCH.typed(await PREDICT_BATCH.answer(self.predictor, penguins))
 
     @bentoml.api(route=EXPLAIN.path)
     async def explain(self, penguin: Penguin, /) -> Explanation:
         """Classify one penguin and say why: each field's contribution to each species' margin (log-odds)."""
-        return EXPLAIN.typed(await EXPLAIN.answer(self.classifier, penguin))
+        return EXPLAIN.typed(await EXPLAIN.answer(self.predictor, penguin))
 
 
 # Every typed API is served the same way (the HTTP routes, the spec) or the service does not start.
@@ -86,7 +84,6 @@ if problems := unserved_apis({api.route for api in PenguinClassifier.apis.values
 
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API
 # routes' answers too, and ApiRoutes answers the prediction endpoints.
-request_log.configure(SETTINGS.log_level)
 PenguinClassifier.add_asgi_middleware(
     request_log.RequestLog, project=SETTINGS.google_cloud_project, log_successes=SETTINGS.log_successes
 )
@@ -99,7 +96,7 @@ if SETTINGS.cors_origins:
     )
 PenguinClassifier.add_asgi_middleware(
     ApiRoutes,
-    classifier=CLASSIFIER,
+    predictor=PREDICTOR,
     endpoints=ENDPOINTS,
     max_body_bytes=SETTINGS.max_body_bytes,
     max_in_flight=SETTINGS.max_in_flight,

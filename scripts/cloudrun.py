@@ -39,8 +39,34 @@ RUN_MONITORING = REPO_ROOT / "monitoring" / "run-monitoring.yaml"
 ALERT_RULES = REPO_ROOT / "monitoring" / "alert-rules.yaml"
 DASHBOARD = REPO_ROOT / "monitoring" / "dashboard.json"
 SIDECAR_CONFIG_PATH = "/etc/rungmp/config.yaml"  # where the sidecar reads its RunMonitoring configuration
-STARTUP_PROBE = "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30"
-LIVENESS_PROBE = "httpGet.path=/livez,httpGet.port=8080,periodSeconds=10,timeoutSeconds=1,failureThreshold=3"
+# The probes, once: deploy passes them as gcloud flags, service-yaml as the YAML's startupProbe and livenessProbe.
+# Traffic only once every worker's model passed its self-check; liveness while the model still loads.
+PROBES = {
+    "startup": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 30},
+    "liveness": {"httpGet": {"path": "/livez", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 1, "failureThreshold": 3},
+}
+
+
+def probe_flag(probe: dict) -> str:
+    """gcloud's form: httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,..."""
+    return ",".join(
+        f"{key}.{inner}={value}" if isinstance(values, dict) else f"{key}={values}"
+        for key, values in probe.items()
+        for inner, value in (values.items() if isinstance(values, dict) else [(None, values)])
+    )
+
+
+def probe_yaml(probe: dict, indent: int) -> str:
+    """The YAML form, for a mapping nested `indent` spaces deep."""
+    lines = []
+    for key, values in probe.items():
+        if isinstance(values, dict):
+            lines += [f"{key}:", *(f"  {inner}: {value}" for inner, value in values.items())]
+        else:
+            lines.append(f"{key}: {values}")
+    return "\n".join(" " * indent + line for line in lines)
+
+
 SMOKE_RECORD, SMOKE_SPECIES = EXAMPLE, SPECIES[0]  # the API's example: the table's first Adelie
 
 
@@ -101,9 +127,9 @@ def deploy_args(config: Deploy, image: str, public: bool) -> list[str]:
         "--set-env-vars",
         env_vars,
         "--startup-probe",
-        STARTUP_PROBE,
+        probe_flag(PROBES["startup"]),
         "--liveness-probe",
-        LIVENESS_PROBE,
+        probe_flag(PROBES["liveness"]),
     ]
     access = ["--allow-unauthenticated" if public else "--no-allow-unauthenticated", "--quiet"]
     if not config.prometheus_sidecar:
@@ -321,7 +347,12 @@ def rollback(config: Deploy, gcloud: Gcloud, revision: str | None) -> int:
 
 def service_yaml(config: Deploy, image: str) -> str:
     """deploy/service.yaml filled with the same settings as deploy; without the collector when the sidecar is off."""
-    rendered = string.Template(SERVICE_YAML.read_text()).substitute(**asdict(config), image=require_digest(image))
+    rendered = string.Template(SERVICE_YAML.read_text()).substitute(
+        **asdict(config),
+        image=require_digest(image),
+        startup_probe=probe_yaml(PROBES["startup"], 12),
+        liveness_probe=probe_yaml(PROBES["liveness"], 12),
+    )
     if config.prometheus_sidecar:
         return rendered
     import yaml

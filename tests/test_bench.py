@@ -85,5 +85,5 @@ def test_profile_attributes_a_workers_samples_to_the_layers_a_request_crosses(tm
     shares = json.loads((tmp_path / "profile.json").read_text())["shares"]
     assert sum(shares.values()) == pytest.approx(1.0)
     # Every request crosses these; a renamed file would silently move its samples to "the rest".
-    for layer in ("TimeoutMiddleware", "ApiRoutes", "Classifier", "uvicorn"):
+    for layer in ("TimeoutMiddleware", "ApiRoutes", "Predictor", "uvicorn"):
         assert next(share for name, share in shares.items() if name.startswith(layer)) > 0, (layer, shares)

@@ -14,12 +14,12 @@ from penguin_serve.training.dataset import load_dataset
 
 
 @pytest.fixture(scope="module")
-def classifier(exported_model, tmp_path_factory):
-    from penguin_serve.serving.classifier import Classifier
+def predictor(exported_model, tmp_path_factory):
+    from penguin_serve.serving.predictor import Predictor
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
-    loaded = Classifier(InstanceReadiness(1, tmp_path_factory.mktemp("ready")))
+    loaded = Predictor(InstanceReadiness(1, tmp_path_factory.mktemp("ready")))
     loaded.load(SETTINGS, exported_model)
     return loaded
 
@@ -29,14 +29,14 @@ def penguins():
     return load_dataset().penguins
 
 
-def explain(classifier, penguin):
+def explain(predictor, penguin):
     from penguin_serve.serving.endpoints import EXPLAIN
 
-    return asyncio.run(EXPLAIN.answer(classifier, penguin))
+    return asyncio.run(EXPLAIN.answer(predictor, penguin))
 
 
-def test_contributions_add_up_to_the_margins_and_their_softmax_to_the_probabilities(classifier, penguins):
-    model = classifier.checked_model()
+def test_contributions_add_up_to_the_margins_and_their_softmax_to_the_probabilities(predictor, penguins):
+    model = predictor.checked_model()
     features = encode(penguins)
     margins = model.booster.predict(xgb.DMatrix(features, feature_names=list(FEATURE_NAMES)), output_margin=True)
     base, fields = model.contributions(features)
@@ -45,13 +45,13 @@ def test_contributions_add_up_to_the_margins_and_their_softmax_to_the_probabilit
     np.testing.assert_allclose(softmax, model.probabilities(features), atol=1e-5)
 
 
-def test_every_dataset_row_explains_its_own_prediction(classifier, penguins):
+def test_every_dataset_row_explains_its_own_prediction(predictor, penguins):
     from penguin_serve.serving.endpoints import PREDICT
 
     for penguin in penguins:
-        answer = explain(classifier, penguin)
-        assert {key: answer[key] for key in asyncio.run(PREDICT.answer(classifier, penguin))} == asyncio.run(
-            PREDICT.answer(classifier, penguin)
+        answer = explain(predictor, penguin)
+        assert {key: answer[key] for key in asyncio.run(PREDICT.answer(predictor, penguin))} == asyncio.run(
+            PREDICT.answer(predictor, penguin)
         )
         margins = np.array([answer["base_value"][s] + sum(answer["contributions"][f][s] for f in FIELD_COLUMNS) for s in SPECIES])
         probabilities = np.exp(margins) / np.exp(margins).sum()
@@ -59,11 +59,11 @@ def test_every_dataset_row_explains_its_own_prediction(classifier, penguins):
         assert set(answer["contributions"]) == {*MEASUREMENTS, "sex", "island"}  # fields, never encoded columns
 
 
-def test_explanations_asked_together_share_one_treeshap_call_and_equal_those_asked_alone(classifier, penguins):
+def test_explanations_asked_together_share_one_treeshap_call_and_equal_those_asked_alone(predictor, penguins):
     from penguin_serve.serving.endpoints import EXPLAIN
 
     calls = []
-    model = classifier.checked_model()
+    model = predictor.checked_model()
     original = model.contributions
 
     def counted(features):
@@ -74,27 +74,27 @@ def test_explanations_asked_together_share_one_treeshap_call_and_equal_those_ask
     try:
 
         async def together():
-            return await asyncio.gather(*(EXPLAIN.answer(classifier, penguin) for penguin in penguins[:20]))
+            return await asyncio.gather(*(EXPLAIN.answer(predictor, penguin) for penguin in penguins[:20]))
 
         answers = asyncio.run(together())
         assert calls == [20]
-        alone = [explain(classifier, penguin) for penguin in penguins[:20]]
+        alone = [explain(predictor, penguin) for penguin in penguins[:20]]
     finally:
         object.__delattr__(model, "contributions")
     assert answers == alone
 
 
-def test_changing_one_field_moves_mainly_that_fields_contribution(classifier, penguins):
+def test_changing_one_field_moves_mainly_that_fields_contribution(predictor, penguins):
     """Each measurement in turn raised by a quarter of its training range, on every dataset row: on average its
     own contributions move more than twice as much as any other field's (interactions move the others a
     little), and for most rows it is the field that moved most."""
-    ranges = classifier.checked_model().metadata["training_ranges"]
+    ranges = predictor.checked_model().metadata["training_ranges"]
     for name in MEASUREMENTS:
         step = (ranges[name][1] - ranges[name][0]) / 4
         moved = []
         for penguin in penguins:
-            before = explain(classifier, penguin)["contributions"]
-            after = explain(classifier, penguin.model_copy(update={name: getattr(penguin, name) + step}))["contributions"]
+            before = explain(predictor, penguin)["contributions"]
+            after = explain(predictor, penguin.model_copy(update={name: getattr(penguin, name) + step}))["contributions"]
             moved.append({field: sum(abs(after[field][s] - before[field][s]) for s in SPECIES) for field in FIELD_COLUMNS})
         mean = {field: np.mean([row[field] for row in moved]) for field in FIELD_COLUMNS}
         assert all(mean[name] > 2 * mean[other] for other in FIELD_COLUMNS if other != name), (name, mean)
@@ -102,14 +102,14 @@ def test_changing_one_field_moves_mainly_that_fields_contribution(classifier, pe
         assert sum(max(row, key=row.get) == name for row in changed) / len(changed) >= 0.8, name
 
 
-def test_a_missing_sex_is_explained_as_unknown(classifier, penguins):
+def test_a_missing_sex_is_explained_as_unknown(predictor, penguins):
     """An unknown sex is reported under `sex` like a known one. The trees send a missing sex down their default
     branches, so for every bird its contribution is that of the sex the trees default to there."""
     for penguin in penguins:
-        unknown = explain(classifier, penguin.model_copy(update={"sex": None}))["contributions"]["sex"]
+        unknown = explain(predictor, penguin.model_copy(update={"sex": None}))["contributions"]["sex"]
         assert all(np.isfinite(list(unknown.values())))
         known = [
-            explain(classifier, penguin.model_copy(update={"sex": sex}))["contributions"]["sex"] for sex in ("female", "male")
+            explain(predictor, penguin.model_copy(update={"sex": sex}))["contributions"]["sex"] for sex in ("female", "male")
         ]
         assert unknown in known
 

@@ -30,13 +30,13 @@ def run_requests(max_body_bytes, max_in_flight, requests):
     every request has started; statuses in order of start."""
     release = asyncio.Event()
 
-    async def held_answer(classifier, request):
+    async def held_answer(predictor, request):
         await release.wait()
         return {}
 
     endpoint = Endpoint("/predict", Any, Any, "held", "held", held_answer, {})
     routes = ApiRoutes(
-        None, classifier=None, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight
+        None, predictor=None, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight
     )
 
     async def one(headers, chunks):

@@ -82,8 +82,8 @@ def test_liveness(api):
 def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_check(exported_model, monkeypatch, tmp_path):
     # The one timing we cannot cause for real in-process: hold the loader until the test lets it go.
     from penguin_serve.model import PenguinModel
-    from penguin_serve.serving.classifier import NOT_READY_MESSAGE, Classifier, NotReady
     from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.predictor import NOT_READY_MESSAGE, NotReady, Predictor
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
@@ -95,34 +95,34 @@ def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_chec
         return real_from_files(*args, **kwargs)
 
     monkeypatch.setattr(PenguinModel, "from_files", held_from_files)
-    classifier = Classifier(InstanceReadiness(1, tmp_path), load_wait_s=0.0)
-    loader = threading.Thread(target=classifier.load, args=(SETTINGS, exported_model))
+    predictor = Predictor(InstanceReadiness(1, tmp_path), load_wait_s=0.0)
+    loader = threading.Thread(target=predictor.load, args=(SETTINGS, exported_model))
     loader.start()
-    assert classifier.ready is False and classifier.instance_ready is False
+    assert predictor.ready is False and predictor.instance_ready is False
     with pytest.raises(NotReady, match=NOT_READY_MESSAGE) as refused:
-        asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))
+        asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))
     assert refused.value.error_code == 503  # BentoML answers in-process callers' NotReady with 503 too
     release.set()
     loader.join(10)
-    assert classifier.ready is True and classifier.instance_ready is True
-    assert asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))["prediction"] == "Adelie"
+    assert predictor.ready is True and predictor.instance_ready is True
+    assert asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
 
 
 def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(exported_model, monkeypatch, tmp_path):
     from penguin_serve.model import PenguinModel
-    from penguin_serve.serving.classifier import Classifier
     from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.predictor import Predictor
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
     real_from_files = PenguinModel.from_files
     monkeypatch.setattr(PenguinModel, "from_files", lambda *a, **k: (time.sleep(0.5), real_from_files(*a, **k))[1])
-    classifier = Classifier(InstanceReadiness(1, tmp_path), load_wait_s=SETTINGS.load_wait_s)
-    loader = threading.Thread(target=classifier.load, args=(SETTINGS, exported_model))
+    predictor = Predictor(InstanceReadiness(1, tmp_path), load_wait_s=SETTINGS.load_wait_s)
+    loader = threading.Thread(target=predictor.load, args=(SETTINGS, exported_model))
     loader.start()
     try:
-        assert classifier.ready is False
-        assert asyncio.run(PREDICT.answer(classifier, Penguin(**ADELIE)))["prediction"] == "Adelie"
+        assert predictor.ready is False
+        assert asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
     finally:
         loader.join(10)
 

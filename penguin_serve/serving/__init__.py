@@ -1,1 +1,1 @@
-"""Serving-only code: the HTTP routes, endpoint table, classifier, pages, spec, metrics and request log."""
+"""Serving-only code: the HTTP routes, endpoint table, predictor, pages, spec, metrics and request log."""

@@ -28,7 +28,7 @@ from ..contract import (
     encode,
     encode_batch,
 )
-from .classifier import Classifier
+from .predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Endpoint:
     response: Any  # the 200 answer's type
     summary: str
     description: str
-    answer: Callable[[Classifier, Any], Awaitable[Any]]  # a validated request -> the answer as plain JSON data
+    answer: Callable[[Predictor, Any], Awaitable[Any]]  # a validated request -> the answer as plain JSON data
     examples: dict[str, Any]  # named request bodies for the spec: real penguins
     _request: TypeAdapter = field(init=False, repr=False)
     _response: TypeAdapter = field(init=False, repr=False)
@@ -56,19 +56,19 @@ class Endpoint:
         return self._response.validate_python(answer)
 
 
-async def predict(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
-    return records(await classifier.answer(encode([penguin])))[0]
+async def predict(predictor: Predictor, penguin: Penguin) -> dict[str, Any]:
+    return records(await predictor.predict(encode([penguin])))[0]
 
 
-async def predict_batch(classifier: Classifier, batch: list[Penguin] | PenguinColumns) -> Any:
-    answers = await classifier.answer(encode_batch(batch))
+async def predict_batch(predictor: Predictor, batch: list[Penguin] | PenguinColumns) -> Any:
+    answers = await predictor.predict(encode_batch(batch))
     return answers if isinstance(batch, PenguinColumns) else records(answers)
 
 
-async def explain(classifier: Classifier, penguin: Penguin) -> dict[str, Any]:
+async def explain(predictor: Predictor, penguin: Penguin) -> dict[str, Any]:
     features = encode([penguin])
-    answers = await classifier.answer(features)
-    base, fields = await classifier.contributions(features)
+    answers = await predictor.predict(features)
+    base, fields = await predictor.contributions(features)
     return {
         **records(answers)[0],
         "base_value": dict(zip(SPECIES, base[0].tolist())),

@@ -1,5 +1,6 @@
-"""The service's GET pages: its front page (Swagger UI with this service's own header), the OpenAPI spec,
-model information and the health endpoint existing clients poll. Mounted at / by service.py."""
+"""The service's GET pages: its front page (Swagger UI with this service's own header, whose spec documents
+/predict, /predict_batch and /explain), the OpenAPI spec, model information, the model card and the health
+endpoint existing clients poll. Mounted at / by service.py."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from starlette.routing import Route
 
 from ..contract import EXAMPLE
 from ..model_card import render as render_model_card
-from .classifier import NOT_READY_MESSAGE, Classifier
 from .endpoints import ENDPOINTS
 from .openapi import build_spec
+from .predictor import NOT_READY_MESSAGE, Predictor
 
 NAME = "penguin-serve"
 DESCRIPTION = (
@@ -58,10 +59,10 @@ PAGE = """<!DOCTYPE html>
 """
 
 
-def create_app(classifier: Classifier) -> Starlette:
+def create_app(predictor: Predictor) -> Starlette:
     def versions() -> tuple[str, str]:
         """The bento (none under `bentoml serve service:...`, which serves the source) and the model."""
-        context, model = bentoml.server_context, classifier.model
+        context, model = bentoml.server_context, predictor.model
         bento = f"{context.bento_name}:{context.bento_version}" if context.bento_version != "not available" else "none (source)"
         return bento, model.version if model else "loading"
 
@@ -80,17 +81,17 @@ def create_app(classifier: Classifier) -> Starlette:
         return JSONResponse(build_spec(ENDPOINTS, NAME, f"bento {bento}, model {model}", DESCRIPTION))
 
     async def model_info(_: Request) -> JSONResponse:
-        if classifier.model is None:
+        if predictor.model is None:
             return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
-        return JSONResponse({**classifier.model.info(), "model_card": "/model/card"})
+        return JSONResponse({**predictor.model.info(), "model_card": "/model/card"})
 
     async def model_card(_: Request) -> Response:
-        if classifier.model is None:
+        if predictor.model is None:
             return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
-        return PlainTextResponse(render_model_card(classifier.model.metadata), media_type="text/markdown")
+        return PlainTextResponse(render_model_card(predictor.model.metadata), media_type="text/markdown")
 
     async def health(_: Request) -> JSONResponse:
-        model, ready = classifier.model, classifier.instance_ready
+        model, ready = predictor.model, predictor.instance_ready
         body: dict[str, Any] = {"status": "ok" if ready else "loading", "model_version": model.version if model else None}
         return JSONResponse(body, status_code=200 if ready else 503)
 

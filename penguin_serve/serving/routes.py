@@ -1,4 +1,5 @@
-"""POST /predict and POST /predict_batch over HTTP, answered in one ASGI step.
+"""The prediction endpoints over HTTP (POST /predict, /predict_batch and /explain: endpoints.ENDPOINTS), each
+answered in one ASGI step.
 
 From the socket to the answer: the limits (429 in-flight, 415 content type, 413 body size), the body read
 once, validated from JSON bytes by the endpoint's own pydantic type (400 malformed, 422 per field), the
@@ -13,10 +14,10 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from ..contract import BATCH_FORMS, field_errors
-from .classifier import Classifier, NotReady
 from .endpoints import Endpoint
 from .http import ASGIApp, Receive, Scope, Send, send_json
 from .metrics import record_validation_failures
+from .predictor import NotReady, Predictor
 
 JSON_MEDIA_TYPE = b"application/json"
 EMPTY_BODY = {"error": "empty request body: send a JSON document (Content-Type: application/json)"}
@@ -27,13 +28,13 @@ class ApiRoutes:
     def __init__(
         self,
         app: ASGIApp,
-        classifier: Classifier,
+        predictor: Predictor,
         endpoints: dict[str, Endpoint],
         max_body_bytes: int,
         max_in_flight: int,
     ) -> None:
         self.app = app
-        self.classifier = classifier
+        self.predictor = predictor
         self.endpoints = endpoints
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
@@ -82,7 +83,7 @@ class ApiRoutes:
         except ValidationError as error:
             return await send_json(send, *invalid_body(error))
         try:
-            answer = await endpoint.answer(self.classifier, request)
+            answer = await endpoint.answer(self.predictor, request)
         except NotReady as error:
             return await send_json(send, 503, {"error": error.message}, RETRY_SHORTLY)
         await send_json(send, 200, answer)

@@ -1,8 +1,19 @@
-"""What each worker process sets up once, when it starts: the service and `make bench`'s BentoML floor call it."""
+"""What each worker process sets up once, when it starts (the service's __init__): logging and the garbage
+collector. `make bench`'s BentoML floor sets the same garbage collector."""
 
 from __future__ import annotations
 
 import gc
+import logging
+
+from ..settings import Settings
+from . import request_log
+
+
+def start_worker(settings: Settings) -> None:
+    logging.getLogger("penguin_serve").setLevel(logging.INFO)
+    request_log.configure(settings.log_level)
+    configure_garbage_collector(settings.gc_young_allocations)
 
 
 def configure_garbage_collector(young_allocations: int) -> None:

@@ -35,13 +35,13 @@ class NotReady(ServiceUnavailable):
         super().__init__(NOT_READY_MESSAGE)
 
 
-class Classifier:
+class Predictor:
     def __init__(self, instance: InstanceReadiness, load_wait_s: float = 0.0) -> None:
         self.model: PenguinModel | None = None  # set once, when loaded and checked
         self.instance = instance
         self.load_wait_s = load_wait_s
         self.loading = True  # until load() has finished, with a model or without one
-        self._batcher = MicroBatcher(self._answer_rows, answers.rows)
+        self._batcher = MicroBatcher(self._predict_rows, answers.rows)
         self._explainer = MicroBatcher(self._contribution_rows, slice_rows)
         MODEL_READY.set(0)
 
@@ -82,7 +82,7 @@ class Classifier:
                 await asyncio.sleep(0.02)
         return self.checked_model()
 
-    async def answer(self, features: np.ndarray) -> dict[str, Any]:
+    async def predict(self, features: np.ndarray) -> dict[str, Any]:
         """The answers for these feature rows, shaped like contract.PredictionColumns. Requests that arrive
         together share one model call and one pass of answer building."""
         await self.loaded_model()
@@ -97,7 +97,7 @@ class Classifier:
     def _contribution_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.checked_model().contributions(rows)
 
-    def _answer_rows(self, rows: np.ndarray) -> dict[str, Any]:
+    def _predict_rows(self, rows: np.ndarray) -> dict[str, Any]:
         model = self.checked_model()
         probabilities = model.probabilities(rows)
         built = answers.build(model, rows, probabilities)
