@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 from conftest import ADELIE
+from pydantic import ValidationError
 
-from penguin_serve.contract import FEATURE_NAMES, ISLANDS, Penguin, encode
+from penguin_serve.contract import EXAMPLE_COLUMNS, EXAMPLES, FEATURE_NAMES, ISLANDS, Penguin, PenguinColumns, encode
 
 
 def test_feature_order_is_measurements_then_sex_then_islands():
@@ -65,3 +66,38 @@ def test_columnar_encoding_equals_record_encoding_for_every_dataset_row():
     penguins = load_dataset().penguins
     as_columns = PenguinColumns(**{name: [getattr(p, name) for p in penguins] for name in Penguin.model_fields})
     np.testing.assert_array_equal(encode_columns(as_columns), encode(penguins))
+
+
+def test_the_columnar_forms_are_derived_field_by_field():
+    """A new field of Penguin or Prediction is a new column of its columnar form, with the same rules."""
+    from penguin_serve.contract import SHARED, Prediction, PredictionColumns
+
+    assert list(PenguinColumns.model_fields) == list(Penguin.model_fields)
+    required = {name for name, field in Penguin.model_fields.items() if field.is_required()}
+    assert {name for name, field in PenguinColumns.model_fields.items() if field.is_required()} == required
+    with pytest.raises(ValidationError) as rejected:
+        PenguinColumns.model_validate({**EXAMPLE_COLUMNS, "island": ["Dream", "Mars", "Biscoe"]})
+    assert [error["loc"] for error in rejected.value.errors()] == [("island", 1)]
+    assert list(PredictionColumns.model_fields) == list(Prediction.model_fields)
+    assert all((name in SHARED) == (PredictionColumns.model_fields[name].annotation is Prediction.model_fields[name].annotation)
+               for name in Prediction.model_fields)  # fmt: skip
+
+
+def test_every_form_of_the_answers_comes_from_the_one_built(exported_model):
+    """Records, slices and the scoring job's CSV rows, from one build: each agrees with the others."""
+    from penguin_serve import answers
+    from penguin_serve.contract import Prediction, PredictionColumns
+    from penguin_serve.model import PenguinModel
+
+    model = PenguinModel.from_files(exported_model, "export", nthread=1)
+    features = encode([Penguin(**record) for record in EXAMPLES] + [Penguin(**{**EXAMPLES[2], "body_mass_g": 9000})])
+    built = PredictionColumns.model_validate(answers.build(model, features, model.probabilities(features))).model_dump()
+    records = [Prediction.model_validate(record).model_dump() for record in answers.records(built)]
+    assert [r["prediction"] for r in records] == ["Adelie", "Chinstrap", "Gentoo", "Gentoo"]
+    assert records[3]["out_of_distribution"] == ["body_mass_g"] and records[0]["out_of_distribution"] == []
+    assert answers.records(answers.rows(built, 1, 3)) == records[1:3]
+    header, rows = answers.csv_header(), list(answers.csv_rows(built, ["a", "b", "c", "d"]))
+    assert [dict(zip(["key", *header], row))["probability_Gentoo"] for row in rows] == [
+        r["probabilities"]["Gentoo"] for r in records
+    ]
+    assert [row[0] for row in rows] == ["a", "b", "c", "d"] and all(len(row) == len(header) + 1 for row in rows)

@@ -1,7 +1,7 @@
 """Every measured figure in the README and docs/ agrees with the generated file it comes from.
 
-Sources: docs/performance.json (`make bench`), docs/profile.json (`make profile`), docs/soak.json
-(`python -m scripts.soak`) and docs/load_test/ (`make loadtest`: Locust's CSVs and run.json). Prose quotes
+Sources: docs/performance.json (`make bench`), docs/profile.json (`make profile`), docs/soak/
+(`python -m scripts.soak`: Locust's CSVs and the figures derived from them) and docs/load_test/ (`make loadtest`: Locust's CSVs and run.json). Prose quotes
 them; CLAIMS lists each quoted figure as (document, pattern, the figure as its source gives it), so a figure
 that goes stale, or a pattern that no longer finds its figure, fails here.
 """
@@ -21,7 +21,7 @@ DOCS = REPO_ROOT / "docs"
 LOAD_TEST = DOCS / "load_test"
 BENCH = json.loads((DOCS / "performance.json").read_text())
 PROFILE = json.loads((DOCS / "profile.json").read_text())
-SOAK = json.loads((DOCS / "soak.json").read_text())
+SOAK = json.loads((DOCS / "soak" / "soak.json").read_text())
 IMAGE = json.loads((DOCS / "image.json").read_text())
 LOAD_RUN = json.loads((LOAD_TEST / "run.json").read_text())
 STEP = saturation(history(LOAD_TEST, "step"), LOAD_RUN["p95_limit_ms"], LOAD_RUN["failure_limit"])
@@ -63,6 +63,8 @@ CLAIMS = [
     ("docs/OPERATIONS.md", r"soak of (\d{4}-\d\d-\d\d)", SOAK["measured_on"]),
     ("docs/OPERATIONS.md", r"sent (\d+(?:,\d{3})*) requests \(", count(SOAK["requests"])),
     ("docs/OPERATIONS.md", r"\((\d+(?:,\d{3})*) per second, \d+ users\)", count(SOAK["requests_per_s"])),
+    ("docs/OPERATIONS.md", r"per second, (\d+) users\)", str(SOAK["users"])),
+    ("docs/OPERATIONS.md", r"--minutes (\d+) --users \d+ --out docs/soak`", f"{SOAK['minutes']:g}"),
     ("docs/OPERATIONS.md", r"went from (\d+) MB\s+at the start", str(SOAK["memory_mb_every_10_s"][0])),
     ("docs/OPERATIONS.md", r"at most (\d+) MB while", str(max(SOAK["memory_mb_every_10_s"]))),
     ("docs/OPERATIONS.md", r"and was (\d+) MB at the end", str(SOAK["memory_mb_every_10_s"][-1])),
@@ -99,6 +101,12 @@ def test_load_test_report_is_what_its_committed_csvs_give(tmp_path):
     shutil.copytree(LOAD_TEST, run_dir)
     (run_dir / "LOAD_TEST_REPORT.md").unlink()
     assert write_report(run_dir).read_text() == (LOAD_TEST / "LOAD_TEST_REPORT.md").read_text()
+
+
+def test_soak_figures_are_what_its_committed_csvs_give():
+    from scripts.soak import figures
+
+    assert figures(DOCS / "soak") == SOAK
 
 
 def test_committed_run_records_hold_no_machine_paths():
