@@ -51,11 +51,11 @@ $(PEERS_VENV)/.installed: benchmarks/requirements-peers.txt
 
 # This service against the usual FastAPI + pandas approach and the in-process floor (docs/PERFORMANCE.md).
 bench: install $(SERVE_VENV)/.installed $(PEERS_VENV)/.installed
-	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --peers-venv $(PEERS_VENV) --out docs/performance.json
+	$(BIN)/python -m benchmarks.bench --service-venv $(SERVE_VENV) --peers-venv $(PEERS_VENV) --out docs/performance.json --page
 
 # Where a worker's CPU goes under load, per layer a request crosses (py-spy); writes docs/profile.json.
 profile: install $(SERVE_VENV)/.installed
-	$(BIN)/python -m benchmarks.profile --service-venv $(SERVE_VENV) --out docs/profile.json
+	$(BIN)/python -m benchmarks.profile --service-venv $(SERVE_VENV) --out docs/profile.json --page
 
 # Everything: style, then every test (Docker, browser, Prometheus, benchmark and fuzzing included), with coverage,
 # in random order (the seed is printed; `--randomly-seed=N` repeats an order), one test file per

@@ -41,6 +41,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from benchmarks.page import replace_section
 from penguin_serve.contract import EXAMPLE, EXAMPLE_COLUMNS
 from penguin_serve.settings import SETTINGS
 from penguin_serve.training.dataset import load_dataset
@@ -299,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--saturation-s", type=int, default=60, help="seconds of saturation for the memory figures")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--page", action="store_true", help="also write the printout and targets into docs/PERFORMANCE.md")
     parser.add_argument(
         "--service-venv",
         type=Path,
@@ -388,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["summary"] = summarize(figures)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.page:
+        write_page(figures)
     print()
     print(report(figures))
     print()
@@ -413,6 +417,16 @@ TARGETS = (
     ("cold start / FastAPI + numpy's (stretch)", "cold_start_ratio", "<=", 1.0),
     ("worker RSS after the load, MB", "rss_mb", "<=", 250),
 )
+
+
+def write_page(figures: dict) -> None:
+    """docs/PERFORMANCE.md's quotes of this run: the printout and the targets table."""
+    replace_section(
+        "make bench: report",
+        f"The run measured on {figures['measured_on']} (`make bench`; its last line is the machine-readable summary):\n\n"
+        f"```\n{report(figures)}\n```",
+    )
+    replace_section("make bench: targets", targets_table(figures["summary"]))
 
 
 def targets_table(summary: dict) -> str:

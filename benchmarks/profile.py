@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.bench import BIN, Server, bentoml_serve, ensure_wrk, prepare_model, wrk
+from benchmarks.page import replace_section
 from penguin_serve.contract import EXAMPLE
 
 # (layer, a file its code lives in), in the order a request crosses them. A sample belongs to the innermost
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=30, help="seconds of sampling under load")
     parser.add_argument("--service-venv", type=Path, default=BIN.parent, help="environment that runs penguin-serve")
     parser.add_argument("--out", type=Path, help="also write the shares as JSON here")
+    parser.add_argument("--page", action="store_true", help="also write the table into docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy", path=str(BIN)) or sys.exit("py-spy is needed (requirements-dev.txt)")
     wrk_binary = ensure_wrk()
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(figures))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.page:
+        replace_section("make profile: table", table(figures))
     return 0
 
 
