@@ -78,6 +78,15 @@ CLAIMS = [
     ("README.md", r"the bento ([\d.]+) MB", megabytes(IMAGE["bento_bytes"], 1)),
     ("README.md", r"and ([\d.]+) MB of directories and metadata", megabytes(IMAGE["rest_bytes"], 2)),
     ("README.md", r"image \((\d+) MB\) is already", megabytes(IMAGE["image_bytes"])),
+    ("README.md", r"the floor answers (\d\.\d\d) of the ceiling's", f"{RESULTS['bentoml-floor']['c64']['rps'] / RESULTS['http-ceiling']['c64']['rps']:.2f}"),
+    ("docs/PERFORMANCE.md", r"own floor answers (\d\.\d\d) of the", f"{RESULTS['bentoml-floor']['c64']['rps'] / RESULTS['http-ceiling']['c64']['rps']:.2f}"),
+    ("docs/PERFORMANCE.md", r"this service answers (\d\.\d\d) of the floor's", f"{SUMMARY['bentoml_floor_ratio']:.2f}"),
+    ("docs/PERFORMANCE.md", r"p99 is (\d\.\d) times the p50", f"{SUMMARY['p99_over_p50_c64']:.1f}"),
+    ("docs/PERFORMANCE.md", r"longest full collection (\d+) ms", f"{OURS['memory']['full_gc_max_ms']:.0f}"),
+    ("docs/PERFORMANCE.md", r"reaches (\d\.\d\d) of the floor per CPU-second", f"{SUMMARY['batch_floor_ratio']:.2f}"),
+    ("docs/OPERATIONS.md", r"this service at (\d+(?:,\d{3})*) requests per server CPU-second", count(OURS["c64"]["rps_per_cpu_s"])),
+    ("docs/OPERATIONS.md", r"so about (\d+(?:,\d{3})*) requests/s an instance", count(OURS["c64"]["rps_per_cpu_s"])),
+    ("docs/OPERATIONS.md", r"and about (\d+(?:,\d{3})*) for ten", count(10 * round(OURS["c64"]["rps_per_cpu_s"]))),
     ("README.md", r"seconds ago (\d+)MB", megabytes(IMAGE["image_bytes"])),
 ]
 
