@@ -85,13 +85,15 @@ class Predictor:
     async def predict(self, features: np.ndarray) -> dict[str, Any]:
         """The answers for these feature rows, shaped like contract.PredictionColumns. Requests that arrive
         together share one model call and one pass of answer building."""
-        await self.loaded_model()
+        if self.model is None:
+            await self.loaded_model()
         return await self._batcher.submit(features)
 
     async def contributions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The base values and each field's contributions for these feature rows (model.field_contributions).
         TreeSHAP has a fixed cost per call too: explanations that arrive together share one."""
-        await self.loaded_model()
+        if self.model is None:
+            await self.loaded_model()
         return await self._explainer.submit(features)
 
     def _contribution_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
