@@ -67,7 +67,7 @@ test: install
 
 # The inner loop: code, data and model tests, no servers, containers, browsers or benchmarks.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" --no-cov -q
+	$(BIN)/python -m pytest -m "not slow" --no-cov -q -n auto
 
 # `make test` on a clean clone of HEAD in a fresh Debian container with only what the README's set-up installs.
 test-fresh:

@@ -21,6 +21,7 @@ MONITORING = REPO_ROOT / "monitoring"
 RULE_FILES = ("recording-rules.yaml", "alert-rules.yaml")
 
 
+@pytest.mark.slow  # runs promtool, a program the suite installs
 def test_rule_files_are_valid_and_pass_their_unit_tests():
     promtool = required("promtool")
     checked = subprocess.run([promtool, "check", "rules", *RULE_FILES], cwd=MONITORING, capture_output=True, text=True)

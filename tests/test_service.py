@@ -234,6 +234,7 @@ def test_every_typed_api_is_an_endpoint_the_http_routes_answer_and_the_spec_docu
     assert orphan.startswith("Endpoint /explain has no typed method")
 
 
+@pytest.mark.slow  # starts a Python process that imports BentoML
 def test_a_service_with_a_typed_api_the_routes_do_not_answer_refuses_to_start(tmp_path):
     """The check runs where the service module is imported, so `bentoml serve` stops with the message."""
     import subprocess
