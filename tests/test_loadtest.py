@@ -107,14 +107,21 @@ def test_a_wrong_species_is_a_failure(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from penguin_serve.contract import SPECIES
+    from penguin_serve.contract import SPECIES, Penguin
     from penguin_serve.training.dataset import load_dataset
 
     truth = [SPECIES[label] for label in load_dataset().labels]
+    spec = json.dumps({"components": {"schemas": {"Penguin": Penguin.model_json_schema()}}}).encode()
 
     class TurnsWrong(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
+
+        def do_GET(self):  # the API's own record schema, which the locustfile builds its records from
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(spec)))
+            self.end_headers()
+            self.wfile.write(spec)
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
