@@ -23,6 +23,7 @@ BENCH = json.loads((DOCS / "performance.json").read_text())
 PROFILE = json.loads((DOCS / "profile.json").read_text())
 SOAK = json.loads((DOCS / "soak" / "soak.json").read_text())
 IMAGE = json.loads((DOCS / "image.json").read_text())
+TIMINGS = json.loads((DOCS / "test-timings.json").read_text())
 LOAD_RUN = json.loads((LOAD_TEST / "run.json").read_text())
 STEP = saturation(history(LOAD_TEST, "step"), LOAD_RUN["p95_limit_ms"], LOAD_RUN["failure_limit"])
 
@@ -100,6 +101,8 @@ CLAIMS = [
     ("docs/OPERATIONS.md", r"so about (\d+(?:,\d{3})*) requests/s an instance", count(OURS["c64"]["rps_per_cpu_s"])),
     ("docs/OPERATIONS.md", r"and about (\d+(?:,\d{3})*) for ten", count(10 * round(OURS["c64"]["rps_per_cpu_s"]))),
     ("README.md", r"seconds ago (\d+)MB", megabytes(IMAGE["image_bytes"])),
+    ("README.md", r"benchmarks; about (\d+) seconds\)", str(TIMINGS["test-fast"]["seconds"])),
+    ("README.md", r"\(everything, about ([\d.]+) minutes\)", f"{TIMINGS['test']['seconds'] / 60:.1f}"),
 ]
 
 
