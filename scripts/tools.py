@@ -28,6 +28,7 @@ PACKAGES = {
     "wrk": "wrk",
     "debootstrap": "debootstrap",
     "docker-registry": "docker-registry",
+    "curl": "curl",
 }
 # Where Debian installs the programs: root's PATH has them, an unprivileged user's may not.
 SYSTEM_PATH = os.pathsep.join(("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, required
 from readme import blocks, commands, section
 
 from scripts.processes import free_port
@@ -42,8 +42,13 @@ def comparable(text: str):
     ids=lambda c: c.text.split("\n")[0][:70],
 )
 def test_curl_examples_answer_as_shown(served, command):
+    curl = required("curl")  # a fresh machine may have none
     result = subprocess.run(
-        ["bash", "-c", command.text.replace(README_URL, served.url)], capture_output=True, text=True, timeout=30
+        ["bash", "-c", command.text.replace(README_URL, served.url)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PATH": f"{os.path.dirname(curl)}:{os.environ['PATH']}"},
     )
     assert result.returncode == 0, result.stderr
     assert comparable(result.stdout) == comparable(command.output)
