@@ -3,7 +3,8 @@
 Each worker answers /readyz for itself, but a probe or a client reaches whichever worker accepts its
 connection: one ready worker must not report the instance ready while another still loads (at start, or after
 BentoML restarted a worker that died). A worker that has loaded its model leaves a file named by its PID in a
-folder that the workers of one `bentoml serve` share (named by their parent, BentoML's arbiter). The instance is
+folder that the workers of one `bentoml serve` share: inside the Prometheus multiprocess folder that BentoML
+gives them and empties when it starts (elsewhere, a temporary folder named by their parent). The instance is
 ready when the live workers with a file number as many as it has workers; files of dead workers are removed
 when seen.
 """
@@ -28,7 +29,10 @@ def _alive(pid: int) -> bool:
 class InstanceReadiness:
     def __init__(self, workers: int, directory: Path | None = None) -> None:
         self.workers = workers
-        self.directory = directory or Path(tempfile.gettempdir()) / f"penguin-serve-ready-{os.getppid()}"
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # its collector reads only *.db files
+        self.directory = directory or (
+            Path(shared) / "ready" if shared else Path(tempfile.gettempdir()) / f"penguin-serve-ready-{os.getppid()}"
+        )
 
     def worker_ready(self) -> None:
         """This worker has loaded and checked its model."""
