@@ -17,7 +17,8 @@ READS = (
     r"\$\{([A-Z_]+)[:}]",
     r"^([A-Z_]+) \?=",
 )
-NOT_SETTINGS = {"PATH", "HOME"}
+# Set by the system, or by BentoML for its workers: read, never set by a user.
+NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def read_variables() -> dict[str, set[str]]:
