@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test test-fast test-fresh timings style image loadtest bench profile clean
+.PHONY: install run train test test-fast test-fresh timings style image deploy loadtest bench profile clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -31,10 +31,17 @@ train: install
 image: install
 	scripts/image.sh
 
-# Locust scenarios against LOADTEST_ARGS' target (default: starts the local container), with a report under
-# load_results/<timestamp>/. E.g. make loadtest LOADTEST_ARGS="--url https://... --scenarios normal,step"
+# From a trained model to a serving URL: the image, pushed to Artifact Registry, deployed by digest to Cloud Run,
+# smoke-tested, then given all traffic (docs/cloud-run.md). DEPLOY_ARGS: e.g. --public or --no-traffic.
+deploy: install
+	image=$$(scripts/image.sh) && digest=$$(scripts/push-image.sh "$$image") && \
+	$(BIN)/python -m scripts.cloudrun deploy "$$digest" $(DEPLOY_ARGS)
+
+# Locust scenarios against URL (default: starts the local container; a private Cloud Run URL gets an identity
+# token from gcloud), with a report under load_results/<timestamp>/. E.g. make loadtest URL=https://...
+# LOADTEST_ARGS="--scenarios normal,step"
 loadtest: install
-	$(BIN)/python -m scripts.loadtest $(LOADTEST_ARGS)
+	$(BIN)/python -m scripts.loadtest $(if $(URL),--url $(URL)) $(LOADTEST_ARGS)
 
 # The service alone with the image's dependencies (no pandas or scikit-learn, which xgboost imports when
 # present): what make bench measures.

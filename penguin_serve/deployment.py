@@ -50,6 +50,11 @@ class Deploy:
         "the Secret Manager secret holding the collector's configuration",
         "penguin-serve-run-monitoring",
     )
+    notification_channels: tuple[str, ...] = setting(
+        "ALERT_NOTIFICATION_CHANNELS",
+        "comma-separated notification channels (projects/P/notificationChannels/ID) the alerting policies notify",
+        (),
+    )
     job: str = setting("CLOUD_RUN_JOB", "the scoring job's Cloud Run job", "penguin-score")
     job_service_account: str = setting(
         "CLOUD_RUN_JOB_SERVICE_ACCOUNT",

@@ -65,6 +65,7 @@ class Settings:
         from_env=lambda env: "K_SERVICE" not in env,
         shown="on; off where K_SERVICE is set (Cloud Run, whose own request log has every request)",
     )
+    revision: str | None = setting("K_REVISION", "the Cloud Run revision (set by Cloud Run); /health names it")
     google_cloud_project: str | None = setting(
         "GOOGLE_CLOUD_PROJECT", "prefixes trace ids in the request log (projects/P/traces/T) so Cloud Logging links them"
     )

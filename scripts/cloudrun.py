@@ -3,11 +3,11 @@ smoke tests, rollback, the Knative YAML, and monitoring: the sidecar's scrape co
 and the dashboard.
 
     .venv/bin/python -m scripts.cloudrun monitoring-config [--dry-run]    # once, before the first deploy
-    .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--public] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--public] [--no-traffic] [--dry-run]
     .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--steps 10,50,100] [--step-wait-s 60] [--dry-run]
     .venv/bin/python -m scripts.cloudrun rollback [REVISION] [--dry-run]
     .venv/bin/python -m scripts.cloudrun service-yaml IMAGE@sha256:...
-    .venv/bin/python -m scripts.cloudrun alert-policies [--dry-run]
+    .venv/bin/python -m scripts.cloudrun alert-policies [--channels projects/P/notificationChannels/ID,...] [--dry-run]
     .venv/bin/python -m scripts.cloudrun dashboard [--dry-run]
     .venv/bin/python -m scripts.cloudrun job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
                                      [--parallelism 10] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import string
 import subprocess
@@ -84,10 +85,20 @@ class Gcloud:
 
     def succeeds(self, *args: str) -> bool:
         """Whether a query succeeds (e.g. a resource exists); --dry-run assumes it does."""
+        return self.query(*args, placeholder="") is not None
+
+    def query(self, *args: str, placeholder: str = "") -> str | None:
+        """A query's output, or None when it fails (e.g. no such resource); --dry-run answers the placeholder."""
         print("+ " + shlex.join(["gcloud", *args]), flush=True)
         if self.dry_run:
-            return True
-        return subprocess.run(["gcloud", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+            return placeholder
+        result = subprocess.run(["gcloud", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def tries(self, *args: str) -> bool:
+        """Runs a command whose failure the caller handles (gcloud's error is shown); whether it succeeded."""
+        print("+ " + shlex.join(["gcloud", *args]), flush=True)
+        return self.dry_run or subprocess.run(["gcloud", *args]).returncode == 0
 
 
 def require_digest(image: str) -> str:
@@ -167,16 +178,93 @@ def monitoring_config(config: Deploy, gcloud: Gcloud) -> int:
     return 0
 
 
-def alert_policies(config: Deploy, gcloud: Gcloud) -> int:
-    """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies with PromQL conditions."""
-    gcloud(
-        "monitoring",
-        "policies",
-        "migrate",
-        f"--policies-from-prometheus-alert-rules-yaml={ALERT_RULES}",
-        "--project",
-        config.project,
-    )
+MANAGED = {"managed-by": "penguin-serve"}  # the label on the policies alert-policies keeps in step with its file
+POLICIES = ["alpha", "monitoring", "policies"]  # list, create and update are in gcloud's alpha track only
+DASHBOARDS = ["monitoring", "dashboards"]
+
+
+def seconds(duration: str) -> int:
+    """A Prometheus duration (90s, 5m, 1h) in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return int(duration[:-1]) * units[duration[-1]]
+
+
+def alert_policy_documents(channels: tuple[str, ...]) -> list[dict]:
+    """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies: one PromQL condition per alerting rule,
+    what `gcloud monitoring policies migrate` makes of it, with the notification channels attached."""
+    import yaml
+
+    policies = []
+    for group in yaml.safe_load(ALERT_RULES.read_text())["groups"]:
+        for rule in (rule for rule in group["rules"] if "alert" in rule):
+            condition = {
+                "query": " ".join(rule["expr"].split()),
+                "duration": f"{seconds(rule.get('for', '0s'))}s",
+                "evaluationInterval": "60s",
+                "labels": rule.get("labels", {}),
+                "ruleGroup": group["name"],
+                "alertRule": rule["alert"],
+            }
+            policies.append({
+                "displayName": rule["alert"],
+                "combiner": "OR",
+                "conditions": [{"displayName": rule["alert"], "conditionPrometheusQueryLanguage": condition}],
+                "documentation": {"content": rule["annotations"]["summary"], "mimeType": "text/markdown"},
+                "notificationChannels": list(channels),
+                "userLabels": MANAGED,
+                "enabled": True,
+            })  # fmt: skip
+    return policies
+
+
+def put(gcloud: Gcloud, group: list[str], project: str, desired: list[dict], file_flag: str, prune: bool) -> None:
+    """Brings the named resources of one kind in step with `desired`, matched by display name: creates the
+    missing, updates the changed, leaves the equal alone; with prune, deletes ours that are no longer desired."""
+    import tempfile
+
+    existing = {
+        item["displayName"]: item
+        for item in json.loads(gcloud(*group, "list", "--project", project, "--format=json", placeholder="[]") or "[]")
+    }
+    for document in desired:
+        current = existing.get(document["displayName"])
+        if current and all(current.get(key) == value for key, value in document.items()):
+            print(f"unchanged: {document['displayName']}")
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+            json.dump({**document, **({"etag": current["etag"]} if current and "etag" in current else {})}, file)
+        try:
+            if current:
+                gcloud(*group, "update", current["name"], f"{file_flag}={file.name}", "--project", project)
+            else:
+                gcloud(*group, "create", f"{file_flag}={file.name}", "--project", project)
+        finally:
+            os.unlink(file.name)
+    wanted = {document["displayName"] for document in desired}
+    for name, item in existing.items():
+        if prune and item.get("userLabels") == MANAGED and name not in wanted:
+            gcloud(*group, "delete", item["name"], "--project", project, "--quiet")
+
+
+def alert_policies(config: Deploy, gcloud: Gcloud, channels: tuple[str, ...]) -> int:
+    """monitoring/alert-rules.yaml as alerting policies, updated in place: a second run changes nothing."""
+    for channel in channels:
+        if not gcloud.succeeds("alpha", "monitoring", "channels", "describe", channel, "--project", config.project):
+            sys.exit(f"notification channel {channel} not found in project {config.project}")
+    if not channels:
+        print(
+            "warning: no notification channels, so these policies notify nobody. Create one (gcloud alpha monitoring "
+            "channels create --display-name=on-call --type=email --channel-labels=email_address=...) and pass "
+            "--channels or set ALERT_NOTIFICATION_CHANNELS.",
+            file=sys.stderr,
+        )
+    put(gcloud, POLICIES, config.project, alert_policy_documents(channels), "--policy-from-file", prune=True)
+    return 0
+
+
+def dashboard(config: Deploy, gcloud: Gcloud) -> int:
+    """monitoring/dashboard.json as a Cloud Monitoring dashboard, updated in place."""
+    put(gcloud, DASHBOARDS, config.project, [json.loads(DASHBOARD.read_text())], "--config-from-file", prune=False)
     return 0
 
 
@@ -262,13 +350,84 @@ def job_run(config: Deploy, gcloud: Gcloud, source: str | None, output: str | No
     return 0
 
 
-def dashboard(config: Deploy, gcloud: Gcloud) -> int:
-    gcloud("monitoring", "dashboards", "create", f"--config-from-file={DASHBOARD}", "--project", config.project)
-    return 0
+def describe(config: Deploy, gcloud: Gcloud, placeholder: dict | None = None) -> dict | None:
+    """The service as `gcloud run services describe` shows it, or None when it does not exist yet."""
+    text = gcloud.query(
+        "run", "services", "describe", config.service, *config.where, "--format=json",
+        placeholder=json.dumps(placeholder) if placeholder else "",
+    )  # fmt: skip
+    return json.loads(text) if text else None
 
 
-def deploy(config: Deploy, gcloud: Gcloud, image: str, public: bool) -> int:
-    gcloud(*deploy_args(config, image, public))
+def serving(service: dict) -> dict[str, int]:
+    """Percent of traffic per revision now."""
+    shares: dict[str, int] = {}
+    for target in service["status"].get("traffic", []):
+        if target.get("percent"):
+            shares[target["revisionName"]] = shares.get(target["revisionName"], 0) + target["percent"]
+    return shares
+
+
+def follows_latest(service: dict) -> bool:
+    """Whether a deploy's new revision would get all traffic: one target, the latest revision, at 100 %."""
+    targets = [t for t in service["status"].get("traffic", []) if t.get("percent")]
+    return len(targets) == 1 and bool(targets[0].get("latestRevision"))
+
+
+def split_text(shares: dict[str, int]) -> str:
+    return ", ".join(f"{name} {percent} %" for name, percent in shares.items()) or "no revision"
+
+
+def tagged(service: dict, tag: str) -> tuple[str, str]:
+    """The revision a tag names and the tag's own URL."""
+    entry = next(t for t in service["status"]["traffic"] if t.get("tag") == tag)
+    return entry["revisionName"], entry["url"]
+
+
+def identity_token(gcloud: Gcloud, public: bool) -> str | None:
+    return None if public else gcloud("auth", "print-identity-token", placeholder="<identity-token>")
+
+
+CANDIDATE = "candidate"  # the tag deploy gives a new revision: its own URL, smoke-tested before it takes traffic
+DRY_RUN_SERVICE = {
+    "status": {
+        "url": "<service-url>",
+        "traffic": [
+            {"revisionName": "<previous-revision>", "percent": 100, "latestRevision": True},
+            *({"revisionName": "<new-revision>", "tag": tag, "url": f"<{tag}-url>"} for tag in (CANDIDATE, "canary")),
+        ],
+    }
+}
+
+
+def deploy(config: Deploy, gcloud: Gcloud, image: str, public: bool, no_traffic: bool) -> int:
+    """Deploys a revision without traffic, smoke-tests it at its own URL, then sends all traffic to it and
+    leaves the service following its latest revision (unless --no-traffic). A revision that does not become
+    ready or fails the smoke test takes no traffic, and the exit status is 1."""
+    before = describe(config, gcloud, DRY_RUN_SERVICE)
+    # Cloud Run refuses --no-traffic for a service's first revision, which takes all traffic as it becomes ready.
+    hold = ["--no-traffic"] if before else []
+    if not gcloud.tries(*deploy_args(config, image, public), *hold, "--tag", CANDIDATE):
+        where = split_text(serving(before)) if before else "nothing (the service has no ready revision)"
+        print(f"deploy failed: the new revision did not become ready; traffic stays on {where}", file=sys.stderr)
+        return 1
+    after = describe(config, gcloud, DRY_RUN_SERVICE)
+    revision, revision_url = tagged(after, CANDIDATE)
+    if not gcloud.dry_run and not smoke_test(revision_url, identity_token(gcloud, public)):
+        print(f"deploy stopped: {revision} failed its smoke test; traffic stays on {split_text(serving(after))}", file=sys.stderr)
+        return 1
+    if no_traffic:
+        print(f"{revision} takes no traffic (--no-traffic); it answers at {revision_url}")
+        return 0
+    if before and not follows_latest(before):
+        print(
+            f"traffic was pinned ({split_text(serving(before))}), as a rollback or a split leaves it, so a new revision "
+            "would have taken none: it now follows the latest revision again"
+        )
+    gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-latest")
+    now = describe(config, gcloud, DRY_RUN_SERVICE)
+    print(f"{revision} serves {serving(now).get(revision, 0) if not gcloud.dry_run else 100} % of traffic")
+    print(f"Service URL: {now['status']['url']}")
     return 0
 
 
@@ -289,33 +448,25 @@ def smoke_test(url: str, token: str | None) -> bool:
 
 
 def canary(config: Deploy, gcloud: Gcloud, image: str, steps: list[int], tag: str, step_wait_s: float, public: bool) -> int:
-    previous = gcloud(
-        "run",
-        "services",
-        "describe",
-        config.service,
-        *config.where,
-        "--format=value(status.latestReadyRevisionName)",
-        placeholder="<previous-revision>",
-    )
-    gcloud(*deploy_args(config, image, public), "--no-traffic", "--tag", tag)
-    described = gcloud(
-        "run",
-        "services",
-        "describe",
-        config.service,
-        *config.where,
-        "--format=json",
-        placeholder=json.dumps({"status": {"traffic": [{"tag": tag, "url": f"https://{tag}---<service-url>"}]}}),
-    )
-    url = next(t["url"] for t in json.loads(described)["status"]["traffic"] if t.get("tag") == tag)
-    token = None if public else gcloud("auth", "print-identity-token", placeholder="<identity-token>")
+    """The new revision takes each step's share of traffic after a smoke test at its own URL; a failed test
+    puts traffic back as it was before the rollout. The last step is followed by --to-latest."""
+    before = describe(config, gcloud, DRY_RUN_SERVICE)
+    if before is None:
+        sys.exit(f"no service {config.service} yet: deploy its first revision with `deploy`")
+    previous = serving(before)
+    restore = ",".join(f"{name}={percent}" for name, percent in previous.items())
+    if not gcloud.tries(*deploy_args(config, image, public), "--no-traffic", "--tag", tag):
+        print(f"rollout stopped: the new revision did not become ready; traffic stays on {split_text(previous)}", file=sys.stderr)
+        return 1
+    revision, url = tagged(describe(config, gcloud, DRY_RUN_SERVICE), tag)
+    token = identity_token(gcloud, public)
     for percent in steps:
         if not gcloud.dry_run and not smoke_test(url, token):
-            print(f"rollout stopped before {percent} %: all traffic back to {previous}", file=sys.stderr)
-            gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-revisions", f"{previous}=100")
+            print(f"rollout stopped before {percent} %: traffic back to {split_text(previous)}", file=sys.stderr)
+            gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-revisions", restore)
             return 1
         gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-tags", f"{tag}={percent}")
+        print(f"{revision} takes {percent} % of traffic", flush=True)
         if percent < 100 and not gcloud.dry_run:
             time.sleep(step_wait_s)
     # Promote: the service follows its newest revision again, so the next deploy is not pinned to this one.
@@ -324,24 +475,34 @@ def canary(config: Deploy, gcloud: Gcloud, image: str, steps: list[int], tag: st
 
 
 def rollback(config: Deploy, gcloud: Gcloud, revision: str | None) -> int:
+    """All traffic to a revision: by default the newest ready one older than the revision serving most."""
     if revision is None:
+        service = describe(config, gcloud, DRY_RUN_SERVICE)
         listed = gcloud(
-            "run",
-            "revisions",
-            "list",
-            "--service",
-            config.service,
-            *config.where,
-            "--sort-by=~metadata.creationTimestamp",
-            "--limit=2",
-            "--format=value(metadata.name)",
-            placeholder="<newest-revision>\n<previous-revision>",
-        )
-        names = listed.split()
-        if len(names) < 2:
-            sys.exit("no previous revision to roll back to")
-        revision = names[1]
+            "run", "revisions", "list", "--service", config.service, *config.where, "--format=json",
+            placeholder=json.dumps([{"metadata": {"name": "<previous-revision>", "creationTimestamp": "0"},
+                                     "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]),
+        )  # fmt: skip
+        shares = serving(service) if service else {}
+        current = max(shares, key=shares.get) if shares else None
+        revisions = sorted(json.loads(listed), key=lambda r: r["metadata"]["creationTimestamp"], reverse=True)
+        names = [r["metadata"]["name"] for r in revisions]
+        older = names[names.index(current) + 1 :] if current in names else names
+        ready = [
+            r["metadata"]["name"]
+            for r in revisions
+            if r["metadata"]["name"] in older
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in r["status"]["conditions"])
+        ]
+        if not ready:
+            sys.exit(f"no ready revision older than {current} to roll back to")
+        revision = ready[0]
     gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-revisions", f"{revision}=100")
+    print(
+        f"all traffic is pinned to {revision}. A pin outlasts later deploys until traffic follows the latest revision "
+        f"again: `deploy` does that once its smoke test passes, or run\n"
+        f"  gcloud run services update-traffic {config.service} {shlex.join(config.where)} --to-latest"
+    )
     return 0
 
 
@@ -367,6 +528,14 @@ def service_yaml(config: Deploy, image: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_command(argv)
+    except subprocess.CalledProcessError as failed:  # gcloud has printed why
+        print(f"stopped: `{shlex.join(failed.cmd)}` failed (exit status {failed.returncode})", file=sys.stderr)
+        return failed.returncode
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("deploy", "canary", "service-yaml"):
@@ -375,14 +544,22 @@ def main(argv: list[str] | None = None) -> int:
         if name != "service-yaml":
             command.add_argument("--public", action="store_true", help="allow unauthenticated requests")
             command.add_argument("--dry-run", action="store_true", help="print the gcloud commands only")
+    commands.choices["deploy"].add_argument(
+        "--no-traffic", action="store_true", help="deploy and smoke-test the revision, but send it no traffic"
+    )
     canary_parser = commands.choices["canary"]
     canary_parser.add_argument("--steps", default="10,50,100", help="traffic percentages, in order")
     canary_parser.add_argument("--tag", default="canary", help="revision tag (its URL is smoke-tested)")
     canary_parser.add_argument("--step-wait-s", type=float, default=60, help="pause between steps")
     rollback_parser = commands.add_parser("rollback")
-    rollback_parser.add_argument("revision", nargs="?", help="revision to send all traffic to (default: the previous one)")
+    rollback_parser.add_argument(
+        "revision", nargs="?", help="revision to send all traffic to (default: the ready one before the serving one)"
+    )
     for name in ("monitoring-config", "alert-policies", "dashboard"):
         commands.add_parser(name)
+    commands.choices["alert-policies"].add_argument(
+        "--channels", help="comma-separated notification channels to notify (default: ALERT_NOTIFICATION_CHANNELS)"
+    )
     job_deploy_parser = commands.add_parser("job-deploy")
     job_deploy_parser.add_argument("image", help="IMAGE@sha256:... (the service's image)")
     job_deploy_parser.add_argument("input", help="gs://BUCKET/PREFIX holding the CSV files")
@@ -406,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     gcloud = Gcloud(args.dry_run)
     if args.command == "deploy":
-        return deploy(config, gcloud, args.image, args.public)
+        return deploy(config, gcloud, args.image, args.public, args.no_traffic)
     if args.command == "canary":
         steps = [int(step) for step in args.steps.split(",")]
         return canary(config, gcloud, args.image, steps, args.tag, args.step_wait_s, args.public)
@@ -427,9 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "job-run":
         return job_run(config, gcloud, args.input, args.output, args.tasks)
-    return {"monitoring-config": monitoring_config, "alert-policies": alert_policies, "dashboard": dashboard}[args.command](
-        config, gcloud
-    )
+    if args.command == "alert-policies":
+        channels = tuple(args.channels.split(",")) if args.channels else config.notification_channels
+        return alert_policies(config, gcloud, channels)
+    return {"monitoring-config": monitoring_config, "dashboard": dashboard}[args.command](config, gcloud)
 
 
 if __name__ == "__main__":

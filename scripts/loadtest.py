@@ -124,6 +124,16 @@ def portable(command: list[str]) -> list[str]:
     return parts
 
 
+def identity_token_env(url: str) -> dict[str, str]:
+    """A private Cloud Run service answers 403 without an identity token: then the locustfile gets one from gcloud
+    (LOCUST_ID_TOKEN, unless already set)."""
+    if "LOCUST_ID_TOKEN" in os.environ or requests.get(f"{url}/readyz", timeout=30).status_code not in (401, 403):
+        return {}
+    print(f"{url} is private: using `gcloud auth print-identity-token`", flush=True)
+    token = subprocess.run(["gcloud", "auth", "print-identity-token"], check=True, capture_output=True, text=True)
+    return {"LOCUST_ID_TOKEN": token.stdout.strip()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="service to test (default: start one, see --target)")
@@ -149,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True)
     target = None if args.url else LocalTarget(args.target, args.image, args.cpus)
     url = args.url or target.url
+    token_env = identity_token_env(url) if args.url else {}
     commands = [shlex.join(portable(target.command))] if target else []
     exit_code = 0
     try:
@@ -183,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             commands.append(shlex.join(portable(command)))
             print(f"--- {scenario}", flush=True)
-            exit_code |= subprocess.run(command, cwd=REPO_ROOT).returncode
+            exit_code |= subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **token_env}).returncode
     finally:
         if target:
             target.close()

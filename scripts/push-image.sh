@@ -2,8 +2,9 @@
 # Tags a local image for Artifact Registry and pushes it; prints the pushed image by digest (the reference to
 # deploy: a digest cannot be moved, a tag can).
 #
-#   scripts/push-image.sh [LOCAL_IMAGE]        default penguin-serve:latest (what `make image` built)
+#   scripts/push-image.sh [LOCAL_IMAGE]        default $PENGUIN_IMAGE:latest (what `make image` built last)
 #
+#   PENGUIN_IMAGE    local image name, as for `make image` (default penguin-serve)
 #   GCP_PROJECT      Google Cloud project (required unless REGISTRY is set)
 #   AR_REGION        Artifact Registry region (default europe-west1)
 #   AR_REPOSITORY    Artifact Registry repository (default penguin-serve)
@@ -13,7 +14,7 @@
 # The tag says what the image holds: model-<model version>-<12 characters of the source commit>, both read
 # from the labels `make image` set. Authenticate once with `gcloud auth configure-docker REGION-docker.pkg.dev`.
 set -euo pipefail
-local_image=${1:-penguin-serve:latest}
+local_image=${1:-${PENGUIN_IMAGE:-penguin-serve}:latest}
 registry=${REGISTRY:-${AR_REGION:-europe-west1}-docker.pkg.dev/${GCP_PROJECT:?set GCP_PROJECT or REGISTRY}/${AR_REPOSITORY:-penguin-serve}}
 repository="$registry/${IMAGE_NAME:-penguin-serve}"
 

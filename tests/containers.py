@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import requests
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, required
+
+from scripts.processes import die_with_parent, free_port
 
 
 @functools.cache
@@ -94,3 +99,31 @@ class Container:
 
     def remove(self) -> None:
         docker("rm", "-f", self.name, check=False)
+
+
+@contextlib.contextmanager
+def local_registry(folder: Path) -> Iterator[str]:
+    """Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1, stopped by PID; its host:port."""
+    port = free_port()
+    config = folder / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n"
+    )
+    process = subprocess.Popen(
+        [required("docker-registry"), "serve", str(config)],
+        preexec_fn=die_with_parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -1,9 +1,13 @@
-"""The README's console and code blocks, read the way the README tests run them."""
+"""The README's and docs' console and code blocks, read the way the tests run them, and a shell that runs
+them as a user types them."""
 
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from conftest import REPO_ROOT
 
@@ -16,9 +20,9 @@ class Command:
     output: str  # what the README shows it printing
 
 
-def section(title: str) -> str:
-    """The README's text under `## title`, up to the next second-level heading."""
-    text = README.read_text()
+def section(title: str, page: Path = README) -> str:
+    """A page's text under `## title`, up to the next second-level heading."""
+    text = page.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else None]
@@ -50,3 +54,34 @@ def commands(text: str) -> list[Command]:
                 index += 1
             found.append(Command("\n".join(command), "\n".join(output)))
     return found
+
+
+class Shell:
+    """One terminal: each command runs in bash as typed, in the repository, and the variables it sets (`IMAGE=...`,
+    `export ...`) are there for the next command."""
+
+    def __init__(self, env: dict[str, str], variables: Path) -> None:
+        self.env, self.variables = env, variables
+        variables.write_text("")
+
+    def script(self, command: str) -> list[str]:
+        saved = shlex.quote(str(self.variables))
+        return ["bash", "-c", f"set -a; source {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"]
+
+    def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(self.script(command), cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, command: str, timeout: float = 600) -> str:
+        """Runs a command that must succeed; its standard output and error together."""
+        result = self.run(command, timeout)
+        assert result.returncode == 0, f"$ {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result.stdout + result.stderr
+
+    def popen(self, command: str) -> subprocess.Popen:
+        """A command whose output is read while it runs (stderr joined to stdout)."""
+        return subprocess.Popen(
+            self.script(command), cwd=REPO_ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def value(self, name: str) -> str:
+        return self.ok(f'printf %s "${name}"')

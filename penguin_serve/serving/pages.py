@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..contract import EXAMPLE
 from ..model_card import render as render_model_card
+from ..settings import SETTINGS
 from .endpoints import ENDPOINTS
 from .openapi import build_spec
 from .predictor import NOT_READY_MESSAGE, Predictor
@@ -93,6 +94,8 @@ def create_app(predictor: Predictor) -> Starlette:
     async def health(_: Request) -> JSONResponse:
         model, ready = predictor.model, predictor.instance_ready
         body: dict[str, Any] = {"status": "ok" if ready else "loading", "model_version": model.version if model else None}
+        if SETTINGS.revision:  # which revision answered: traffic splits and canaries can be checked from outside
+            body["revision"] = SETTINGS.revision
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def docs(_: Request) -> RedirectResponse:

@@ -1,0 +1,718 @@
+"""A local Cloud Run, Cloud Storage and Cloud Monitoring behind the `gcloud` commands this project's scripts and
+docs run (tests/stand_in/gcloud calls main()). Its state is a folder ($GCLOUD_STAND_IN_STATE) that outlives
+each command, as a project does:
+
+- A service has immutable revisions named SERVICE-0000N-xyz. Each revision runs the deployed image as a
+  container on Docker's bridge network (the deploy's env vars, PORT=8080, K_SERVICE/K_REVISION/K_CONFIGURATION, its CPU and memory
+  limits) and becomes ready only when its startup probe passes; one that fails it, or whose container exits,
+  never gets traffic and the deploy fails. Its liveness probe restarts a container that stops answering.
+- Traffic is a list of targets as in Cloud Run: a target that follows the latest ready revision, or one that
+  is pinned to a revision, each with a percent, plus tags. A pin or split persists across later deploys
+  until `--to-latest`; `--no-traffic` pins what followed the latest to the revision it was bound to.
+- The service URL is a local router (router.py) that sends each request to a revision drawn by the traffic
+  percentages; each tag has its own router and URL. A private service answers 403 without
+  `Authorization: Bearer <gcloud auth print-identity-token>` and 401 with another token.
+- A job's execution runs its tasks as containers with CLOUD_RUN_TASK_INDEX/COUNT/ATTEMPT, retrying a failed
+  task up to --max-retries times, at most --parallelism at once.
+- Monitoring policies, dashboards and notification channels are named resources (list, describe, create,
+  update, delete); `policies migrate` creates policies on every run, as its reference page says.
+- `storage` commands act on the Cloud Storage emulator named by STORAGE_EMULATOR_HOST.
+
+What it does not model: autoscaling and scale to zero (a ready revision keeps one container running),
+regions, IAM beyond the invoker token check (role bindings are recorded, never enforced), billing, quotas,
+request timeouts and concurrency limits, and the metrics sidecar (accepted, recorded, not run: its image is
+not reachable here). Of Google's APIs, containers reach only Cloud Storage (the emulator, through relay.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import secrets
+import shlex
+import string
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+from scripts.processes import free_port
+
+HERE = Path(__file__).resolve().parent
+STATE_DIR = Path(os.environ.get("GCLOUD_STAND_IN_STATE", "/nonexistent"))
+DOCKER = os.environ.get("GCLOUD_STAND_IN_DOCKER", "docker")
+PLATFORM = "linux/amd64"  # what Cloud Run runs, whatever the machine's default (DOCKER_DEFAULT_PLATFORM)
+LABEL = "penguin-serve.cloud-stand-in"  # on every container it starts, valued with its state folder
+
+
+class Failed(Exception):
+    """A gcloud error: printed as gcloud prints them, exit status 1."""
+
+
+# --- state ------------------------------------------------------------------------------------------------
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def state(write: bool = True):
+    """The project's state, locked for the command's read-modify-write; written back atomically."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    path = STATE_DIR / "state.json"
+    with open(STATE_DIR / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.setdefault("token", secrets.token_urlsafe(24))
+        for kind in ("services", "jobs", "policies", "dashboards", "channels", "iam", "secrets", "processes"):
+            data.setdefault(kind, {} if kind not in ("iam", "processes") else [])
+        yield data
+        if write:
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(data, indent=1))
+            os.replace(temporary, path)
+
+
+def read_state() -> dict:
+    with state(write=False) as data:
+        return data
+
+
+# --- arguments --------------------------------------------------------------------------------------------
+
+
+def parse(args: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Positional arguments, and each flag's values in order (`--flag=value`, `--flag value`, `--switch`).
+    Values follow gcloud's forms; a flag that takes no value is one of SWITCHES."""
+    positional, flags = [], {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg.startswith("--"):
+            name, has_value, value = arg[2:].partition("=")
+            if not has_value and name not in SWITCHES:
+                index += 1
+                value = args[index]
+            flags.setdefault(name, []).append(value if has_value or name not in SWITCHES else "")
+        else:
+            positional.append(arg)
+        index += 1
+    return positional, flags
+
+
+SWITCHES = {
+    "quiet", "no-traffic", "to-latest", "allow-unauthenticated", "no-allow-unauthenticated", "cpu-boost",
+    "no-cpu-throttling", "wait", "async", "uniform-bucket-level-access", "recursive",
+}  # fmt: skip
+
+
+def one(flags: dict, name: str, default: str | None = None) -> str | None:
+    return flags.get(name, [default])[-1]
+
+
+def key_values(text: str) -> dict[str, str]:
+    """gcloud's KEY=VALUE,... lists, with its alternate delimiter form ^D^KEY=VALUE<D>..."""
+    delimiter = ","
+    if text.startswith("^"):
+        delimiter, text = text[1:].split("^", 1)
+    return dict(pair.split("=", 1) for pair in text.split(delimiter) if pair)
+
+
+def probe_spec(text: str | None) -> dict | None:
+    if not text:
+        return None
+    spec = key_values(text)
+    return {
+        "path": spec.get("httpGet.path", "/"),
+        "period_s": float(spec.get("periodSeconds", 10)),
+        "timeout_s": float(spec.get("timeoutSeconds", 1)),
+        "failures": int(spec.get("failureThreshold", 3)),
+        "initial_delay_s": float(spec.get("initialDelaySeconds", 0)),
+    }
+
+
+def value_format(document: dict, fmt: str) -> str:
+    """gcloud's --format=json and --format=value(a.b.c,...) over one resource."""
+    if fmt == "json":
+        return json.dumps(document, indent=2)
+    if fmt.startswith("value(") and fmt.endswith(")"):
+        values = []
+        for path in fmt[6:-1].split(","):
+            value = document
+            for key in path.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            values.append("" if value is None else str(value))
+        return "\t".join(values)
+    raise Failed(f"the stand-in does not model --format={fmt}")
+
+
+def listed(items: list[dict], flags: dict) -> str:
+    fmt = one(flags, "format", "json")
+    if "sort-by" in flags:
+        key = one(flags, "sort-by")
+        reverse = key.startswith("~")
+        items = sorted(items, key=lambda item: value_format(item, f"value({key.lstrip('~')})"), reverse=reverse)
+    if "filter" in flags:
+        field, _, wanted = one(flags, "filter").partition("=")
+        items = [item for item in items if value_format(item, f"value({field})") == wanted.strip("'\"")]
+    if "limit" in flags:
+        items = items[: int(one(flags, "limit"))]
+    if fmt == "json":
+        return json.dumps(items, indent=2)
+    return "\n".join(value_format(item, fmt) for item in items)
+
+
+# --- containers and processes ------------------------------------------------------------------------------
+
+
+def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise Failed(f"docker {args[0]}: {result.stderr.strip()}")
+    return result
+
+
+def memory_limit(text: str) -> str:
+    """Cloud Run's 512Mi / 1Gi as Docker's 512m / 1g."""
+    for suffix, docker_suffix in (("Gi", "g"), ("Mi", "m"), ("G", "g"), ("M", "m")):
+        if text.endswith(suffix):
+            return text[: -len(suffix)] + docker_suffix
+    return text
+
+
+def start_process(data: dict, *args: str) -> int:
+    """A long-lived helper (a router) in its own session, recorded so that teardown ends it."""
+    log = open(STATE_DIR / "processes.log", "a")  # noqa: SIM115 - the child keeps it
+    process = subprocess.Popen([sys.executable, *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    data["processes"].append(process.pid)
+    return process.pid
+
+
+def start_router(data: dict, service: str, tag: str | None = None) -> str:
+    """A router for the service URL or a tag's URL; the URL once it answers."""
+    port_file = STATE_DIR / f"router-{service}-{tag or ''}.port"
+    port_file.unlink(missing_ok=True)
+    start_process(data, str(HERE / "router.py"), str(STATE_DIR), service, *([tag] if tag else []))
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text().strip():
+        if time.monotonic() > deadline:
+            raise Failed(f"the router for {service} did not start: see {STATE_DIR / 'processes.log'}")
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port_file.read_text().strip()}"
+
+
+def google_apis(data: dict) -> dict[str, str]:
+    """The environment that points a container's Cloud Storage client at the emulator (STORAGE_EMULATOR_HOST,
+    when set here), reached through a relay on the Docker bridge's gateway: a container cannot reach the host's
+    127.0.0.1."""
+    target = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not target:
+        return {}
+    if "relay" not in data:
+        gateway = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+        port_file = STATE_DIR / "relay.port"
+        port_file.unlink(missing_ok=True)
+        start_process(data, str(HERE / "relay.py"), gateway, target.rsplit(":", 1)[1].strip("/"), str(port_file))
+        deadline = time.monotonic() + 20
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() > deadline:
+                raise Failed("the relay to the Cloud Storage emulator did not start")
+            time.sleep(0.05)
+        data["relay"] = f"http://{gateway}:{port_file.read_text().strip()}"
+    return {"STORAGE_EMULATOR_HOST": data["relay"]}
+
+
+def container_of(state_dir: Path, revision: str) -> str:
+    """The container that runs a revision (for tests that make its instance fail)."""
+    return f"cloud-stand-in-{revision}"
+
+
+def teardown(state_dir: Path) -> None:
+    """Ends what a stand-in project started: its routers (by PID) and its containers (by label)."""
+    global STATE_DIR
+    STATE_DIR = state_dir
+    if not (state_dir / "state.json").exists():
+        return
+    with state() as data:
+        for pid in data["processes"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 15)
+        data["processes"] = []
+    names = docker("ps", "-aq", "--filter", f"label={LABEL}={state_dir}", check=False).stdout.split()
+    if names:
+        docker("rm", "-f", *names, check=False)
+
+
+# --- Cloud Run services ------------------------------------------------------------------------------------
+
+
+def revision_suffix() -> str:
+    return "".join(random.choices(string.ascii_lowercase, k=3))
+
+
+def resolved_traffic(service: dict) -> dict[str, int]:
+    """Percent per revision name, LATEST resolved to the latest ready revision."""
+    shares: dict[str, int] = {}
+    for target in service["traffic"]:
+        name = service["latestReadyRevisionName"] if target.get("latestRevision") else target.get("revisionName")
+        if name and target["percent"]:
+            shares[name] = shares.get(name, 0) + target["percent"]
+    return shares
+
+
+def describe_service(service: dict) -> dict:
+    tags = {tag: entry for tag, entry in service["tags"].items()}
+    status_traffic = [
+        {
+            **({"latestRevision": True} if target.get("latestRevision") else {}),
+            "revisionName": service["latestReadyRevisionName"] if target.get("latestRevision") else target["revisionName"],
+            "percent": target["percent"],
+        }
+        for target in service["traffic"]
+        if target["percent"]
+    ]
+    status_traffic += [{"revisionName": entry["revision"], "tag": tag, "url": entry["url"]} for tag, entry in tags.items()]
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": service["name"], "annotations": {"run.googleapis.com/ingress": "all"}},
+        "spec": {"traffic": service["traffic"]},
+        "status": {
+            "url": service["url"],
+            "latestReadyRevisionName": service["latestReadyRevisionName"],
+            "latestCreatedRevisionName": service["latestCreatedRevisionName"],
+            "traffic": status_traffic,
+        },
+    }
+
+
+def container_spec(flags: dict) -> dict:
+    """The ingress container of a deploy: the --container block with --port, or the flags when there is one."""
+    args = flags["_args"]
+    blocks, current = [], []
+    for arg in args:
+        if arg == "--container" or arg.startswith("--container="):
+            blocks.append(current)
+            current = []
+        current.append(arg)
+    blocks.append(current)
+    for block in blocks[1:] or blocks:
+        _, block_flags = parse(block)
+        if "port" in block_flags or len(blocks) == 1:
+            return block_flags
+    raise Failed("no container with --port")
+
+
+def wait_ready(container: str, port: str, probe: dict | None) -> str | None:
+    """Cloud Run's startup probe: None when it passed, else why the revision is not ready."""
+    probe = probe or {"path": None, "period_s": 0.25, "timeout_s": 1, "failures": 960, "initial_delay_s": 0}  # TCP
+    time.sleep(probe["initial_delay_s"])
+    for _ in range(probe["failures"]):
+        inspected = json.loads(docker("inspect", "--format", "{{json .State}}", container).stdout)
+        if not inspected["Running"]:
+            reason = "out of memory" if inspected.get("OOMKilled") else f"exit code {inspected['ExitCode']}"
+            return f"The user-provided container failed to start and listen on the port defined by PORT=8080 ({reason})."
+        try:
+            if (
+                probe["path"] is None
+                or requests.get(f"http://127.0.0.1:{port}{probe['path']}", timeout=probe["timeout_s"]).status_code < 400
+            ):
+                return None
+        except requests.RequestException:
+            pass
+        time.sleep(probe["period_s"])
+    return "The user-provided container failed the configured startup probe checks."
+
+
+def deploy_service(positional: list[str], flags: dict) -> None:
+    name = positional[0]
+    app = container_spec(flags)
+    image = one(app, "image")
+    with state() as data:
+        service = data["services"].get(name)
+        if service is None and "no-traffic" in flags:
+            raise Failed("--no-traffic not supported when creating a new service.")
+        if service is None:
+            service = {
+                "name": name, "revisions": [], "traffic": [{"latestRevision": True, "percent": 100}], "tags": {},
+                "latestReadyRevisionName": None, "latestCreatedRevisionName": None, "public": False, "url": None,
+            }  # fmt: skip
+            data["services"][name] = service
+            service["url"] = start_router(data, name)
+        if "allow-unauthenticated" in flags:
+            service["public"] = True
+        if "no-allow-unauthenticated" in flags:
+            service["public"] = False
+        number = len(service["revisions"]) + 1
+        revision = {
+            "name": f"{name}-{number:05d}-{revision_suffix()}",
+            "image": image,
+            "env": key_values(one(app, "set-env-vars", "") or ""),
+            "startup": probe_spec(one(app, "startup-probe")),
+            "liveness": probe_spec(one(app, "liveness-probe")),
+            "cpu": one(app, "cpu", "1"),
+            "memory": one(app, "memory", "512Mi"),
+            "created": now(),
+            "ready": False,
+            "container": None,
+            "port": None,
+            "args": flags["_args"],
+        }
+        revision["env"].update(google_apis(data))
+        service["revisions"].append(revision)
+        service["latestCreatedRevisionName"] = revision["name"]
+        if "no-traffic" in flags:  # what followed the latest is pinned to the revision it was bound to
+            for target in service["traffic"]:
+                if target.pop("latestRevision", False):
+                    target["revisionName"] = service["latestReadyRevisionName"]
+    print(f"Deploying container to Cloud Run service [{name}]", file=sys.stderr)
+    container, port = container_of(STATE_DIR, revision["name"]), str(free_port())
+    environment = {**revision["env"], "PORT": "8080", "K_SERVICE": name, "K_REVISION": revision["name"]}
+    environment["K_CONFIGURATION"] = name
+    docker(
+        "run", "-d", "--name", container, "--label", f"{LABEL}={STATE_DIR}", "--platform", PLATFORM,
+        "--cpus", revision["cpu"], "--memory", memory_limit(revision["memory"]),
+        *[arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")],
+        "-p", f"127.0.0.1:{port}:8080", image,
+    )  # fmt: skip
+    failure = wait_ready(container, port, revision["startup"])
+    with state() as data:
+        service = data["services"][name]
+        stored = next(r for r in service["revisions"] if r["name"] == revision["name"])
+        stored.update(container=container, port=port, ready=failure is None, failure=failure)
+        if failure is None:
+            service["latestReadyRevisionName"] = stored["name"]
+        for tag in flags.get("tag", []):
+            if failure is None:
+                entry = service["tags"].get(tag) or {"url": start_router(data, name, tag)}
+                service["tags"][tag] = {**entry, "revision": stored["name"]}
+        served = resolved_traffic(service).get(stored["name"], 0)
+    if failure:
+        docker("rm", "-f", container, check=False)
+        raise Failed(f"Revision '{revision['name']}' is not ready and cannot serve traffic. {failure}")
+    print(
+        f"Service [{name}] revision [{revision['name']}] has been deployed and is serving {served} percent of traffic.\n"
+        f"Service URL: {service['url']}",
+        file=sys.stderr,
+    )
+
+
+def update_traffic(positional: list[str], flags: dict) -> None:
+    with state() as data:
+        service = data["services"].get(positional[0])
+        if service is None:
+            raise Failed(f"Service [{positional[0]}] could not be found.")
+        if "to-latest" in flags:
+            service["traffic"] = [{"latestRevision": True, "percent": 100}]
+        else:
+            if "to-tags" in flags:
+                assigned = {service["tags"][tag]["revision"]: int(p) for tag, p in key_values(one(flags, "to-tags")).items()}
+            else:
+                assigned = {rev: int(p) for rev, p in key_values(one(flags, "to-revisions")).items()}
+            known = {r["name"] for r in service["revisions"] if r["ready"]} | {"LATEST"}
+            if unknown := set(assigned) - known:
+                raise Failed(f"Revision(s) not found or not ready: {', '.join(sorted(unknown))}")
+            service["traffic"] = reassigned(service, assigned)
+        shares = resolved_traffic(service)
+    print("Traffic:\n" + "\n".join(f"  {percent}% {name}" for name, percent in shares.items()), file=sys.stderr)
+
+
+def reassigned(service: dict, assigned: dict[str, int]) -> list[dict]:
+    """gcloud's rule: the named targets get their percents; when these sum to under 100, the targets now
+    serving that were not named are scaled to the rest, in proportion to their current percents."""
+    if sum(assigned.values()) > 100:
+        raise Failed("Total traffic percentage must not exceed 100.")
+    current = {("LATEST" if t.get("latestRevision") else t["revisionName"]): t["percent"] for t in service["traffic"]}
+    others = {key: percent for key, percent in current.items() if key not in assigned and percent}
+    rest = 100 - sum(assigned.values())
+    if rest and not others:
+        raise Failed("Traffic percentages must add up to 100 when no other revision serves.")
+    total = sum(others.values())
+    scaled = {key: rest * percent // total for key, percent in others.items()} if others else {}
+    if scaled:  # the rounding remainder to the largest
+        scaled[max(scaled, key=scaled.get)] += rest - sum(scaled.values())
+    targets = {**scaled, **assigned}
+    return [
+        {"latestRevision": True, "percent": percent} if key == "LATEST" else {"revisionName": key, "percent": percent}
+        for key, percent in targets.items()
+        if percent
+    ]
+
+
+def run_services(positional: list[str], flags: dict) -> str | None:
+    verb, rest = positional[0], positional[1:]
+    if verb == "update-traffic":
+        update_traffic(rest, flags)
+        return None
+    data = read_state()
+    if verb == "describe":
+        service = data["services"].get(rest[0])
+        if service is None:
+            raise Failed(f"Cannot find service [{rest[0]}]")
+        return value_format(describe_service(service), one(flags, "format", "json"))
+    if verb == "list":
+        return listed([describe_service(s) for s in data["services"].values()], flags)
+    raise Failed(f"the stand-in does not model `gcloud run services {verb}`")
+
+
+def run_revisions(positional: list[str], flags: dict) -> str:
+    if positional[0] != "list":
+        raise Failed(f"the stand-in does not model `gcloud run revisions {positional[0]}`")
+    service = read_state()["services"].get(one(flags, "service"))
+    revisions = [
+        {
+            "metadata": {"name": r["name"], "creationTimestamp": r["created"]},
+            "spec": {"containers": [{"image": r["image"]}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if r["ready"] else "False"}]},
+        }
+        for r in (service["revisions"] if service else [])
+    ]
+    return listed(revisions, flags)
+
+
+# --- Cloud Run jobs ----------------------------------------------------------------------------------------
+
+
+def deploy_job(positional: list[str], flags: dict) -> None:
+    with state() as data:
+        data["jobs"][positional[0]] = {
+            "image": one(flags, "image"),
+            "command": one(flags, "command"),
+            "args": (one(flags, "args", "") or "").split(",") if one(flags, "args") else [],
+            "tasks": int(one(flags, "tasks", "1")),
+            "parallelism": int(one(flags, "parallelism", "0")),
+            "max_retries": int(one(flags, "max-retries", "3")),
+            "task_timeout_s": float(one(flags, "task-timeout", "600s").rstrip("s")),
+            "memory": one(flags, "memory", "512Mi"),
+            "cpu": one(flags, "cpu", "1"),
+            "env": key_values(one(flags, "set-env-vars", "") or ""),
+            "executions": 0,
+        }
+    print(f"Job [{positional[0]}] has successfully been deployed.", file=sys.stderr)
+
+
+def run_task(job: dict, execution: str, index: int, count: int, env: dict) -> tuple[int, int]:
+    """One task, retried up to max_retries times; (its last exit status, attempts)."""
+    for attempt in range(job["max_retries"] + 1):
+        container = f"cloud-stand-in-{execution}-task{index}-{attempt}"
+        variables = {
+            **env,
+            "CLOUD_RUN_JOB": execution.rsplit("-", 1)[0],
+            "CLOUD_RUN_EXECUTION": execution,
+            "CLOUD_RUN_TASK_INDEX": str(index),
+            "CLOUD_RUN_TASK_COUNT": str(count),
+            "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+        }
+        docker(
+            "run", "-d", "--name", container, "--label", f"{LABEL}={STATE_DIR}", "--platform", PLATFORM,
+            "--cpus", job["cpu"], "--memory", memory_limit(job["memory"]),
+            *[arg for key, value in variables.items() for arg in ("-e", f"{key}={value}")],
+            *(["--entrypoint", job["command"]] if job["command"] else []), job["image"], *job["args"],
+        )  # fmt: skip
+        try:
+            status = int(docker("wait", container, timeout=job["task_timeout_s"]).stdout.strip())
+        except subprocess.TimeoutExpired:
+            status = 124
+        (STATE_DIR / f"{container}.log").write_text(docker("logs", container, check=False).stderr)
+        docker("rm", "-f", container, check=False)
+        if status == 0:
+            return 0, attempt + 1
+    return status, job["max_retries"] + 1
+
+
+def execute_job(positional: list[str], flags: dict) -> None:
+    name = positional[0]
+    with state() as data:
+        job = data["jobs"].get(name)
+        if job is None:
+            raise Failed(f"Job [{name}] could not be found.")
+        job["executions"] += 1
+        execution = f"{name}-{secrets.token_hex(3)[:5]}"
+        apis = google_apis(data)
+    env = {**job["env"], **key_values(one(flags, "update-env-vars", "") or ""), **apis}
+    count = int(one(flags, "tasks", str(job["tasks"])))
+    print(f"Creating execution [{execution}] of job [{name}]", file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=job["parallelism"] or count) as pool:
+        results = list(pool.map(lambda index: run_task(job, execution, index, count, env), range(count)))
+    failed = [index for index, (status, _) in enumerate(results) if status != 0]
+    attempts = sum(tries for _, tries in results)
+    if failed:
+        raise Failed(f"Execution [{execution}] failed: tasks {failed} failed after their retries ({attempts} attempts).")
+    print(f"Execution [{execution}] has successfully completed: {count} tasks, {attempts} attempts.", file=sys.stderr)
+
+
+# --- Cloud Monitoring --------------------------------------------------------------------------------------
+
+
+def resources(kind: str, project: str, collection: str, positional: list[str], flags: dict) -> str | None:
+    """list / describe / create / update / delete of a named resource, as in the Monitoring API."""
+    verb, rest = positional[0], positional[1:]
+    with state(write=verb in ("create", "update", "delete")) as data:
+        items = data[kind]
+        if verb == "list":
+            return listed(list(items.values()), flags)
+        if verb in ("describe", "delete", "update") and rest[0] not in items:
+            raise Failed(f"NOT_FOUND: {rest[0]}")
+        if verb == "describe":
+            return value_format(items[rest[0]], one(flags, "format", "json"))
+        if verb == "delete":
+            del items[rest[0]]
+            return None
+        source = one(flags, "policy-from-file") or one(flags, "config-from-file") or one(flags, "channel-content-from-file")
+        body = json.loads(Path(source).read_text()) if source else {}
+        if kind == "channels" and not source:
+            body = {"displayName": one(flags, "display-name"), "type": one(flags, "type"),
+                    "labels": key_values(one(flags, "channel-labels", "") or "")}  # fmt: skip
+        if verb == "create":
+            name = f"projects/{project}/{collection}/{secrets.randbelow(10**16)}"
+            items[name] = {**body, "name": name, "etag": secrets.token_hex(8), "updated": now()}
+            return value_format(items[name], one(flags, "format", "value(name)"))
+        if verb == "update":
+            if kind == "dashboards" and body.get("etag") != items[rest[0]]["etag"]:
+                raise Failed("FAILED_PRECONDITION: the dashboard's etag does not match (read it, then update)")
+            items[rest[0]] = {**body, "name": rest[0], "etag": secrets.token_hex(8), "updated": now()}
+            return None
+    raise Failed(f"the stand-in does not model `gcloud monitoring {kind} {verb}`")
+
+
+def migrate_policies(project: str, flags: dict) -> None:
+    """Creates a policy per alerting rule on every run (it does not update existing ones)."""
+    import yaml
+
+    rules = yaml.safe_load(Path(one(flags, "policies-from-prometheus-alert-rules-yaml")).read_text())
+    with state() as data:
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    name = f"projects/{project}/alertPolicies/{secrets.randbelow(10**16)}"
+                    data["policies"][name] = {"name": name, "displayName": rule["alert"], "updated": now()}
+
+
+# --- Cloud Storage -----------------------------------------------------------------------------------------
+
+
+def storage(positional: list[str], flags: dict) -> str | None:
+    from google.cloud import storage as gcs
+
+    client = gcs.Client(project="stand-in")
+    verb, rest = positional[0], positional[1:]
+
+    def split(url: str) -> tuple[str, str]:
+        bucket, _, name = url.removeprefix("gs://").partition("/")
+        return bucket, name
+
+    if rest[:1] == ["create"] and verb == "buckets":
+        for url in rest[1:]:
+            client.create_bucket(split(url)[0])
+        return None
+    if verb == "buckets" and rest[:1] == ["add-iam-policy-binding"]:
+        with state() as data:
+            data["iam"].append({"resource": rest[1], **{k: one(flags, k) for k in ("member", "role", "condition")}})
+        return None
+    if verb == "cp":
+        *sources, target = rest
+        bucket, prefix = split(target)
+        for source in sources:
+            name = prefix + Path(source).name if prefix == "" or prefix.endswith("/") else prefix
+            client.bucket(bucket).blob(name).upload_from_filename(source)
+        return None
+    if verb == "cat":
+        import fnmatch
+
+        bucket, pattern = split(rest[0])
+        prefix = pattern.split("*", 1)[0]
+        names = sorted(b.name for b in client.list_blobs(bucket, prefix=prefix) if fnmatch.fnmatch(b.name, pattern))
+        if not names:
+            raise Failed(f"The following URLs matched no objects or files: {rest[0]}")
+        sys.stdout.write("".join(client.bucket(bucket).blob(n).download_as_text() for n in names))
+        return None
+    if verb == "ls":
+        bucket, prefix = split(rest[0])
+        return "\n".join(f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix))
+    raise Failed(f"the stand-in does not model `gcloud storage {verb}`")
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+NO_OPS = {  # accepted and recorded: set-up with no effect on anything this stand-in models
+    ("services", "enable"), ("artifacts", "repositories"), ("iam", "service-accounts"), ("projects", "add-iam-policy-binding"),
+    ("auth", "configure-docker"), ("auth", "application-default"), ("auth", "login"), ("config", "set"),
+}  # fmt: skip
+
+
+def dispatch(args: list[str]) -> str | None:
+    if args and args[0] in ("alpha", "beta"):
+        args = args[1:]
+    positional, flags = parse(args)
+    flags["_args"] = args
+    project = one(flags, "project", "stand-in-project")
+    group = tuple(positional[:2])
+    if group == ("auth", "print-identity-token"):
+        return read_state()["token"]
+    if group in NO_OPS:
+        with state() as data:
+            data["iam"].append({"command": shlex.join(args)})
+        return None
+    if group == ("run", "deploy"):
+        deploy_service(positional[2:], flags)
+        return None
+    if group == ("run", "services"):
+        return run_services(positional[2:], flags)
+    if group == ("run", "revisions"):
+        return run_revisions(positional[2:], flags)
+    if group == ("run", "jobs"):
+        verb = positional[2]
+        if verb == "deploy":
+            deploy_job(positional[3:], flags)
+            return None
+        if verb == "execute":
+            execute_job(positional[3:], flags)
+            return None
+    if group == ("secrets", "describe"):
+        if positional[2] not in read_state()["secrets"]:
+            raise Failed(f"NOT_FOUND: Secret [{positional[2]}] not found")
+        return positional[2]
+    if group == ("secrets", "create") or positional[:3] == ["secrets", "versions", "add"]:
+        name = positional[2] if positional[1] == "create" else positional[3]
+        with state() as data:
+            versions = data["secrets"].setdefault(name, [])
+            versions.append(Path(one(flags, "data-file")).read_text())
+        return None
+    if group == ("secrets", "add-iam-policy-binding"):
+        with state() as data:
+            data["iam"].append({"resource": positional[2], "member": one(flags, "member"), "role": one(flags, "role")})
+        return None
+    if group == ("monitoring", "policies") and positional[2] == "migrate":
+        migrate_policies(project, flags)
+        return None
+    for kind, collection in (("policies", "alertPolicies"), ("dashboards", "dashboards"), ("channels", "notificationChannels")):
+        if group == ("monitoring", kind):
+            return resources(kind, project, collection, positional[2:], flags)
+    if positional[:1] == ["storage"]:
+        return storage(positional[1:], flags)
+    raise Failed(f"the stand-in does not model `gcloud {shlex.join(args)}`")
+
+
+def main() -> int:
+    with open(STATE_DIR / "calls.log", "a") if STATE_DIR.is_dir() else open(os.devnull, "w") as log:
+        log.write(shlex.join(sys.argv[1:]) + "\n")
+    try:
+        output = dispatch(sys.argv[1:])
+    except Failed as error:
+        print(f"ERROR: (gcloud) {error}", file=sys.stderr)
+        return 1
+    if output is not None:
+        print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
