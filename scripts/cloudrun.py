@@ -404,6 +404,7 @@ def deploy(config: Deploy, gcloud: Gcloud, image: str, public: bool, no_traffic:
     """Deploys a revision without traffic, smoke-tests it at its own URL, then sends all traffic to it and
     leaves the service following its latest revision (unless --no-traffic). A revision that does not become
     ready or fails the smoke test takes no traffic, and the exit status is 1."""
+    require_digest(image)
     before = describe(config, gcloud, DRY_RUN_SERVICE)
     # Cloud Run refuses --no-traffic for a service's first revision, which takes all traffic as it becomes ready.
     hold = ["--no-traffic"] if before else []
@@ -450,6 +451,7 @@ def smoke_test(url: str, token: str | None) -> bool:
 def canary(config: Deploy, gcloud: Gcloud, image: str, steps: list[int], tag: str, step_wait_s: float, public: bool) -> int:
     """The new revision takes each step's share of traffic after a smoke test at its own URL; a failed test
     puts traffic back as it was before the rollout. The last step is followed by --to-latest."""
+    require_digest(image)
     before = describe(config, gcloud, DRY_RUN_SERVICE)
     if before is None:
         sys.exit(f"no service {config.service} yet: deploy its first revision with `deploy`")

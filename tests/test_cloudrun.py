@@ -1,5 +1,6 @@
-"""Cloud Run operations against a stand-in `gcloud` that records its arguments: the exact command lines and
-their order. Smoke tests of the "canary revision" hit a real local `bentoml serve`."""
+"""Cloud Run operations, fast: the exact gcloud command lines (--dry-run prints them), the rendered YAML, and the
+monitoring resources they leave in the stand-in project (tests/stand_in). The journey with containers, traffic
+and rollbacks is tests/test_cloud_run.py."""
 
 import json
 import os
@@ -9,8 +10,10 @@ import sys
 
 import yaml
 from conftest import REPO_ROOT
+from readme import Shell, commands, section
 
-from scripts.processes import free_port
+STAND_IN = REPO_ROOT / "tests" / "stand_in"
+CLOUD_RUN = REPO_ROOT / "docs" / "cloud-run.md"
 
 IMAGE = "europe-west1-docker.pkg.dev/demo/penguin-serve/penguin-serve@sha256:" + "ab" * 32
 WHERE = ["--project", "demo", "--region", "europe-west1"]
@@ -65,16 +68,18 @@ def traffic(*args):
     return ["run", "services", "update-traffic", "penguin-serve", *WHERE, *args]
 
 
-def cloudrun(tmp_path, *args, canary_url="http://127.0.0.1:9", **env_vars):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    calls = tmp_path / "calls.jsonl"
+DESCRIBE = ["run", "services", "describe", "penguin-serve", *WHERE, "--format=json"]
+
+
+def cloudrun(tmp_path, *args, **env_vars):
+    """scripts.cloudrun against the stand-in gcloud, with a project state of its own under tmp_path; the result
+    and the gcloud commands it printed (each `+ gcloud ...` line, as arguments)."""
+    state = tmp_path / "gcloud-state"
+    state.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
-        "PATH": f"{REPO_ROOT / 'tests' / 'stand_in'}{os.pathsep}{os.environ['PATH']}",
-        "GCLOUD_CALLS": str(calls),
-        "GCLOUD_PREVIOUS_REVISION": PREVIOUS,
-        "GCLOUD_CANARY_URL": canary_url,
-        "GCLOUD_REVISIONS": "penguin-serve-00002-new,penguin-serve-00001-old",
+        "PATH": f"{STAND_IN}{os.pathsep}{os.environ['PATH']}",
+        "GCLOUD_STAND_IN_STATE": str(state),
         "GCP_PROJECT": "demo",
         "GCS_BUCKET_NAME": "penguin-models",
         **env_vars,
@@ -82,139 +87,124 @@ def cloudrun(tmp_path, *args, canary_url="http://127.0.0.1:9", **env_vars):
     result = subprocess.run(
         [sys.executable, "-m", "scripts.cloudrun", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-    recorded = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
-    return result, recorded
+    printed = [shlex.split(line[2:])[1:] for line in result.stdout.splitlines() if line.startswith("+ gcloud ")]
+    return result, printed
 
 
-def test_deploy_is_private_by_digest_with_probes_and_settings(tmp_path):
-    result, calls = cloudrun(tmp_path, "deploy", IMAGE)
+def stand_in_state(tmp_path) -> dict:
+    return json.loads((tmp_path / "gcloud-state" / "state.json").read_text())
+
+
+def test_deploy_is_private_by_digest_with_probes_and_settings_then_takes_traffic(tmp_path):
+    result, printed = cloudrun(tmp_path, "deploy", IMAGE, "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert calls == [[*DEPLOY, "--no-allow-unauthenticated", "--quiet"]]
+    assert printed == [
+        DESCRIBE,
+        [*DEPLOY, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "candidate"],
+        DESCRIBE,
+        traffic("--to-latest"),
+        DESCRIBE,
+    ]
 
 
 def test_deploy_without_the_sidecar_when_opted_out(tmp_path):
-    result, calls = cloudrun(tmp_path, "deploy", IMAGE, CLOUD_RUN_PROMETHEUS_SIDECAR="false")
+    result, printed = cloudrun(tmp_path, "deploy", IMAGE, "--dry-run", CLOUD_RUN_PROMETHEUS_SIDECAR="false")
     assert result.returncode == 0, result.stderr
-    assert calls == [[*SERVICE, *APP, "--no-allow-unauthenticated", "--quiet"]]
-
-
-def test_monitoring_config_creates_the_secret_once_then_adds_versions(tmp_path):
-    from_file = f"--data-file={REPO_ROOT / 'monitoring' / 'run-monitoring.yaml'}"
-    grant = [
-        "secrets",
-        "add-iam-policy-binding",
-        "penguin-serve-run-monitoring",
-        "--project",
-        "demo",
-        "--member",
-        "serviceAccount:penguin-serve@demo.iam.gserviceaccount.com",
-        "--role",
-        "roles/secretmanager.secretAccessor",
-    ]
-    describe = ["secrets", "describe", "penguin-serve-run-monitoring", "--project", "demo"]
-    _, first = cloudrun(tmp_path / "first", "monitoring-config")
-    assert first == [describe, ["secrets", "create", "penguin-serve-run-monitoring", "--project", "demo", from_file], grant]
-    _, later = cloudrun(tmp_path / "later", "monitoring-config", GCLOUD_SECRET_EXISTS="1")
-    assert later == [
-        describe,
-        ["secrets", "versions", "add", "penguin-serve-run-monitoring", "--project", "demo", from_file],
-        grant,
-    ]
-
-
-def test_alert_policies_and_dashboard_from_the_files_in_monitoring(tmp_path):
-    _, calls = cloudrun(tmp_path / "alerts", "alert-policies")
-    assert calls == [
-        [
-            "monitoring",
-            "policies",
-            "migrate",
-            f"--policies-from-prometheus-alert-rules-yaml={REPO_ROOT / 'monitoring' / 'alert-rules.yaml'}",
-            "--project",
-            "demo",
-        ]
-    ]
-    _, calls = cloudrun(tmp_path / "dashboard", "dashboard")
-    assert calls == [
-        [
-            "monitoring",
-            "dashboards",
-            "create",
-            f"--config-from-file={REPO_ROOT / 'monitoring' / 'dashboard.json'}",
-            "--project",
-            "demo",
-        ]
-    ]
+    assert printed[1] == [*SERVICE, *APP, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "candidate"]
 
 
 def test_public_only_when_asked(tmp_path):
-    _, calls = cloudrun(tmp_path, "deploy", IMAGE, "--public")
-    assert calls == [[*DEPLOY, "--allow-unauthenticated", "--quiet"]]
+    _, printed = cloudrun(tmp_path, "deploy", IMAGE, "--public", "--dry-run")
+    assert printed[1] == [*DEPLOY, "--allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "candidate"]
+
+
+def test_deploy_with_no_traffic_sends_it_none(tmp_path):
+    _, printed = cloudrun(tmp_path, "deploy", IMAGE, "--no-traffic", "--dry-run")
+    assert not any(command[:3] == traffic()[:3] for command in printed)
 
 
 def test_deploy_refuses_a_tag(tmp_path):
-    result, calls = cloudrun(tmp_path, "deploy", "europe-west1-docker.pkg.dev/demo/r/penguin-serve:latest")
-    assert result.returncode != 0 and "by digest" in result.stderr and calls == []
+    result, printed = cloudrun(tmp_path, "deploy", "europe-west1-docker.pkg.dev/demo/r/penguin-serve:latest")
+    assert result.returncode != 0 and "by digest" in result.stderr and printed == []
 
 
-def test_canary_rollout_in_steps_then_promote(tmp_path, served):
-    result, calls = cloudrun(tmp_path, "canary", IMAGE, "--step-wait-s", "0", canary_url=served.url)
-    assert result.returncode == 0, result.stderr
-    assert calls == [
-        ["run", "services", "describe", "penguin-serve", *WHERE, "--format=value(status.latestReadyRevisionName)"],
+def test_monitoring_config_creates_the_secret_once_then_adds_versions_readable_by_the_service(tmp_path):
+    for _ in range(2):
+        result, _ = cloudrun(tmp_path, "monitoring-config")
+        assert result.returncode == 0, result.stderr
+    state = stand_in_state(tmp_path)
+    assert (
+        state["secrets"]["penguin-serve-run-monitoring"] == [(REPO_ROOT / "monitoring" / "run-monitoring.yaml").read_text()] * 2
+    )
+    assert {
+        "resource": "penguin-serve-run-monitoring",
+        "member": "serviceAccount:penguin-serve@demo.iam.gserviceaccount.com",
+        "role": "roles/secretmanager.secretAccessor",
+    } in state["iam"]
+
+
+def alerting_rules() -> list[dict]:
+    groups = yaml.safe_load((REPO_ROOT / "monitoring" / "alert-rules.yaml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_alert_policies_and_dashboard_as_typed_notify_the_channel_and_a_second_run_changes_nothing(tmp_path):
+    state_dir = tmp_path / "gcloud-state"
+    env = {**os.environ, "PATH": f"{STAND_IN}{os.pathsep}{os.environ['PATH']}", "GCLOUD_STAND_IN_STATE": str(state_dir)}
+    shell = Shell({**env, "GCP_PROJECT": "demo"}, tmp_path / "variables.sh")
+    channel, export, policies, dashboard = [c.text for c in commands(section("Alerts and the dashboard", CLOUD_RUN))]
+    shell.ok(channel)
+    shell.ok(export)
+    [channel_name] = stand_in_state(tmp_path)["channels"]
+    assert shell.value("ALERT_NOTIFICATION_CHANNELS") == channel_name
+    first = shell.ok(policies) + shell.ok(dashboard)
+    assert "notify nobody" not in first
+    state = stand_in_state(tmp_path)
+    rules = alerting_rules()
+    assert sorted(p["displayName"] for p in state["policies"].values()) == sorted(r["alert"] for r in rules)
+    for policy in state["policies"].values():
+        rule = next(r for r in rules if r["alert"] == policy["displayName"])
+        [condition] = policy["conditions"]
+        assert condition["conditionPrometheusQueryLanguage"]["query"] == " ".join(rule["expr"].split())
+        assert policy["notificationChannels"] == [channel_name]
+    assert [d["displayName"] for d in state["dashboards"].values()] == ["penguin-serve"]
+
+    again = shell.ok(policies) + shell.ok(dashboard)
+    assert again.count("unchanged: ") == len(rules) + 1
+    assert stand_in_state(tmp_path) == state  # nothing created, updated or deleted
+
+    # A policy of ours whose rule left the file goes; anyone else's stays.
+    for name, labels in (("PenguinRetiredRule", {"managed-by": "penguin-serve"}), ("SomeoneElses", {})):
+        policy = tmp_path / f"{name}.json"
+        policy.write_text(json.dumps({"displayName": name, "userLabels": labels}))
+        shell.ok(f"gcloud alpha monitoring policies create --policy-from-file={policy} --project demo")
+    shell.ok(policies)
+    names = shell.ok("gcloud alpha monitoring policies list --project demo --format='value(displayName)'").split()
+    assert sorted(names) == sorted([*(r["alert"] for r in rules), "SomeoneElses"])
+
+
+def test_alert_policies_without_channels_warn_and_an_unknown_channel_stops(tmp_path):
+    result, _ = cloudrun(tmp_path, "alert-policies")
+    assert result.returncode == 0 and "these policies notify nobody" in result.stderr
+    assert all(p["notificationChannels"] == [] for p in stand_in_state(tmp_path)["policies"].values())
+    result, _ = cloudrun(tmp_path, "alert-policies", "--channels", "projects/demo/notificationChannels/404")
+    assert result.returncode != 0 and "notification channel projects/demo/notificationChannels/404 not found" in result.stderr
+
+
+def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
+    result, printed = cloudrun(tmp_path, "canary", IMAGE, "--dry-run")
+    assert result.returncode == 0
+    assert not (tmp_path / "gcloud-state" / "state.json").exists()
+    assert printed == [
+        DESCRIBE,
         [*DEPLOY, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "canary"],
-        ["run", "services", "describe", "penguin-serve", *WHERE, "--format=json"],
+        DESCRIBE,
         ["auth", "print-identity-token"],
         traffic("--to-tags", "canary=10"),
         traffic("--to-tags", "canary=50"),
         traffic("--to-tags", "canary=100"),
         traffic("--to-latest"),
     ]
-    assert result.stdout.count("smoke test of " + served.url + ": passed") == 3
-
-
-def test_failed_smoke_test_stops_the_rollout_and_restores_the_previous_revision(tmp_path):
-    dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the new revision does not answer
-    result, calls = cloudrun(tmp_path, "canary", IMAGE, "--step-wait-s", "0", canary_url=dead_url)
-    assert result.returncode == 1
-    assert calls[-1] == traffic("--to-revisions", f"{PREVIOUS}=100")
-    assert not any(call[:4] == traffic()[:4] and "--to-tags" in call for call in calls)
-    assert "rollout stopped before 10 %" in result.stderr
-
-
-def test_rollback_to_the_previous_revision(tmp_path):
-    result, calls = cloudrun(tmp_path, "rollback")
-    assert result.returncode == 0
-    assert calls == [
-        [
-            "run",
-            "revisions",
-            "list",
-            "--service",
-            "penguin-serve",
-            *WHERE,
-            "--sort-by=~metadata.creationTimestamp",
-            "--limit=2",
-            "--format=value(metadata.name)",
-        ],
-        traffic("--to-revisions", "penguin-serve-00001-old=100"),
-    ]
-
-
-def test_rollback_to_a_named_revision(tmp_path):
-    _, calls = cloudrun(tmp_path, "rollback", "penguin-serve-00007-abc")
-    assert calls == [traffic("--to-revisions", "penguin-serve-00007-abc=100")]
-
-
-def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
-    result, calls = cloudrun(tmp_path, "canary", IMAGE, "--dry-run")
-    assert result.returncode == 0 and calls == []
-    printed = [line for line in result.stdout.splitlines() if line.startswith("+ gcloud ")]
-    assert printed[1] == "+ " + shlex.join(
-        ["gcloud", *DEPLOY, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "canary"]
-    )
-    assert printed[-1] == "+ gcloud run services update-traffic penguin-serve --project demo --region europe-west1 --to-latest"
-    assert len(printed) == 8
 
 
 def test_service_yaml_matches_the_deploy_settings(tmp_path):
@@ -285,6 +275,7 @@ def test_job_deploy_grants_read_on_the_input_and_create_on_the_output_prefix_the
         "1800",
         "--key-column",
         "id",
+        "--dry-run",
     )
     member = "serviceAccount:penguin-score@demo.iam.gserviceaccount.com"
 
@@ -336,9 +327,9 @@ def test_job_deploy_grants_read_on_the_input_and_create_on_the_output_prefix_the
 
 
 def test_job_run_waits_and_may_point_this_run_elsewhere(tmp_path):
-    _, calls = cloudrun(tmp_path / "plain", "job-run")
+    _, calls = cloudrun(tmp_path / "plain", "job-run", "--dry-run")
     assert calls == [["run", "jobs", "execute", "penguin-score", *WHERE, "--wait"]]
-    _, calls = cloudrun(tmp_path / "other", "job-run", "gs://survey-data/2027", "gs://scores/run-2", "--tasks", "4")
+    _, calls = cloudrun(tmp_path / "other", "job-run", "gs://survey-data/2027", "gs://scores/run-2", "--tasks", "4", "--dry-run")
     assert calls == [
         [
             "run",

@@ -15,6 +15,7 @@ import pytest
 import requests
 from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT
 from containers import Container, build_image, docker, docker_cli, engine_unavailable_reason, user_environment
+from readme import commands, section
 
 from scripts.processes import free_port
 
@@ -37,7 +38,8 @@ def image(exported_model):
         return subprocess.run(
             command.split(),
             cwd=REPO_ROOT,
-            env={**env, "PATH": f"{BIN}:{env['PATH']}"},
+            # A machine that builds arm64 by default, as an Apple-silicon Mac does.
+            env={**env, "PATH": f"{BIN}:{env['PATH']}", "DOCKER_DEFAULT_PLATFORM": "linux/arm64"},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -47,7 +49,9 @@ def image(exported_model):
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     printed = re.search(r"\$ (bentoml containerize (\S+))", built.stdout)
     assert printed, built.stdout[-2000:]
-    containerized = as_typed(printed.group(1), timeout=1800)
+    # The README's line: the tag bentoml build printed, then the README's options (--platform linux/amd64).
+    [documented] = [c.text for c in commands(section("The container image")) if c.text.startswith("bentoml containerize ")]
+    containerized = as_typed(" ".join([printed.group(1), *documented.split()[3:]]), timeout=1800)
     assert containerized.returncode == 0, containerized.stdout[-3000:] + containerized.stderr[-3000:]
     yield printed.group(2)
     docker("rmi", printed.group(2), check=False)
@@ -94,6 +98,10 @@ def test_the_image_holds_its_base_packages_uv_and_bento_and_nothing_else(image, 
     find = "find / -xdev \\( -name '*.whl' -o -path '*/.cache/pip' -o -path '*/.cache/uv/wheels*' \\) 2>/dev/null; true"
     base = docker("run", "--rm", "--entrypoint", "sh", "python:3.11-slim", "-c", find).stdout.split()
     assert set(in_image(image, find).split()) == set(base)  # no wheel or package cache beyond the base image's
+
+
+def test_the_documented_line_builds_for_cloud_run_on_a_machine_that_defaults_to_arm64(image):
+    assert docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image).stdout.strip() == "linux/amd64"
 
 
 def test_make_image_builds_the_same_image_through_the_same_commands(image, make_image):
