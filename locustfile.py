@@ -24,6 +24,8 @@ import json
 import os
 import random
 import subprocess
+import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -148,6 +150,13 @@ def choose_shape(environment, runner, **_):
         environment.shape_class.runner = runner
 
 
+def refuse_to_run(environment, reason: str) -> None:
+    """Stops the run before any load, saying why, with exit status 1 (Locust would exit 0: no request failed)."""
+    print(reason, file=sys.stderr, flush=True)
+    environment.process_exit_code = 1
+    environment.runner.quit()
+
+
 @events.test_start.add_listener
 def calibrate(environment, **_):
     """Keep the dataset records that the service classifies as their true species (it should be nearly all:
@@ -157,7 +166,16 @@ def calibrate(environment, **_):
     HEADERS.clear()
     HEADERS.update({"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
     host = (environment.host or PenguinUser.host).rstrip("/")
-    labelled = dataset_records(get_json(host + "/docs.json")["components"]["schemas"]["Penguin"])
+    try:
+        labelled = dataset_records(get_json(host + "/docs.json")["components"]["schemas"]["Penguin"])
+    except urllib.error.HTTPError as refused:
+        if refused.code not in (401, 403):
+            raise
+        return refuse_to_run(
+            environment,
+            f"{host} answered {refused.code} {refused.reason}: a private Cloud Run service needs an identity token: "
+            "add --id-token-from-gcloud, or set LOCUST_ID_TOKEN",
+        )
     answers = get_json(host + "/predict_batch", [record for record, _ in labelled])
     KNOWN.clear()
     KNOWN.extend((record, species) for (record, species), answer in zip(labelled, answers) if answer["prediction"] == species)
@@ -165,8 +183,7 @@ def calibrate(environment, **_):
     accuracy = len(KNOWN) / len(labelled)
     print(f"calibration: {len(KNOWN)} of {len(labelled)} dataset records classified correctly ({accuracy:.3f})")
     if accuracy < MIN_CALIBRATION_ACCURACY:
-        environment.runner.quit()
-        raise RuntimeError(f"the service's accuracy {accuracy:.3f} < {MIN_CALIBRATION_ACCURACY}: not load-testing it")
+        refuse_to_run(environment, f"the service's accuracy {accuracy:.3f} < {MIN_CALIBRATION_ACCURACY}: not load-testing it")
 
 
 class PenguinUser(FastHttpUser):

@@ -24,13 +24,19 @@ from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUR
 from penguin_serve.model import PenguinModel, decile_bins, decile_edges, field_contributions
 from penguin_serve.settings import Settings
 from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
-from penguin_serve.training.dataset import DATASET_NAME, load_dataset
+from penguin_serve.training.dataset import DatasetError, load_dataset
 from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model-name", default=MODEL_NAME, help="name in the BentoML model store")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="train on this CSV instead of the palmerpenguins table: columns species, bill_length_mm, bill_depth_mm, "
+        "flipper_length_mm, body_mass_g, island, and optionally sex and year",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed for the split, the folds and XGBoost")
     parser.add_argument("--test-size", type=float, default=0.2, help="share of rows held out for the gate")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds on the training split")
@@ -54,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--push",
         action="store_true",
         help="after saving, upload the export to gs://BUCKET/PREFIX/VERSION/ and move PREFIX/latest to it",
+    )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="with --push: push the model store's latest model of this name as it is, without training",
     )
     parser.add_argument("--bucket", default=gcs.gcs_bucket, help="Cloud Storage bucket (env GCS_BUCKET_NAME)")
     parser.add_argument("--prefix", default=gcs.gcs_prefix, help="object prefix in the bucket (env GCS_MODEL_PREFIX)")
@@ -149,7 +160,7 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
         "global_importance": global_importance(booster, train_features),
         "params": {**xgboost_params(args), "rounds": args.rounds, "test_size": args.test_size},
         "dataset": {
-            "name": DATASET_NAME,
+            "name": dataset.name,
             "sha256": dataset.sha256,
             "rows_total": dataset.rows_total,
             "rows_used": len(dataset.penguins),
@@ -184,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.push and not args.bucket:
         parser.error("--push needs a bucket: --bucket or GCS_BUCKET_NAME")
+    if args.no_train:
+        if not args.push:
+            parser.error("--no-train only makes sense with --push")
+        try:
+            stored = bentoml.models.get(args.model_name)
+        except bentoml.exceptions.NotFound:
+            parser.error(f"the model store ({os.environ.get('BENTOML_HOME', '~/bentoml')}) has no {args.model_name}: train first")
+        return push(args, Path(stored.path), stored.tag.version)
     if args.if_missing:
         try:
             print(f"Model store already holds {bentoml.models.get(args.model_name).tag}; not training.")
@@ -191,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         except bentoml.exceptions.NotFound:
             pass
 
-    dataset = load_dataset()
+    try:
+        dataset = load_dataset(args.data)
+    except (DatasetError, OSError) as error:
+        parser.error(str(error))
     features = encode(dataset.penguins)
     train_rows, test_rows = train_test_split(
         np.arange(len(features)), test_size=args.test_size, stratify=dataset.labels, random_state=args.seed
@@ -218,19 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     # The store's own metadata (shown by `bentoml models get`) cannot hold nulls, so the self-check
     # records stay in metadata.json only.
     store_metadata = {key: value for key, value in metadata.items() if key != "self_check"}
-    with bentoml.models.create(args.model_name, labels={"dataset": "palmerpenguins"}, metadata=store_metadata) as saved:
+    with bentoml.models.create(
+        args.model_name, labels={"dataset": "palmerpenguins" if args.data is None else "own"}, metadata=store_metadata
+    ) as saved:
         model = PenguinModel.checked(booster, metadata, saved.tag.version, "bento", nthread=1)
         model.write_files(Path(saved.path))
     model.write_files(args.export_dir)
     print(f"Saved {saved.tag} to the model store; exported to {args.export_dir}/.")
-    if args.push:
-        client = make_client(Settings.from_env().storage_emulator_host)
-        try:
-            push_model(client, args.bucket, args.prefix, args.export_dir)
-        except (PushConflict, UploadCorrupted) as exc:
-            print(f"Push failed: {exc}", file=sys.stderr)
-            return 1
-        print(f"Pushed to gs://{args.bucket}/{version_prefix(args.prefix, model.version)}/ and moved latest.")
+    return push(args, args.export_dir, model.version) if args.push else 0
+
+
+def push(args: argparse.Namespace, folder: Path, model_version: str) -> int:
+    """Uploads a model's files (an export, or a model store entry: the same files) as a new version."""
+    client = make_client(Settings.from_env().storage_emulator_host)
+    try:
+        push_model(client, args.bucket, args.prefix, folder)
+    except (PushConflict, UploadCorrupted) as exc:
+        print(f"Push failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Pushed to gs://{args.bucket}/{version_prefix(args.prefix, model_version)}/ and moved latest.")
     return 0
 
 

@@ -4,6 +4,7 @@ slowness, transient 503s, and bytes changed in transit or on upload."""
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +20,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.delay_s = 0.0
         self.unavailable_responses = 0  # answer this many requests with 503 before forwarding again
+        self.forbidden_to: str | None = None  # answer every request 403, as Cloud Storage does to this account
         self.corrupt_downloads = False  # flip a byte of every media download
         self.corrupt_uploads = False  # change the uploaded bytes, keeping the client's own checksum
         self.corrupted_bytes = b'"learner"'  # which bytes of an upload change (to upper case): a booster's by default
@@ -50,6 +52,13 @@ class _Handler(BaseHTTPRequestHandler):
             proxy._released.wait(proxy.delay_s)
         if fail:
             return self._reply(503, [("Content-Type", "application/json")], b'{"error": "injected 503"}')
+        if proxy.forbidden_to:  # Cloud Storage's JSON API error for a caller without storage.objects.get
+            message = (
+                f"{proxy.forbidden_to} does not have storage.objects.get access to the Google Cloud Storage object. "
+                "Permission 'storage.objects.get' denied on resource (or it may not exist)."
+            )
+            error = {"error": {"code": 403, "message": message, "errors": [{"message": message, "reason": "forbidden"}]}}
+            return self._reply(403, [("Content-Type", "application/json")], json.dumps(error).encode())
         if proxy.corrupt_uploads and self.command == "POST" and proxy.corrupted_bytes in body:
             body = body.replace(proxy.corrupted_bytes, proxy.corrupted_bytes.upper(), 1)
         upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)

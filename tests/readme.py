@@ -12,6 +12,7 @@ from pathlib import Path
 from conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+TROUBLESHOOTING = REPO_ROOT / "docs" / "troubleshooting.md"
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,10 @@ class Shell:
 
     def value(self, name: str) -> str:
         return self.ok(f'printf %s "${name}"')
+
+
+def troubleshooting(number: int) -> re.Pattern:
+    """The message docs/troubleshooting.md quotes in its entry `number`, as a pattern (… matches what varies)."""
+    quoted = re.search(rf"^## {number}\. .*?```text\n(.*?)\n```", TROUBLESHOOTING.read_text(), re.DOTALL | re.MULTILINE)
+    assert quoted, f"no entry {number} with a quoted message in {TROUBLESHOOTING}"
+    return re.compile(".*?".join(re.escape(part) for part in quoted.group(1).split("…")))

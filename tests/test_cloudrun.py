@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 from readme import Shell, commands, section
 
 STAND_IN = REPO_ROOT / "tests" / "stand_in"
-CLOUD_RUN = REPO_ROOT / "docs" / "cloud-run.md"
+MONITORING = REPO_ROOT / "docs" / "monitoring.md"
 
 IMAGE = "europe-west1-docker.pkg.dev/demo/penguin-serve/penguin-serve@sha256:" + "ab" * 32
 WHERE = ["--project", "demo", "--region", "europe-west1"]
@@ -152,7 +152,7 @@ def test_alert_policies_and_dashboard_as_typed_notify_the_channel_and_a_second_r
     state_dir = tmp_path / "gcloud-state"
     env = {**os.environ, "PATH": f"{STAND_IN}{os.pathsep}{os.environ['PATH']}", "GCLOUD_STAND_IN_STATE": str(state_dir)}
     shell = Shell({**env, "GCP_PROJECT": "demo"}, tmp_path / "variables.sh")
-    channel, export, policies, dashboard = [c.text for c in commands(section("Alerts and the dashboard", CLOUD_RUN))]
+    channel, export, policies, dashboard = [c.text for c in commands(section("Install the alerts and the dashboard", MONITORING))]
     shell.ok(channel)
     shell.ok(export)
     [channel_name] = stand_in_state(tmp_path)["channels"]

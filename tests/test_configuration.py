@@ -17,8 +17,8 @@ READS = (
     r"\$\{([A-Z_]+)[:}]",
     r"^([A-Z_]+) \?=",
 )
-# Set by the system, or by BentoML for its workers: read, never set by a user.
-NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR"}
+# Set by the system, by BentoML for its workers, or by the tests for their Cloud Run stand-in: not a user's.
+NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR", "GCLOUD_STAND_IN_STATE", "GCLOUD_STAND_IN_DOCKER"}
 
 
 def read_variables() -> dict[str, set[str]]:

@@ -43,21 +43,21 @@ def count(value: float) -> str:
 
 # (document, pattern with one group, the figure as its source gives it)
 CLAIMS = [
-    ("README.md", r"`make bench` of (\d{4}-\d\d-\d\d)", BENCH["measured_on"]),
-    ("README.md", r"this service answers (\d+(?:,\d{3})*) requests/s at 64 connections", count(OURS["c64"]["rps"])),
-    ("README.md", r"the HTTP ceiling's (\d+(?:,\d{3})*)", count(RESULTS["http-ceiling"]["c64"]["rps"])),
-    ("README.md", r"BentoML's own floor (\d+(?:,\d{3})*)", count(RESULTS["bentoml-floor"]["c64"]["rps"])),
-    ("README.md", r"FastAPI \+ numpy (\d+(?:,\d{3})*)", count(RESULTS["fastapi-numpy"]["c64"]["rps"])),
-    ("README.md", r"the usual FastAPI \+ pandas service (\d+(?:,\d{3})*)", count(RESULTS["reference"]["c64"]["rps"])),
-    ("README.md", r"p50 ([\d.]+) ms and p99 [\d.]+ ms at 64", f"{OURS['c64']['p50']:.1f}"),
-    ("README.md", r"p50 [\d.]+ ms and p99 ([\d.]+) ms at 64", f"{OURS['c64']['p99']:.1f}"),
-    ("README.md", r"1,000-row batches as columns: (\d+(?:,\d{3})*) rows/s", count(OURS["batch_columns"]["rows_per_s"])),
-    ("README.md", r"(\d+) % of XGBoost's in-process speed", f"{100 * SUMMARY['batch_floor_ratio']:.0f}"),
-    ("README.md", r"One task scores (\d+(?:,\d{3})*) rows/s", count(BENCH["scoring"]["rows_per_s"])),
-    ("README.md", r"(\d+) % of the in-process floor", f"{100 * SUMMARY['scoring_floor_ratio']:.0f}"),
-    ("README.md", r"/explain answers (\d+(?:,\d{3})*) requests/s", count(OURS["explain_c64"]["rps"])),
-    ("README.md", r"(\d\.\d\d) of /predict's", f"{SUMMARY['explain_ratio']:.2f}"),
-    ("README.md", r"cold start ([\d.]+) s", f"{OURS['cold_start_s']:.2f}"),
+    ("docs/PERFORMANCE.md", r"In the `make bench` of (\d{4}-\d\d-\d\d)", BENCH["measured_on"]),
+    ("docs/PERFORMANCE.md", r"this service answers (\d+(?:,\d{3})*) requests/s at 64 connections", count(OURS["c64"]["rps"])),
+    ("docs/PERFORMANCE.md", r"the HTTP ceiling's (\d+(?:,\d{3})*)", count(RESULTS["http-ceiling"]["c64"]["rps"])),
+    ("docs/PERFORMANCE.md", r"BentoML's own floor (\d+(?:,\d{3})*)", count(RESULTS["bentoml-floor"]["c64"]["rps"])),
+    ("docs/PERFORMANCE.md", r"FastAPI \+ numpy (\d+(?:,\d{3})*)", count(RESULTS["fastapi-numpy"]["c64"]["rps"])),
+    ("docs/PERFORMANCE.md", r"the usual FastAPI \+ pandas service (\d+(?:,\d{3})*)", count(RESULTS["reference"]["c64"]["rps"])),
+    ("docs/PERFORMANCE.md", r"p50 ([\d.]+) ms and p99 [\d.]+ ms at 64", f"{OURS['c64']['p50']:.1f}"),
+    ("docs/PERFORMANCE.md", r"p50 [\d.]+ ms and p99 ([\d.]+) ms at 64", f"{OURS['c64']['p99']:.1f}"),
+    ("docs/PERFORMANCE.md", r"1,000-row batches as columns: (\d+(?:,\d{3})*) rows/s", count(OURS["batch_columns"]["rows_per_s"])),
+    ("docs/PERFORMANCE.md", r"(\d+) % of XGBoost's in-process speed", f"{100 * SUMMARY['batch_floor_ratio']:.0f}"),
+    ("docs/bulk-scoring.md", r"One task scores (\d+(?:,\d{3})*) rows/s", count(BENCH["scoring"]["rows_per_s"])),
+    ("docs/bulk-scoring.md", r"(\d+) % of the in-process floor", f"{100 * SUMMARY['scoring_floor_ratio']:.0f}"),
+    ("docs/explanations.md", r"/explain answers (\d+(?:,\d{3})*) requests/s", count(OURS["explain_c64"]["rps"])),
+    ("docs/explanations.md", r"(\d\.\d\d) of /predict's", f"{SUMMARY['explain_ratio']:.2f}"),
+    ("docs/PERFORMANCE.md", r"cold start ([\d.]+) s", f"{OURS['cold_start_s']:.2f}"),
     ("docs/PERFORMANCE.md", r"measured on (\d{4}-\d\d-\d\d)", BENCH["measured_on"]),
     ("docs/OPERATIONS.md", r"highest throughput was (\d+(?:,\d{3})*) requests/s", count(STEP["best"]["rps"])),
     ("docs/OPERATIONS.md", r"requests/s at (\d+) users", str(STEP["best"]["users"])),
@@ -70,17 +70,17 @@ CLAIMS = [
     ("docs/OPERATIONS.md", r"at most (\d+) MB while", str(max(SOAK["memory_mb_every_10_s"]))),
     ("docs/OPERATIONS.md", r"and was (\d+) MB at the end", str(SOAK["memory_mb_every_10_s"][-1])),
     ("docs/OPERATIONS.md", r"a worker holds about (\d+) MB", f"{OURS['memory']['rss_mb_at_rest']:.0f}"),
-    ("README.md", r"(\d+) MB in all: the base", megabytes(IMAGE["image_bytes"])),
-    ("README.md", r"the base (\d+) MB, the runtime", megabytes(IMAGE["base_bytes"])),
-    ("README.md", r"the runtime packages (\d+) MB", megabytes(IMAGE["packages_bytes"])),
-    ("README.md", r"\(SciPy (\d+) MB", megabytes(IMAGE["largest_packages_bytes"]["scipy"])),
-    ("README.md", r"NumPy (\d+) MB the largest", megabytes(IMAGE["largest_packages_bytes"]["numpy"])),
-    ("README.md", r"uv (\d+) MB \(BentoML", megabytes(IMAGE["uv_bytes"])),
-    ("README.md", r"the bento ([\d.]+) MB", megabytes(IMAGE["bento_bytes"], 1)),
-    ("README.md", r"and ([\d.]+) MB of directories and metadata", megabytes(IMAGE["rest_bytes"], 2)),
-    ("README.md", r"image \((\d+) MB\) is already", megabytes(IMAGE["image_bytes"])),
+    ("docs/image.md", r"(\d+) MB in all: the base", megabytes(IMAGE["image_bytes"])),
+    ("docs/image.md", r"the base (\d+) MB, the runtime", megabytes(IMAGE["base_bytes"])),
+    ("docs/image.md", r"the runtime packages (\d+) MB", megabytes(IMAGE["packages_bytes"])),
+    ("docs/image.md", r"\(SciPy (\d+) MB", megabytes(IMAGE["largest_packages_bytes"]["scipy"])),
+    ("docs/image.md", r"NumPy (\d+) MB the largest", megabytes(IMAGE["largest_packages_bytes"]["numpy"])),
+    ("docs/image.md", r"uv (\d+) MB \(BentoML", megabytes(IMAGE["uv_bytes"])),
+    ("docs/image.md", r"the bento ([\d.]+) MB", megabytes(IMAGE["bento_bytes"], 1)),
+    ("docs/image.md", r"and ([\d.]+) MB of directories and metadata", megabytes(IMAGE["rest_bytes"], 2)),
+    ("docs/bulk-scoring.md", r"image \((\d+) MB\) is already", megabytes(IMAGE["image_bytes"])),
     (
-        "README.md",
+        "docs/PERFORMANCE.md",
         r"the floor answers (\d\.\d\d) of the ceiling's",
         f"{RESULTS['bentoml-floor']['c64']['rps'] / RESULTS['http-ceiling']['c64']['rps']:.2f}",
     ),
@@ -100,9 +100,9 @@ CLAIMS = [
     ),
     ("docs/OPERATIONS.md", r"so about (\d+(?:,\d{3})*) requests/s an instance", count(OURS["c64"]["rps_per_cpu_s"])),
     ("docs/OPERATIONS.md", r"and about (\d+(?:,\d{3})*) for ten", count(10 * round(OURS["c64"]["rps_per_cpu_s"]))),
-    ("README.md", r"seconds ago (\d+)MB", megabytes(IMAGE["image_bytes"])),
+    ("docs/image.md", r"seconds ago (\d+)MB", megabytes(IMAGE["image_bytes"])),
     ("README.md", r"benchmarks; about (\d+) seconds\)", str(TIMINGS["test-fast"]["seconds"])),
-    ("README.md", r"\(everything, about ([\d.]+) minutes\)", f"{TIMINGS['test']['seconds'] / 60:.1f}"),
+    ("README.md", r"runs everything \(about ([\d.]+) minutes\)", f"{TIMINGS['test']['seconds'] / 60:.1f}"),
 ]
 
 
@@ -139,11 +139,12 @@ def test_committed_run_records_hold_no_machine_paths():
 
 
 def test_readme_training_printout_is_what_training_prints(exported_model):
-    """The figures of the README's training run are the ones train.py prints (fixed seed): everything but the
+    """The figures of docs/training.md's training run are the ones train.py prints (fixed seed): everything but the
     last line, which names the new model version and where it was exported."""
     from readme import commands, section
 
-    [shown] = [command.output for command in commands(section("Training")) if command.text == ".venv/bin/python train.py"]
+    training = REPO_ROOT / "docs" / "training.md"
+    [shown] = [command.output for command in commands(section("Train", training)) if command.text == ".venv/bin/python train.py"]
     printed = (exported_model / "printout.txt").read_text()
     assert shown.splitlines()[:-1] == printed.splitlines()[:-1]
     assert re.fullmatch(r"Saved penguin_classifier:\w+ to the model store; exported to \S+\.", printed.splitlines()[-1])

@@ -15,7 +15,7 @@ import pytest
 import requests
 from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT
 from containers import Container, build_image, docker, docker_cli, engine_unavailable_reason, user_environment
-from readme import commands, section
+from readme import commands
 
 from scripts.processes import free_port
 
@@ -49,8 +49,9 @@ def image(exported_model):
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     printed = re.search(r"\$ (bentoml containerize (\S+))", built.stdout)
     assert printed, built.stdout[-2000:]
-    # The README's line: the tag bentoml build printed, then the README's options (--platform linux/amd64).
-    [documented] = [c.text for c in commands(section("The container image")) if c.text.startswith("bentoml containerize ")]
+    # docs/image.md's line: the tag bentoml build printed, then the README's options (--platform linux/amd64).
+    page = (REPO_ROOT / "docs" / "image.md").read_text()
+    [documented] = [c.text for c in commands(page) if c.text.startswith("bentoml containerize ")]
     containerized = as_typed(" ".join([printed.group(1), *documented.split()[3:]]), timeout=1800)
     assert containerized.returncode == 0, containerized.stdout[-3000:] + containerized.stderr[-3000:]
     yield printed.group(2)

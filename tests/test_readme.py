@@ -20,6 +20,8 @@ from scripts.processes import free_port
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
 README_URL = "http://127.0.0.1:3000"
+API = REPO_ROOT / "docs" / "api.md"
+EXPLANATIONS = REPO_ROOT / "docs" / "explanations.md"
 
 
 def comparable(text: str):
@@ -38,7 +40,7 @@ def comparable(text: str):
 
 @pytest.mark.parametrize(
     "command",
-    commands(section("Try it")) + commands(section("Why this species? Explanations and the model card")),
+    commands(section("Call it")) + commands(section("Try it", API)) + commands(EXPLANATIONS.read_text()),
     ids=lambda c: c.text.split("\n")[0][:70],
 )
 def test_curl_examples_answer_as_shown(served, command):
@@ -55,7 +57,7 @@ def test_curl_examples_answer_as_shown(served, command):
 
 
 def test_client_example_prints_what_the_readme_shows(served):
-    text = section("BentoML's Python client")
+    text = section("Call it")
     [code] = blocks(text, "python")
     [printed] = blocks(text, "text")
     result = subprocess.run(
@@ -88,7 +90,7 @@ def test_make_run_serves_on_the_port_it_is_given(exported_model):
                 time.sleep(0.2)
         answer = requests.post(
             f"http://127.0.0.1:{port}/predict",
-            json=json.loads(re.search(r"-d '(\{.*?\})'", section("Try it")).group(1)),
+            json=json.loads(re.search(r"-d '(\{.*?\})'", section("Call it")).group(1)),
             timeout=5,
         )
         assert answer.json()["prediction"] == "Adelie"

@@ -101,3 +101,61 @@ def test_the_model_figures_are_drawn_from_the_metadata(exported_model, tmp_path)
     paths = draw(json.loads((exported_model / "metadata.json").read_text()), tmp_path)
     assert [p.name for p in paths] == ["global-importance.png", "reliability.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in paths)
+
+
+def own_table(tmp_path, edit=lambda frame: frame):
+    """The palmerpenguins table as a CSV of one's own (rows reversed, so nothing depends on the package's copy)."""
+    from importlib import resources
+
+    import pandas as pd
+
+    frame = pd.read_csv(resources.files("palmerpenguins").joinpath("data/penguins.csv"))[::-1]
+    path = tmp_path / "my_penguins.csv"
+    edit(frame).to_csv(path, index=False)
+    return path
+
+
+def test_trains_on_a_csv_of_ones_own(exported_model, tmp_path, capsys):
+    table = own_table(tmp_path)
+    assert train.main(["--data", str(table), "--model-name", "penguin_own", "--export-dir", str(tmp_path / "out")]) == 0
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["dataset"]["name"] == "my_penguins.csv" and metadata["dataset"]["rows_used"] == 342
+    assert "Trained on 273 of 342 rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: f.drop(columns=["body_mass_g"]), "missing column(s) body_mass_g"),
+        (lambda f: f.assign(colour="black"), "unknown column(s) colour"),
+        (lambda f: f.drop(columns=["island"]).assign(region="x"), "missing column(s) island; unknown column(s) region"),
+        (lambda f: f.assign(species="Emperor"), "unknown species Emperor"),
+    ],
+)
+def test_a_csv_with_other_columns_is_refused_by_name(tmp_path, capsys, edit, message):
+    before = stored_versions()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--data", str(own_table(tmp_path, edit)), "--export-dir", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in error and "my_penguins.csv" in error, error
+    assert stored_versions() == before
+
+
+def test_push_without_training_uploads_the_stored_model_as_it_is(exported_model, gcs_emulator, bucket, monkeypatch, capsys):
+    from penguin_serve.storage import make_client
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    before = stored_versions()
+    latest = bentoml.models.get(MODEL_NAME)
+    assert train.main(["--push", "--no-train", "--bucket", bucket]) == 0
+    assert stored_versions() == before  # nothing trained
+    assert f"gs://{bucket}/{MODEL_NAME}/{latest.tag.version}/" in capsys.readouterr().out
+    pushed = make_client(gcs_emulator.url).bucket(bucket).blob(f"{MODEL_NAME}/{latest.tag.version}/booster.json")
+    with open(latest.path_of("booster.json"), "rb") as stored:
+        assert pushed.download_as_bytes() == stored.read()
+
+
+def test_no_train_needs_push(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--no-train"])
+    assert exit_info.value.code == 2 and "--no-train only makes sense with --push" in capsys.readouterr().err

@@ -200,7 +200,8 @@ def start_router(data: dict, service: str, tag: str | None = None) -> str:
     """A router for the service URL or a tag's URL; the URL once it answers."""
     port_file = STATE_DIR / f"router-{service}-{tag or ''}.port"
     port_file.unlink(missing_ok=True)
-    start_process(data, str(HERE / "router.py"), str(STATE_DIR), service, *([tag] if tag else []))
+    pid = start_process(data, str(HERE / "router.py"), str(STATE_DIR), service, *([tag] if tag else []))
+    data.setdefault("routers", {}).setdefault(service, []).append(pid)
     deadline = time.monotonic() + 20
     while not port_file.exists() or not port_file.read_text().strip():
         if time.monotonic() > deadline:
@@ -332,10 +333,22 @@ def wait_ready(container: str, port: str, probe: dict | None) -> str | None:
     return "The user-provided container failed the configured startup probe checks."
 
 
+def require_amd64(image: str) -> None:
+    """Cloud Run runs linux/amd64 only, and refuses another image before it creates a revision."""
+    docker("pull", "--platform", PLATFORM, image)
+    platform = docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image).stdout.strip()
+    if platform != PLATFORM:
+        raise Failed(
+            f"Cloud Run does not support image '{image}': Container manifest type "
+            "'application/vnd.docker.distribution.manifest.v2+json' must support amd64/linux."
+        )
+
+
 def deploy_service(positional: list[str], flags: dict) -> None:
     name = positional[0]
     app = container_spec(flags)
     image = one(app, "image")
+    require_amd64(image)
     with state() as data:
         service = data["services"].get(name)
         if service is None and "no-traffic" in flags:
@@ -460,7 +473,26 @@ def run_services(positional: list[str], flags: dict) -> str | None:
         return value_format(describe_service(service), one(flags, "format", "json"))
     if verb == "list":
         return listed([describe_service(s) for s in data["services"].values()], flags)
+    if verb == "delete":
+        delete_service(rest[0])
+        return None
     raise Failed(f"the stand-in does not model `gcloud run services {verb}`")
+
+
+def delete_service(name: str) -> None:
+    """The service, its revisions' containers and its URLs (routers) go."""
+    with state() as data:
+        service = data["services"].pop(name, None)
+        if service is None:
+            raise Failed(f"Cannot find service [{name}]")
+        routers = data.pop("routers", {}).get(name, [])
+        for pid in routers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 15)
+        data["processes"] = [pid for pid in data["processes"] if pid not in routers]
+    for revision in service["revisions"]:
+        docker("rm", "-f", container_of(STATE_DIR, revision["name"]), check=False)
+    print(f"Deleted service [{name}].", file=sys.stderr)
 
 
 def run_revisions(positional: list[str], flags: dict) -> str:
@@ -482,6 +514,7 @@ def run_revisions(positional: list[str], flags: dict) -> str:
 
 
 def deploy_job(positional: list[str], flags: dict) -> None:
+    require_amd64(one(flags, "image"))
     with state() as data:
         data["jobs"][positional[0]] = {
             "image": one(flags, "image"),
@@ -634,6 +667,14 @@ def storage(positional: list[str], flags: dict) -> str | None:
             raise Failed(f"The following URLs matched no objects or files: {rest[0]}")
         sys.stdout.write("".join(client.bucket(bucket).blob(n).download_as_text() for n in names))
         return None
+    if verb == "rm" and "recursive" in flags:
+        for url in rest:
+            bucket, prefix = split(url)
+            for blob in client.list_blobs(bucket, prefix=prefix or None):
+                blob.delete()
+            if not prefix:
+                client.bucket(bucket).delete()
+        return None
     if verb == "ls":
         bucket, prefix = split(rest[0])
         return "\n".join(f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix))
@@ -676,6 +717,11 @@ def dispatch(args: list[str]) -> str | None:
         if verb == "execute":
             execute_job(positional[3:], flags)
             return None
+        if verb == "delete":
+            with state() as data:
+                if data["jobs"].pop(positional[3], None) is None:
+                    raise Failed(f"Job [{positional[3]}] could not be found.")
+            return None
     if group == ("secrets", "describe"):
         if positional[2] not in read_state()["secrets"]:
             raise Failed(f"NOT_FOUND: Secret [{positional[2]}] not found")
@@ -685,6 +731,11 @@ def dispatch(args: list[str]) -> str | None:
         with state() as data:
             versions = data["secrets"].setdefault(name, [])
             versions.append(Path(one(flags, "data-file")).read_text())
+        return None
+    if group == ("secrets", "delete"):
+        with state() as data:
+            if data["secrets"].pop(positional[2], None) is None:
+                raise Failed(f"NOT_FOUND: Secret [{positional[2]}] not found")
         return None
     if group == ("secrets", "add-iam-policy-binding"):
         with state() as data:
