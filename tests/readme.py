@@ -58,11 +58,11 @@ def commands(text: str) -> list[Command]:
 
 
 class Shell:
-    """One terminal: each command runs in bash as typed, in the repository, and the variables it sets (`IMAGE=...`,
+    """One terminal: each command runs in bash as typed, in the repository (or `cwd`), and the variables it sets (`IMAGE=...`,
     `export ...`) are there for the next command."""
 
-    def __init__(self, env: dict[str, str], variables: Path) -> None:
-        self.env, self.variables = env, variables
+    def __init__(self, env: dict[str, str], variables: Path, cwd: Path = REPO_ROOT) -> None:
+        self.env, self.variables, self.cwd = env, variables, cwd
         variables.write_text("")
 
     def script(self, command: str) -> list[str]:
@@ -70,7 +70,7 @@ class Shell:
         return ["bash", "-c", f"set -a; source {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"]
 
     def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(self.script(command), cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(self.script(command), cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def ok(self, command: str, timeout: float = 600) -> str:
         """Runs a command that must succeed; its standard output and error together."""
@@ -81,7 +81,7 @@ class Shell:
     def popen(self, command: str) -> subprocess.Popen:
         """A command whose output is read while it runs (stderr joined to stdout)."""
         return subprocess.Popen(
-            self.script(command), cwd=REPO_ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.script(command), cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
 
     def value(self, name: str) -> str:

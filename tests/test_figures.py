@@ -100,7 +100,6 @@ CLAIMS = [
     ),
     ("docs/OPERATIONS.md", r"so about (\d+(?:,\d{3})*) requests/s an instance", count(OURS["c64"]["rps_per_cpu_s"])),
     ("docs/OPERATIONS.md", r"and about (\d+(?:,\d{3})*) for ten", count(10 * round(OURS["c64"]["rps_per_cpu_s"]))),
-    ("docs/image.md", r"seconds ago (\d+)MB", megabytes(IMAGE["image_bytes"])),
     ("README.md", r"benchmarks; about (\d+) seconds\)", str(TIMINGS["test-fast"]["seconds"])),
     ("README.md", r"runs everything \(about ([\d.]+) minutes\)", f"{TIMINGS['test']['seconds'] / 60:.1f}"),
 ]

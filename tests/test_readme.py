@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 from conftest import REPO_ROOT, required
-from readme import blocks, commands, section
+from readme import Shell, blocks, commands, section
 
 from scripts.processes import free_port
 
@@ -98,3 +98,80 @@ def test_make_run_serves_on_the_port_it_is_given(exported_model):
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=30)[0]
     assert "Model store already holds" in output
+
+
+TRAINING = REPO_ROOT / "docs" / "training.md"
+
+
+def working_copy(tmp_path):
+    """A folder of one's own that sees the project's files (linked), so that what the commands write (models/,
+    a table of one's own) stays out of the repository."""
+    import shutil
+
+    work = tmp_path / "work"
+    # A copy, not links: BentoML refuses to read files (requirements.txt) that resolve outside its working folder.
+    shutil.copytree(
+        REPO_ROOT, work, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv*", "models", "load_results", ".*cache*")
+    )
+    (work / ".venv").symlink_to(REPO_ROOT / ".venv")
+    return work
+
+
+def test_training_commands_as_typed(exported_model, gcs_emulator, bucket, tmp_path):
+    """The README's own-table and push-without-training lines and docs/training.md's training run."""
+    from importlib import resources
+
+    import pandas as pd
+
+    from penguin_serve.contract import MODEL_NAME
+
+    work = working_copy(tmp_path)
+    pd.read_csv(resources.files("palmerpenguins").joinpath("data/penguins.csv")).to_csv(work / "my_penguins.csv", index=False)
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs_emulator.url, "GCS_BUCKET_NAME": bucket}
+    shell = Shell(env, tmp_path / "variables.sh", cwd=work)
+    own_table, push_stored = [c.text for c in commands(section("Set up: two commands")) if "train.py" in c.text]
+    assert "Saved penguin_classifier:" in shell.ok(own_table)
+    assert json.loads((work / "models" / "metadata.json").read_text())["dataset"]["name"] == "my_penguins.csv"
+    pushed = shell.ok(push_stored)
+    stored = __import__("bentoml").models.get(MODEL_NAME).tag.version
+    assert f"Pushed to gs://{bucket}/{MODEL_NAME}/{stored}/ and moved latest." in pushed
+
+    [run] = [c for c in commands(section("Train", TRAINING)) if c.text == ".venv/bin/python train.py"]
+    printed = shell.ok(run.text)
+    assert printed.splitlines()[:-1] == run.output.splitlines()[:-1]
+
+
+def test_trying_cloud_storage_without_a_google_account_as_typed(exported_model, tmp_path):
+    """docs/training.md's block as one terminal types it (each `&` job waited for before the next command, as a
+    person would), on free ports instead of 4443 and 3000; the background jobs end with their process group."""
+    block = commands(section("The model in Google Cloud Storage", TRAINING))
+    emulator_port, service_port = free_port(), free_port()
+    lines = []
+    for command in block:
+        text = command.text.replace("4443", str(emulator_port)).replace("127.0.0.1:3000", f"127.0.0.1:{service_port}")
+        lines.append(text)
+        if text.startswith(".venv/bin/python -m scripts.gcs_emulator"):
+            lines.append(f"timeout 60 bash -c 'until curl -s 127.0.0.1:{emulator_port}/storage/v1/b >/dev/null; do sleep 0.1; done'")
+        if text.startswith("make run"):
+            lines.append(f"timeout 120 bash -c 'until curl -sf 127.0.0.1:{service_port}/readyz >/dev/null; do sleep 0.2; done'")
+        lines.append(f"echo '--- {len(lines)}'")
+    curl = required("curl")
+    log = tmp_path / "terminal.txt"  # a file, not a pipe: the background jobs outlive the script
+    with log.open("w") as terminal:
+        process = subprocess.Popen(
+            ["bash", "-c", "set -e\n" + "\n".join(lines)],
+            cwd=working_copy(tmp_path),
+            env={**os.environ, "PORT": str(service_port), "PATH": f"{os.path.dirname(curl)}:{os.environ['PATH']}"},
+            start_new_session=True,
+            stdout=terminal,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            process.wait(timeout=240)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+    output = log.read_text()
+    assert process.returncode == 0, output[-3000:]
+    assert re.search(r"Pushed to gs://penguin-models/penguin_classifier/(\w+)/ and moved latest\.", output), output[-3000:]
+    version = re.search(r"penguin_classifier/(\w+)/ and moved latest", output).group(1)
+    assert '"source":"gcs"' in output.replace(" ", "") and f'penguin_model_info{{source="gcs",version="{version}"}} 1.0' in output
