@@ -6,6 +6,7 @@ with a tmpfs /tmp, 1 CPU, 1 GiB. `make image` (scripts/image.sh) wraps the same 
 import http.client
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -23,7 +24,17 @@ from scripts.processes import free_port
 # bento: directories, file metadata, uv's interpreter cache (58 kB when measured). A compiler, a package
 # cache or a wheel left in a layer is far larger.
 MAX_REST_BYTES = 1_000_000
-CLOUD_RUN_LIKE = ("--read-only", "--tmpfs", "/tmp", "--cpus", "1", "--memory", "1g", "-e", "PORT=8080")
+IMAGE_PAGE = REPO_ROOT / "docs" / "image.md"
+
+
+def documented_run_options() -> list[str]:
+    """The options of docs/image.md's `docker run` line (Cloud Run's contract: read-only root with a tmpfs /tmp,
+    1 CPU, 1 GiB, PORT=8080), without --rm (a test removes its container itself)."""
+    [line] = [c.text for c in commands(IMAGE_PAGE.read_text()) if c.text.startswith("docker run ")]
+    return [option for option in shlex.split(line)[2:-1] if option != "--rm"]
+
+
+CLOUD_RUN_LIKE = tuple(documented_run_options()[: documented_run_options().index("-p")])
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +61,7 @@ def image(exported_model):
     printed = re.search(r"\$ (bentoml containerize (\S+))", built.stdout)
     assert printed, built.stdout[-2000:]
     # docs/image.md's line: the tag bentoml build printed, then the README's options (--platform linux/amd64).
-    page = (REPO_ROOT / "docs" / "image.md").read_text()
-    [documented] = [c.text for c in commands(page) if c.text.startswith("bentoml containerize ")]
+    [documented] = [c.text for c in commands(IMAGE_PAGE.read_text()) if c.text.startswith("bentoml containerize ")]
     containerized = as_typed(" ".join([printed.group(1), *documented.split()[3:]]), timeout=1800)
     assert containerized.returncode == 0, containerized.stdout[-3000:] + containerized.stderr[-3000:]
     yield printed.group(2)
@@ -68,8 +78,10 @@ def make_image(image):
 
 @pytest.fixture
 def cloud_run_container(image):
+    """docs/image.md's `docker run` line, on a free host port, detached."""
     port = free_port()
-    container = Container(image, *CLOUD_RUN_LIKE, "-p", f"127.0.0.1:{port}:8080")
+    options = [option.replace("127.0.0.1:8080:", f"127.0.0.1:{port}:") for option in documented_run_options()]
+    container = Container(image, *options)
     container.url = f"http://127.0.0.1:{port}"
     try:
         container.startup_s = container.wait_ready(container.url)

@@ -151,7 +151,9 @@ def test_trying_cloud_storage_without_a_google_account_as_typed(exported_model, 
         text = command.text.replace("4443", str(emulator_port)).replace("127.0.0.1:3000", f"127.0.0.1:{service_port}")
         lines.append(text)
         if text.startswith(".venv/bin/python -m scripts.gcs_emulator"):
-            lines.append(f"timeout 60 bash -c 'until curl -s 127.0.0.1:{emulator_port}/storage/v1/b >/dev/null; do sleep 0.1; done'")
+            lines.append(
+                f"timeout 60 bash -c 'until curl -s 127.0.0.1:{emulator_port}/storage/v1/b >/dev/null; do sleep 0.1; done'"
+            )
         if text.startswith("make run"):
             lines.append(f"timeout 120 bash -c 'until curl -sf 127.0.0.1:{service_port}/readyz >/dev/null; do sleep 0.2; done'")
         lines.append(f"echo '--- {len(lines)}'")
