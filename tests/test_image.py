@@ -5,6 +5,7 @@ with a tmpfs /tmp, 1 CPU, 1 GiB. `make image` (scripts/image.sh) wraps the same 
 
 import http.client
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import requests
 from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT
 from containers import Container, build_image, docker, docker_cli, engine_unavailable_reason, user_environment
-from readme import commands
+from readme import commands, troubleshooting
 
 from scripts.processes import free_port
 
@@ -279,3 +280,35 @@ def test_sigterm_drains_requests_provably_in_flight(cloud_run_container):
     exited_after_s = time.monotonic() - signalled
     assert [(status, predicted) for status, predicted, _ in answers] == [(200, species) for _, _, species in answers]
     assert exit_code == 0 and exited_after_s < 10, (exit_code, exited_after_s)
+
+
+def buildx_less_docker() -> str | None:
+    """A Docker 23+ CLI without the buildx plugin on this machine, if there is one: the CLI that stops BuildKit
+    builds with troubleshooting's entry 11."""
+    import shutil
+
+    for candidate in sorted({shutil.which("docker"), "/usr/local/bin/docker"} - {None}):
+        if not Path(candidate).exists():
+            continue
+        version = subprocess.run([candidate, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+        major = int(version.stdout.split(".")[0]) if version.stdout[:1].isdigit() else 0
+        if major >= 23 and subprocess.run([candidate, "buildx", "version"], capture_output=True).returncode != 0:
+            return candidate
+    return None
+
+
+def test_buildkit_without_buildx_fails_as_troubleshooting_says_and_its_fix_builds(image):
+    cli = buildx_less_docker()
+    if cli is None:
+        pytest.skip("no Docker CLI 23+ without buildx here, so the failure cannot happen on this machine")
+    env = {**os.environ, "PATH": f"{os.path.dirname(cli)}:{BIN}:{os.environ['PATH']}"}
+    command = ["bentoml", "containerize", image, "--platform", "linux/amd64", "-t", "penguin-legacy-builder:test"]
+    failed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0 and troubleshooting(11).search(failed.stdout + failed.stderr), failed.stderr[-2000:]
+    fixed = subprocess.run(
+        command, cwd=REPO_ROOT, env={**env, "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True, timeout=1200
+    )
+    try:
+        assert fixed.returncode == 0, fixed.stderr[-3000:]
+    finally:
+        docker("rmi", "penguin-legacy-builder:test", check=False)
