@@ -24,6 +24,7 @@ from penguin_serve.contract import MODEL_NAME, Penguin
 from penguin_serve.settings import Settings
 
 BIN = REPO_ROOT / ".venv" / "bin"
+pytestmark = pytest.mark.slow  # starts servers, Locust and `bentoml serve`
 
 
 def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
