@@ -246,8 +246,10 @@ def test_cloud_run_refuses_an_arm64_image(project, tmp_path):
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
     docker("push", image)
-    digest = docker("image", "inspect", "--format", "{{index .RepoDigests 0}}", image).stdout.strip()
-    docker("rmi", image)
+    # This registry's reference (an identical image built by an earlier run keeps that run's references too).
+    references = docker("image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", image).stdout.split()
+    [digest] = [reference for reference in references if reference.startswith(shell.env["REGISTRY"])]
+    docker("rmi", "-f", docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip())
     refused = shell.run(f"CLOUD_RUN_SERVICE=arm64-only .venv/bin/python -m scripts.cloudrun deploy {digest}")
     assert refused.returncode == 1 and troubleshooting(9).search(refused.stderr), refused.stderr
     assert shell.run("gcloud run services describe arm64-only --format=json").returncode == 1

@@ -127,3 +127,16 @@ def test_every_command_runs_in_a_test_as_typed():
 def test_the_reasons_name_commands_the_docs_still_show():
     shown = {command for _, _, command in console_commands()}
     assert set(NOT_AS_TYPED) <= shown
+
+
+def test_the_ci_workflow_is_valid_and_runs_targets_the_makefile_has():
+    import yaml
+    from readme import blocks, section
+
+    [workflow] = blocks(section("Deploy from CI", REPO_ROOT / "docs" / "cloud-run.md"), "yaml")
+    parsed = yaml.safe_load(workflow)
+    assert parsed["permissions"]["id-token"] == "write"  # Workload Identity Federation, no key file
+    runs = [step["run"] for step in parsed["jobs"]["deploy"]["steps"] if "run" in step]
+    targets = set(re.findall(r"^([\w-]+):", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE))
+    made = [run.split()[1] for run in runs if run.startswith("make ")]
+    assert made[-1] == "deploy" and set(made) <= targets
