@@ -124,14 +124,12 @@ def portable(command: list[str]) -> list[str]:
     return parts
 
 
-def identity_token_env(url: str) -> dict[str, str]:
-    """A private Cloud Run service answers 403 without an identity token: then the locustfile gets one from gcloud
-    (LOCUST_ID_TOKEN, unless already set)."""
+def private(url: str) -> bool:
+    """A private Cloud Run service answers 403 without an identity token (unless LOCUST_ID_TOKEN carries one)."""
     if "LOCUST_ID_TOKEN" in os.environ or requests.get(f"{url}/readyz", timeout=30).status_code not in (401, 403):
-        return {}
+        return False
     print(f"{url} is private: using `gcloud auth print-identity-token`", flush=True)
-    token = subprocess.run(["gcloud", "auth", "print-identity-token"], check=True, capture_output=True, text=True)
-    return {"LOCUST_ID_TOKEN": token.stdout.strip()}
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True)
     target = None if args.url else LocalTarget(args.target, args.image, args.cpus)
     url = args.url or target.url
-    token_env = identity_token_env(url) if args.url else {}
+    token = ["--id-token-from-gcloud"] if args.url and private(args.url) else []
     commands = [shlex.join(portable(target.command))] if target else []
     exit_code = 0
     try:
@@ -191,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                 "--html",
                 str(run_dir / f"{scenario}.html"),
                 "--only-summary",
+                *token,
             ]
             commands.append(shlex.join(portable(command)))
             print(f"--- {scenario}", flush=True)
-            exit_code |= subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **token_env}).returncode
+            exit_code |= subprocess.run(command, cwd=REPO_ROOT).returncode
     finally:
         if target:
             target.close()

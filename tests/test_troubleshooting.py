@@ -27,24 +27,25 @@ BIN = REPO_ROOT / ".venv" / "bin"
 pytestmark = pytest.mark.slow  # starts servers, Locust and `bentoml serve`
 
 
-def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+def locust_against(handler: type[BaseHTTPRequestHandler]) -> subprocess.CompletedProcess:
+    """A short Locust run, without a token, against a local server that answers as `handler` does."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        return subprocess.run(
+            [str(BIN / "locust"), "-f", "locustfile.py", "--headless", "--host", url, "-u", "1", "-r", "1", "-t", "5s"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={key: value for key, value in os.environ.items() if key != "LOCUST_ID_TOKEN"},
+        )
+    finally:
+        server.shutdown()
 
 
-def locust(url: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "locust"), "-f", "locustfile.py", "--headless", "--host", url, "-u", "1", "-r", "1", "-t", "5s"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={key: value for key, value in os.environ.items() if key != "LOCUST_ID_TOKEN"},
-    )
-
-
-def test_1_locust_against_a_private_service_without_a_token(tmp_path):
+def test_1_locust_against_a_private_service_without_a_token():
     class Private(BaseHTTPRequestHandler):  # what Cloud Run answers a request without a token
         def log_message(self, *args):
             pass
@@ -54,11 +55,7 @@ def test_1_locust_against_a_private_service_without_a_token(tmp_path):
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = serve(Private)
-    try:
-        result = locust(f"http://127.0.0.1:{server.server_address[1]}", tmp_path)
-    finally:
-        server.shutdown()
+    result = locust_against(Private)
     assert result.returncode != 0
     assert troubleshooting(1).search(result.stdout + result.stderr), result.stderr[-2000:]
 
@@ -147,7 +144,7 @@ def test_6_cloud_storage_refuses_the_service_account(gcs_emulator, bucket, fault
     assert any(troubleshooting(6).search(record.getMessage()) for record in caplog.records), caplog.text
 
 
-def test_8_locust_against_a_model_below_the_calibration_bar(tmp_path):
+def test_8_locust_against_a_model_below_the_calibration_bar():
     spec = json.dumps({"components": {"schemas": {"Penguin": Penguin.model_json_schema()}}}).encode()
 
     class AlwaysGentoo(BaseHTTPRequestHandler):  # a wrong model: every bird a Gentoo
@@ -167,10 +164,6 @@ def test_8_locust_against_a_model_below_the_calibration_bar(tmp_path):
             rows = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             self.reply(json.dumps([{"prediction": "Gentoo"} for _ in rows]).encode())
 
-    server = serve(AlwaysGentoo)
-    try:
-        result = locust(f"http://127.0.0.1:{server.server_address[1]}", tmp_path)
-    finally:
-        server.shutdown()
+    result = locust_against(AlwaysGentoo)
     assert result.returncode != 0
     assert troubleshooting(8).search(result.stdout + result.stderr), result.stderr[-2000:]

@@ -18,10 +18,8 @@ each command, as a project does:
   update, delete); `policies migrate` creates policies on every run, as its reference page says.
 - `storage` commands act on the Cloud Storage emulator named by STORAGE_EMULATOR_HOST.
 
-What it does not model: autoscaling and scale to zero (a ready revision keeps one container running),
-regions, IAM beyond the invoker token check (role bindings are recorded, never enforced), billing, quotas,
-request timeouts and concurrency limits, and the metrics sidecar (accepted, recorded, not run: its image is
-not reachable here). Of Google's APIs, containers reach only Cloud Storage (the emulator, through relay.py).
+Of Google's APIs, containers reach only Cloud Storage (the emulator, through relay.py). What it does not
+model is written once, in the README's "Deploy to Cloud Run".
 """
 
 from __future__ import annotations
@@ -180,6 +178,11 @@ def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     return result
 
 
+def env_options(variables: dict[str, str]) -> list[str]:
+    """`docker run`'s -e options for these variables."""
+    return [option for name, value in variables.items() for option in ("-e", f"{name}={value}")]
+
+
 def memory_limit(text: str) -> str:
     """Cloud Run's 512Mi / 1Gi as Docker's 512m / 1g."""
     for suffix, docker_suffix in (("Gi", "g"), ("Mi", "m"), ("G", "g"), ("M", "m")):
@@ -188,26 +191,31 @@ def memory_limit(text: str) -> str:
     return text
 
 
-def start_process(data: dict, *args: str) -> int:
-    """A long-lived helper (a router) in its own session, recorded so that teardown ends it."""
+def start_listener(data: dict, what: str, script: str, *args: str) -> tuple[int, str]:
+    """A long-lived helper (a router, the relay) in its own session, recorded so that teardown ends it; it
+    listens on a free port and writes it to the file named by its last argument. Its PID and port, once it
+    listens."""
+    port_file = STATE_DIR / f"{what}.port"
+    port_file.unlink(missing_ok=True)
     log = open(STATE_DIR / "processes.log", "a")  # noqa: SIM115 - the child keeps it
-    process = subprocess.Popen([sys.executable, *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / script), *args, str(port_file)],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     data["processes"].append(process.pid)
-    return process.pid
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text().strip():
+        if time.monotonic() > deadline:
+            raise Failed(f"{what} did not start: see {STATE_DIR / 'processes.log'}")
+        time.sleep(0.05)
+    return process.pid, port_file.read_text().strip()
 
 
 def start_router(data: dict, service: str, tag: str | None = None) -> str:
     """A router for the service URL or a tag's URL; the URL once it answers."""
-    port_file = STATE_DIR / f"router-{service}-{tag or ''}.port"
-    port_file.unlink(missing_ok=True)
-    pid = start_process(data, str(HERE / "router.py"), str(STATE_DIR), service, *([tag] if tag else []))
+    pid, port = start_listener(data, f"router-{service}-{tag or ''}", "router.py", str(STATE_DIR), service, tag or "")
     data.setdefault("routers", {}).setdefault(service, []).append(pid)
-    deadline = time.monotonic() + 20
-    while not port_file.exists() or not port_file.read_text().strip():
-        if time.monotonic() > deadline:
-            raise Failed(f"the router for {service} did not start: see {STATE_DIR / 'processes.log'}")
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port_file.read_text().strip()}"
+    return f"http://127.0.0.1:{port}"
 
 
 def google_apis(data: dict) -> dict[str, str]:
@@ -219,15 +227,8 @@ def google_apis(data: dict) -> dict[str, str]:
         return {}
     if "relay" not in data:
         gateway = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
-        port_file = STATE_DIR / "relay.port"
-        port_file.unlink(missing_ok=True)
-        start_process(data, str(HERE / "relay.py"), gateway, target.rsplit(":", 1)[1].strip("/"), str(port_file))
-        deadline = time.monotonic() + 20
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.monotonic() > deadline:
-                raise Failed("the relay to the Cloud Storage emulator did not start")
-            time.sleep(0.05)
-        data["relay"] = f"http://{gateway}:{port_file.read_text().strip()}"
+        _, port = start_listener(data, "relay", "relay.py", gateway, target.rsplit(":", 1)[1].strip("/"))
+        data["relay"] = f"http://{gateway}:{port}"
     return {"STORAGE_EMULATOR_HOST": data["relay"]}
 
 
@@ -270,7 +271,6 @@ def resolved_traffic(service: dict) -> dict[str, int]:
 
 
 def describe_service(service: dict) -> dict:
-    tags = {tag: entry for tag, entry in service["tags"].items()}
     status_traffic = [
         {
             **({"latestRevision": True} if target.get("latestRevision") else {}),
@@ -280,7 +280,9 @@ def describe_service(service: dict) -> dict:
         for target in service["traffic"]
         if target["percent"]
     ]
-    status_traffic += [{"revisionName": entry["revision"], "tag": tag, "url": entry["url"]} for tag, entry in tags.items()]
+    status_traffic += [
+        {"revisionName": entry["revision"], "tag": tag, "url": entry["url"]} for tag, entry in service["tags"].items()
+    ]
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
@@ -393,7 +395,7 @@ def deploy_service(positional: list[str], flags: dict) -> None:
     docker(
         "run", "-d", "--name", container, "--label", f"{LABEL}={STATE_DIR}", "--platform", PLATFORM,
         "--cpus", revision["cpu"], "--memory", memory_limit(revision["memory"]),
-        *[arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")],
+        *env_options(environment),
         "-p", f"127.0.0.1:{port}:8080", image,
     )  # fmt: skip
     failure = wait_ready(container, port, revision["startup"])
@@ -547,7 +549,7 @@ def run_task(job: dict, execution: str, index: int, count: int, env: dict) -> tu
         docker(
             "run", "-d", "--name", container, "--label", f"{LABEL}={STATE_DIR}", "--platform", PLATFORM,
             "--cpus", job["cpu"], "--memory", memory_limit(job["memory"]),
-            *[arg for key, value in variables.items() for arg in ("-e", f"{key}={value}")],
+            *env_options(variables),
             *(["--entrypoint", job["command"]] if job["command"] else []), job["image"], *job["args"],
         )  # fmt: skip
         try:

@@ -3,7 +3,7 @@ percentages) or a tag's (its revision). A private service answers 403 without th
 401 with another one, before any revision sees the request. The service's router also runs the liveness probes
 of its ready revisions, restarting a container that fails one failureThreshold times in a row.
 
-    python router.py STATE_DIR SERVICE [TAG]      # writes its port to STATE_DIR/router-SERVICE-TAG.port
+    python router.py STATE_DIR SERVICE TAG PORT_FILE      # TAG empty for the service URL; writes its port to PORT_FILE
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-STATE_DIR, SERVICE = Path(sys.argv[1]), sys.argv[2]
-TAG = sys.argv[3] if len(sys.argv) > 3 else None
+from cloud import resolved_traffic  # the stand-in's own module: one reading of the traffic targets
+
+STATE_DIR, SERVICE, TAG, PORT_FILE = Path(sys.argv[1]), sys.argv[2], sys.argv[3] or None, Path(sys.argv[4])
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-authorization", "host"}
 FORBIDDEN = (
     b"<html><head><title>403 Forbidden</title></head><body><h1>Error: Forbidden</h1>"
@@ -50,11 +51,7 @@ def choose(service: dict) -> dict | None:
     if TAG:
         entry = service["tags"].get(TAG)
         return revisions.get(entry["revision"]) if entry else None
-    weights: dict[str, int] = {}
-    for target in service["traffic"]:
-        name = service["latestReadyRevisionName"] if target.get("latestRevision") else target.get("revisionName")
-        if name and target["percent"]:
-            weights[name] = weights.get(name, 0) + target["percent"]
+    weights = resolved_traffic(service)
     if not weights:
         return None
     [name] = random.choices(list(weights), weights=list(weights.values()))
@@ -138,7 +135,7 @@ def main() -> None:
     server.daemon_threads = True
     if TAG is None:
         threading.Thread(target=liveness, daemon=True).start()
-    (STATE_DIR / f"router-{SERVICE}-{TAG or ''}.port").write_text(str(server.server_address[1]))
+    PORT_FILE.write_text(str(server.server_address[1]))
     server.serve_forever()
 
 
