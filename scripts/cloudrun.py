@@ -482,8 +482,10 @@ def rollback(config: Deploy, gcloud: Gcloud, revision: str | None) -> int:
         service = describe(config, gcloud, DRY_RUN_SERVICE)
         listed = gcloud(
             "run", "revisions", "list", "--service", config.service, *config.where, "--format=json",
-            placeholder=json.dumps([{"metadata": {"name": "<previous-revision>", "creationTimestamp": "0"},
-                                     "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]),
+            placeholder=json.dumps([  # the revision serving in DRY_RUN_SERVICE, and a ready one before it
+                {"metadata": {"name": name, "creationTimestamp": created}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+                for name, created in (("<previous-revision>", "1"), ("<older-revision>", "0"))
+            ]),
         )  # fmt: skip
         shares = serving(service) if service else {}
         current = max(shares, key=shares.get) if shares else None

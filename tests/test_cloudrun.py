@@ -207,6 +207,13 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
     ]
 
 
+def test_rollback_dry_run_names_the_revision_before_the_serving_one(tmp_path):
+    result, printed = cloudrun(tmp_path, "rollback", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert printed[-1] == traffic("--to-revisions", "<older-revision>=100")
+    assert "--to-latest" in result.stdout  # how to undo the pin
+
+
 def test_service_yaml_matches_the_deploy_settings(tmp_path):
     result, _ = cloudrun(tmp_path, "service-yaml", IMAGE)
     service = yaml.safe_load(result.stdout)
