@@ -31,6 +31,13 @@ class Deploy:
         from_env=_account("penguin-serve"),
         shown="penguin-serve@PROJECT.iam.gserviceaccount.com",
     )
+    token_service_account: str = setting(
+        "CLOUD_RUN_TOKEN_SERVICE_ACCOUNT",
+        "a service account to impersonate for the smoke tests' identity tokens, with the service URL as their "
+        "audience (CI under Workload Identity Federation, where a token without an audience fails); "
+        "empty: your own account's token",
+        "",
+    )
     cpu: str = setting("CLOUD_RUN_CPU", "vCPUs per instance (one worker each)", "1")
     memory: str = setting("CLOUD_RUN_MEMORY", "memory per instance", "1Gi")
     concurrency: str = setting("CLOUD_RUN_CONCURRENCY", "requests at once per instance", "80")

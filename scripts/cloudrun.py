@@ -10,7 +10,7 @@ and the dashboard.
     .venv/bin/python -m scripts.cloudrun alert-policies [--channels projects/P/notificationChannels/ID,...] [--dry-run]
     .venv/bin/python -m scripts.cloudrun dashboard [--dry-run]
     .venv/bin/python -m scripts.cloudrun job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
-                                     [--parallelism 10] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
+                                     [--parallelism N] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
     .venv/bin/python -m scripts.cloudrun job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
 
 Settings come from the environment: penguin_serve/deployment.py's Deploy, listed with their defaults in
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import re
 import shlex
+import shutil
 import string
 import subprocess
 import sys
@@ -83,22 +84,28 @@ class Gcloud:
             return placeholder
         return subprocess.run(["gcloud", *args], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
 
-    def succeeds(self, *args: str) -> bool:
-        """Whether a query succeeds (e.g. a resource exists); --dry-run assumes it does."""
-        return self.query(*args, placeholder="") is not None
-
-    def query(self, *args: str, placeholder: str = "") -> str | None:
-        """A query's output, or None when it fails (e.g. no such resource); --dry-run answers the placeholder."""
+    def find(self, *args: str, missing: str, placeholder: str = "") -> str | None:
+        """A describe's output, or None when gcloud says the resource does not exist (its message holds
+        `missing`). Any other failure (a transient error, no permission) stops the command with gcloud's own
+        message: it is not an answer. --dry-run answers the placeholder."""
         print("+ " + shlex.join(["gcloud", *args]), flush=True)
         if self.dry_run:
             return placeholder
-        result = subprocess.run(["gcloud", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        return result.stdout.strip() if result.returncode == 0 else None
+        result = subprocess.run(["gcloud", *args], capture_output=True, text=True)
+        if result.returncode == 0:
+            return result.stdout.strip()
+        if missing in result.stderr:
+            return None
+        sys.stderr.write(result.stderr)
+        raise subprocess.CalledProcessError(result.returncode, ["gcloud", *args])
 
     def tries(self, *args: str) -> bool:
         """Runs a command whose failure the caller handles (gcloud's error is shown); whether it succeeded."""
         print("+ " + shlex.join(["gcloud", *args]), flush=True)
         return self.dry_run or subprocess.run(["gcloud", *args]).returncode == 0
+
+
+NOT_FOUND = "NOT_FOUND"  # how the Secret Manager and Monitoring APIs say that a resource does not exist
 
 
 def require_digest(image: str) -> str:
@@ -107,7 +114,10 @@ def require_digest(image: str) -> str:
     return image
 
 
-def deploy_args(config: Deploy, image: str, public: bool) -> list[str]:
+def deploy_args(config: Deploy, image: str, public: bool, *service_flags: str) -> list[str]:
+    """`gcloud run deploy`: the service's flags first, then each container's after its `--container`. gcloud
+    takes only container flags after a `--container` ("Flags that are not container-specific must be
+    specified before --container", `gcloud run deploy --help`)."""
     env_vars = f"GCS_BUCKET_NAME={config.gcs_bucket},GCS_MODEL_PREFIX={config.gcs_prefix}"
     service = [
         "run",
@@ -125,8 +135,15 @@ def deploy_args(config: Deploy, image: str, public: bool) -> list[str]:
         "--cpu-boost",  # start-up CPU boost: cold start is CPU-bound imports (docs/PERFORMANCE.md)
         "--service-account",
         config.service_account,
+        "--allow-unauthenticated" if public else "--no-allow-unauthenticated",
+        "--quiet",
+        *service_flags,
     ]
+    # The service container is always named, so that adding or removing the collector beside it never leaves
+    # an unnamed container (gcloud adds a container for each name it has not seen).
     app = [
+        "--container",
+        "app",
         "--image",
         require_digest(image),
         "--port",
@@ -142,13 +159,16 @@ def deploy_args(config: Deploy, image: str, public: bool) -> list[str]:
         "--liveness-probe",
         probe_flag(PROBES["liveness"]),
     ]
-    access = ["--allow-unauthenticated" if public else "--no-allow-unauthenticated", "--quiet"]
     if not config.prometheus_sidecar:
-        return [*service, *app, *access]
+        # A deploy changes only what it names: a service that ran the collector keeps it, and its CPU, unless
+        # told otherwise (gcloud ignores the removal of a container the service does not have).
+        return [*service, "--remove-containers", "collector", "--cpu-throttling", *app]
     # Google's shape for the Managed Service for Prometheus sidecar: the collector starts after the service
     # container (--depends-on), reads its scrape configuration from Secret Manager, and the instance keeps its
     # CPU between requests (instance-based billing) so that scrapes at low traffic are not throttled away.
     collector = [
+        "--container",
+        "collector",
         "--image",
         config.sidecar_image,
         "--depends-on",
@@ -156,13 +176,13 @@ def deploy_args(config: Deploy, image: str, public: bool) -> list[str]:
         "--set-secrets",
         f"{SIDECAR_CONFIG_PATH}={config.monitoring_secret}:latest",
     ]
-    return [*service, "--no-cpu-throttling", "--container", "app", *app, "--container", "collector", *collector, *access]
+    return [*service, "--no-cpu-throttling", *app, *collector]
 
 
 def monitoring_config(config: Deploy, gcloud: Gcloud) -> int:
     """The sidecar's scrape configuration as a new version of its secret, readable by the service account."""
-    exists = gcloud.succeeds("secrets", "describe", config.monitoring_secret, "--project", config.project)
-    add = ["versions", "add"] if exists else ["create"]
+    found = gcloud.find("secrets", "describe", config.monitoring_secret, "--project", config.project, missing=NOT_FOUND)
+    add = ["versions", "add"] if found is not None else ["create"]
     gcloud("secrets", *add, config.monitoring_secret, "--project", config.project, f"--data-file={RUN_MONITORING}")
     gcloud(
         "secrets",
@@ -189,9 +209,21 @@ def seconds(duration: str) -> int:
     return int(duration[:-1]) * units[duration[-1]]
 
 
+# Prometheus template constructs as Cloud Monitoring's documentation variables, which is all it renders: gcloud's
+# `policies migrate` rule (googlecloudsdk/command_lib/monitoring/util.py), also for a value piped to a formatter.
+TEMPLATE_VALUE = re.compile(r"\{\{ *(?:humanize )? *\$value *(\| *(\w+)[^}]*)?\}\}")
+TEMPLATE_LABEL = re.compile(r"\{\{ *(?:humanize )? *\$labels\.([A-Za-z_]\w*) *\}\}")
+VALUE_UNITS = {"humanizePercentage": " (a fraction)", "humanizeDuration": " s"}
+
+
+def documentation(summary: str) -> str:
+    text = TEMPLATE_LABEL.sub(r"${metric_or_resource.label.\1}", summary)
+    return TEMPLATE_VALUE.sub(lambda m: "${metric.label.value}" + VALUE_UNITS.get(m[2] or "", ""), text)
+
+
 def alert_policy_documents(channels: tuple[str, ...]) -> list[dict]:
     """monitoring/alert-rules.yaml as Cloud Monitoring alerting policies: one PromQL condition per alerting rule,
-    what `gcloud monitoring policies migrate` makes of it, with the notification channels attached."""
+    what `gcloud alpha monitoring policies migrate` makes of it, with the notification channels attached."""
     import yaml
 
     policies = []
@@ -209,7 +241,7 @@ def alert_policy_documents(channels: tuple[str, ...]) -> list[dict]:
                 "displayName": rule["alert"],
                 "combiner": "OR",
                 "conditions": [{"displayName": rule["alert"], "conditionPrometheusQueryLanguage": condition}],
-                "documentation": {"content": rule["annotations"]["summary"], "mimeType": "text/markdown"},
+                "documentation": {"content": documentation(rule["annotations"]["summary"]), "mimeType": "text/markdown"},
                 "notificationChannels": list(channels),
                 "userLabels": MANAGED,
                 "enabled": True,
@@ -217,29 +249,53 @@ def alert_policy_documents(channels: tuple[str, ...]) -> list[dict]:
     return policies
 
 
+def proto_default(value: object) -> bool:
+    """A value that proto3 JSON leaves out of an API's answer: false, zero, empty."""
+    return value is None or (not isinstance(value, bool) and value in ("", 0, [], {})) or value is False
+
+
+def owned_equal(desired: object, current: object) -> bool:
+    """Whether a resource as the API returns it holds what we sent: fields the server adds (names, etags,
+    records) are not ours to compare, and a default we sent comes back omitted."""
+    if proto_default(desired):
+        return proto_default(current) or current == desired
+    if isinstance(desired, dict):
+        current = current if isinstance(current, dict) else {}
+        return all(owned_equal(value, current.get(key)) for key, value in desired.items())
+    if isinstance(desired, list):
+        current = current if isinstance(current, list) else []
+        return len(desired) == len(current) and all(map(owned_equal, desired, current))
+    if isinstance(desired, int | float) and not isinstance(desired, bool) and isinstance(current, str):
+        return str(desired) == current  # proto3 JSON writes 64-bit integers as strings
+    return desired == current
+
+
 def put(gcloud: Gcloud, group: list[str], project: str, desired: list[dict], file_flag: str, prune: bool) -> None:
     """Brings the named resources of one kind in step with `desired`, matched by display name: creates the
-    missing, updates the changed, leaves the equal alone; with prune, deletes ours that are no longer desired."""
+    missing, updates the changed, leaves the equal alone; with prune, deletes ours that are no longer desired.
+    Each document goes to gcloud as a file; a dry run keeps the files and says where they are."""
     import tempfile
 
     existing = {
         item["displayName"]: item
         for item in json.loads(gcloud(*group, "list", "--project", project, "--format=json", placeholder="[]") or "[]")
     }
-    for document in desired:
+    folder = Path(tempfile.mkdtemp(prefix="penguin-serve-"))
+    for index, document in enumerate(desired):
         current = existing.get(document["displayName"])
-        if current and all(current.get(key) == value for key, value in document.items()):
+        if current and owned_equal(document, current):
             print(f"unchanged: {document['displayName']}")
             continue
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-            json.dump({**document, **({"etag": current["etag"]} if current and "etag" in current else {})}, file)
-        try:
-            if current:
-                gcloud(*group, "update", current["name"], f"{file_flag}={file.name}", "--project", project)
-            else:
-                gcloud(*group, "create", f"{file_flag}={file.name}", "--project", project)
-        finally:
-            os.unlink(file.name)
+        file = folder / f"{index:02d}.json"
+        file.write_text(json.dumps({**document, **({"etag": current["etag"]} if current and "etag" in current else {})}))
+        if current:
+            gcloud(*group, "update", current["name"], f"{file_flag}={file}", "--project", project)
+        else:
+            gcloud(*group, "create", f"{file_flag}={file}", "--project", project)
+    if gcloud.dry_run:
+        print(f"the documents are in {folder}")
+    else:
+        shutil.rmtree(folder)
     wanted = {document["displayName"] for document in desired}
     for name, item in existing.items():
         if prune and item.get("userLabels") == MANAGED and name not in wanted:
@@ -249,7 +305,10 @@ def put(gcloud: Gcloud, group: list[str], project: str, desired: list[dict], fil
 def alert_policies(config: Deploy, gcloud: Gcloud, channels: tuple[str, ...]) -> int:
     """monitoring/alert-rules.yaml as alerting policies, updated in place: a second run changes nothing."""
     for channel in channels:
-        if not gcloud.succeeds("alpha", "monitoring", "channels", "describe", channel, "--project", config.project):
+        if (
+            gcloud.find("alpha", "monitoring", "channels", "describe", channel, "--project", config.project, missing=NOT_FOUND)
+            is None
+        ):
             sys.exit(f"notification channel {channel} not found in project {config.project}")
     if not channels:
         print(
@@ -299,6 +358,9 @@ def job_env(config: Deploy, source: str, output: str, key_column: str | None) ->
     return "^;^" + ";".join(f"{k}={v}" for k, v in pairs.items())  # gcloud's alternate delimiter: values hold commas
 
 
+MAX_PARALLELISM = 10  # the default cap on tasks at once: each task holds the model and a chunk in memory
+
+
 def job_deploy(
     config: Deploy,
     gcloud: Gcloud,
@@ -313,6 +375,8 @@ def job_deploy(
 ) -> int:
     """The scoring job, on the service's image, and its service account's access: read the input prefix, create
     objects under the output prefix (never overwrite or delete them), read the model bucket."""
+    if not 0 <= parallelism <= tasks:
+        sys.exit(f"--parallelism {parallelism}: Cloud Run takes 0 (as many as it can) up to --tasks ({tasks})")
     (in_bucket, in_prefix), (out_bucket, out_prefix) = split_gs(source), split_gs(output)
     member = f"serviceAccount:{config.job_service_account}"
 
@@ -351,10 +415,11 @@ def job_run(config: Deploy, gcloud: Gcloud, source: str | None, output: str | No
 
 
 def describe(config: Deploy, gcloud: Gcloud, placeholder: dict | None = None) -> dict | None:
-    """The service as `gcloud run services describe` shows it, or None when it does not exist yet."""
-    text = gcloud.query(
+    """The service as `gcloud run services describe` shows it, or None when it does not exist (gcloud's
+    "Cannot find service"); any other failure stops with gcloud's message."""
+    text = gcloud.find(
         "run", "services", "describe", config.service, *config.where, "--format=json",
-        placeholder=json.dumps(placeholder) if placeholder else "",
+        missing="Cannot find service", placeholder=json.dumps(placeholder) if placeholder else "",
     )  # fmt: skip
     return json.loads(text) if text else None
 
@@ -384,8 +449,24 @@ def tagged(service: dict, tag: str) -> tuple[str, str]:
     return entry["revisionName"], entry["url"]
 
 
-def identity_token(gcloud: Gcloud, public: bool) -> str | None:
-    return None if public else gcloud("auth", "print-identity-token", placeholder="<identity-token>")
+def where_traffic_stays(service: dict | None) -> str:
+    if service is None:
+        return "no service was created"
+    return f"traffic stays on {split_text(serving(service))}"
+
+
+def identity_token(config: Deploy, gcloud: Gcloud, public: bool, audience: str) -> str | None:
+    """A fresh identity token for a private service: one lasts an hour, so each smoke test fetches its own. With
+    CLOUD_RUN_TOKEN_SERVICE_ACCOUNT, that account's, for the service URL (Workload Identity Federation gives no
+    token without an audience: google-github-actions/auth#291)."""
+    if public:
+        return None
+    impersonated = (
+        [f"--impersonate-service-account={config.token_service_account}", f"--audiences={audience}", "--include-email"]
+        if config.token_service_account
+        else []
+    )
+    return gcloud("auth", "print-identity-token", *impersonated, placeholder="<identity-token>")
 
 
 CANDIDATE = "candidate"  # the tag deploy gives a new revision: its own URL, smoke-tested before it takes traffic
@@ -407,14 +488,14 @@ def deploy(config: Deploy, gcloud: Gcloud, image: str, public: bool, no_traffic:
     require_digest(image)
     before = describe(config, gcloud, DRY_RUN_SERVICE)
     # Cloud Run refuses --no-traffic for a service's first revision, which takes all traffic as it becomes ready.
-    hold = ["--no-traffic"] if before else []
-    if not gcloud.tries(*deploy_args(config, image, public), *hold, "--tag", CANDIDATE):
-        where = split_text(serving(before)) if before else "nothing (the service has no ready revision)"
-        print(f"deploy failed: the new revision did not become ready; traffic stays on {where}", file=sys.stderr)
+    # A service that exists holds its traffic, also when none of its revisions is ready.
+    hold = ["--no-traffic"] if before is not None else []
+    if not gcloud.tries(*deploy_args(config, image, public, *hold, "--tag", CANDIDATE)):
+        print(f"deploy failed (gcloud's message is above): {where_traffic_stays(before)}", file=sys.stderr)
         return 1
     after = describe(config, gcloud, DRY_RUN_SERVICE)
     revision, revision_url = tagged(after, CANDIDATE)
-    if not gcloud.dry_run and not smoke_test(revision_url, identity_token(gcloud, public)):
+    if not gcloud.dry_run and not smoke_test(revision_url, identity_token(config, gcloud, public, after["status"]["url"])):
         print(f"deploy stopped: {revision} failed its smoke test; traffic stays on {split_text(serving(after))}", file=sys.stderr)
         return 1
     if no_traffic:
@@ -457,12 +538,13 @@ def canary(config: Deploy, gcloud: Gcloud, image: str, steps: list[int], tag: st
         sys.exit(f"no service {config.service} yet: deploy its first revision with `deploy`")
     previous = serving(before)
     restore = ",".join(f"{name}={percent}" for name, percent in previous.items())
-    if not gcloud.tries(*deploy_args(config, image, public), "--no-traffic", "--tag", tag):
-        print(f"rollout stopped: the new revision did not become ready; traffic stays on {split_text(previous)}", file=sys.stderr)
+    if not gcloud.tries(*deploy_args(config, image, public, "--no-traffic", "--tag", tag)):
+        print(f"rollout stopped (gcloud's message is above): traffic stays on {split_text(previous)}", file=sys.stderr)
         return 1
-    revision, url = tagged(describe(config, gcloud, DRY_RUN_SERVICE), tag)
-    token = identity_token(gcloud, public)
+    service = describe(config, gcloud, DRY_RUN_SERVICE)
+    revision, url = tagged(service, tag)
     for percent in steps:
+        token = identity_token(config, gcloud, public, service["status"]["url"])
         if not gcloud.dry_run and not smoke_test(url, token):
             print(f"rollout stopped before {percent} %: traffic back to {split_text(previous)}", file=sys.stderr)
             gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-revisions", restore)
@@ -569,7 +651,9 @@ def run_command(argv: list[str] | None) -> int:
     job_deploy_parser.add_argument("input", help="gs://BUCKET/PREFIX holding the CSV files")
     job_deploy_parser.add_argument("output", help="gs://BUCKET/PREFIX for predictions, rejects and the manifest")
     job_deploy_parser.add_argument("--tasks", type=int, default=10, help="tasks (each takes every N-th input file)")
-    job_deploy_parser.add_argument("--parallelism", type=int, default=10, help="tasks running at once")
+    job_deploy_parser.add_argument(
+        "--parallelism", type=int, help=f"tasks running at once, at most --tasks (default: --tasks, up to {MAX_PARALLELISM})"
+    )
     job_deploy_parser.add_argument("--max-retries", type=int, default=3, help="retries of a failed task")
     job_deploy_parser.add_argument("--task-timeout", type=int, default=3600, help="seconds per task attempt")
     job_deploy_parser.add_argument("--key-column", help="the input column that identifies a row (default: its row number)")
@@ -601,7 +685,7 @@ def run_command(argv: list[str] | None) -> int:
             args.input,
             args.output,
             args.tasks,
-            args.parallelism,
+            min(args.tasks, MAX_PARALLELISM) if args.parallelism is None else args.parallelism,
             args.max_retries,
             args.task_timeout,
             args.key_column,

@@ -93,3 +93,33 @@ def troubleshooting(number: int) -> re.Pattern:
     quoted = re.search(rf"^## {number}\. .*?```text\n(.*?)\n```", TROUBLESHOOTING.read_text(), re.DOTALL | re.MULTILINE)
     assert quoted, f"no entry {number} with a quoted message in {TROUBLESHOOTING}"
     return re.compile(".*?".join(re.escape(part) for part in quoted.group(1).split("…")))
+
+
+def documented_gcloud_lines(page: Path, variables: dict[str, str]) -> list[tuple[str, ...]]:
+    """Every gcloud line a page shows, with the arguments its shell would pass: the console commands, the YAML
+    `run:` steps and the inline `gcloud ...` code, each run by bash where `gcloud` is a function that records
+    its arguments and no other program can be found (so nothing else runs). `variables` stand for the values a
+    reader's shell holds; the page's own `export` lines set theirs. Inline code that names a command with no
+    arguments (`gcloud run deploy`) is recorded as `--help` on it: the command must exist."""
+    import tempfile
+
+    text = page.read_text()
+    prose = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    inline = [code for code in re.findall(r"`(gcloud [^`]+)`", prose.replace("\n", " "))]
+    named = [f"{code} --help" if re.fullmatch(r"gcloud( [a-z][\w-]*)+", code) else code for code in inline]
+    steps = [step for block in blocks(text, "yaml") for step in re.findall(r"^\s*- run: (.*)$", block, re.MULTILINE)]
+    typed = [command.text for command in commands(text)] + steps + named
+    exports = [line for line in typed if line.startswith("export ")]
+    with tempfile.TemporaryDirectory(prefix="gcloud-lines-") as folder:
+        record = shlex.quote(str(Path(folder) / "lines"))
+        prelude = [
+            f'gcloud() {{ printf "%s\\0" "$@" >> {record}; printf "\\n" >> {record}; }}',
+            "command_not_found_handle() { return 0; }",
+            *exports,
+        ]
+        env = {**variables, "PATH": "", "HOME": folder}
+        for line in typed:
+            script = "\n".join([*prelude, line])
+            subprocess.run(["/bin/bash", "-c", script], cwd=folder, env=env, capture_output=True, timeout=60)
+        recorded = (Path(folder) / "lines").read_text() if (Path(folder) / "lines").exists() else ""
+    return [tuple(line.split("\0")) for line in recorded.split("\0\n") if line]

@@ -19,19 +19,19 @@ PAGES = [README, *DOCS]
 RUNNERS = {
     ("README.md", "Set up: two commands"): ["scripts/test-fresh.sh", "tests/test_readme.py", ".ci/run"],
     ("README.md", "Call it"): ["tests/test_readme.py"],
-    ("README.md", "Deploy to Cloud Run"): ["tests/test_cloud_run.py"],
-    ("README.md", "Load test the URL"): ["tests/test_cloud_run.py"],
+    ("README.md", "Deploy to Cloud Run"): ["tests/test_cloud_run_journey.py"],
+    ("README.md", "Load test the URL"): ["tests/test_cloud_run_journey.py"],
     ("api.md", "Try it"): ["tests/test_readme.py"],
     ("explanations.md", None): ["tests/test_readme.py"],
     ("training.md", "Train"): ["tests/test_readme.py"],
     ("training.md", "The model in Google Cloud Storage"): ["tests/test_readme.py"],
     ("image.md", None): ["tests/test_image.py"],
-    ("cloud-run.md", "Set up a project (once)"): ["tests/test_cloud_run.py"],
-    ("cloud-run.md", "Deploy"): ["tests/test_cloud_run.py"],
-    ("cloud-run.md", "Roll out in steps, roll back"): ["tests/test_cloud_run.py"],
-    ("cloud-run.md", "Clean up"): ["tests/test_cloud_run.py"],
-    ("bulk-scoring.md", None): ["tests/test_cloud_run.py"],
-    ("monitoring.md", "Install the alerts and the dashboard"): ["tests/test_cloudrun.py"],
+    ("cloud-run.md", "Set up a project (once)"): ["tests/test_cloud_run_journey.py"],
+    ("cloud-run.md", "Deploy"): ["tests/test_cloud_run_journey.py"],
+    ("cloud-run.md", "Roll out in steps, roll back"): ["tests/test_cloud_run_journey.py"],
+    ("cloud-run.md", "Clean up"): ["tests/test_cloud_run_journey.py"],
+    ("bulk-scoring.md", None): ["tests/test_cloud_run_journey.py"],
+    ("monitoring.md", "Install the alerts and the dashboard"): ["tests/test_gcloud_commands.py"],
 }
 # Commands no test runs exactly as printed, and why; each is run in the shortened form named.
 NOT_AS_TYPED = {

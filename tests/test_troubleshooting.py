@@ -1,5 +1,5 @@
 """docs/troubleshooting.md: each quoted message is what the code prints when the failure happens. Entries 7, 9
-and 10 (Cloud Run) are produced by tests/test_cloud_run.py, against the same page."""
+and 10 (Cloud Run) are produced by tests/test_cloud_run_journey.py, against the same page."""
 
 from __future__ import annotations
 

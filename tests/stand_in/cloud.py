@@ -53,6 +53,14 @@ LABEL = "penguin-serve.cloud-stand-in"  # on every container it starts, valued w
 class Failed(Exception):
     """A gcloud error: printed as gcloud prints them, exit status 1."""
 
+    status = 1
+
+
+class Refused(Failed):
+    """An argument gcloud's parser refuses: exit status 2, before anything is sent."""
+
+    status = 2
+
 
 # --- state ------------------------------------------------------------------------------------------------
 
@@ -69,9 +77,9 @@ def state(write: bool = True):
     with open(STATE_DIR / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data.setdefault("token", secrets.token_urlsafe(24))
-        for kind in ("services", "jobs", "policies", "dashboards", "channels", "iam", "secrets", "processes"):
+        for kind in ("services", "jobs", "policies", "dashboards", "channels", "iam", "secrets", "processes", "tokens"):
             data.setdefault(kind, {} if kind not in ("iam", "processes") else [])
+        data.setdefault("ubla", [])  # buckets with uniform bucket-level access
         yield data
         if write:
             temporary = path.with_suffix(".tmp")
@@ -110,6 +118,72 @@ SWITCHES = {
     "quiet", "no-traffic", "to-latest", "allow-unauthenticated", "no-allow-unauthenticated", "cpu-boost",
     "no-cpu-throttling", "wait", "async", "uniform-bucket-level-access", "recursive",
 }  # fmt: skip
+
+
+SWITCHES |= {"cpu-throttling", "no-cpu-boost", "include-email"}
+
+# gcloud run deploy's per-container flags (surface/run/deploy.py, ContainerArgGroup): with a --container, they are
+# taken only after one, and every other flag only before the first.
+CONTAINER_FLAGS = {
+    "port", "use-http2", "set-env-vars", "update-env-vars", "remove-env-vars", "clear-env-vars", "env-vars-file",
+    "memory", "cpu", "args", "set-secrets", "update-secrets", "remove-secrets", "clear-secrets", "depends-on",
+    "add-volume-mount", "remove-volume-mount", "clear-volume-mounts", "command", "function", "base-image",
+    "automatic-updates", "image", "source", "startup-probe", "liveness-probe", "gpu",
+}  # fmt: skip
+
+
+def flag_name(arg: str) -> str | None:
+    return arg[2:].partition("=")[0] if arg.startswith("--") else None
+
+
+def container_blocks(args: list[str]) -> tuple[list[str], dict[str | None, list[str]]]:
+    """A deploy's service arguments and each container's, as gcloud's parser splits them; refuses what it
+    refuses. Without --container, the container flags are the primary container's (key None)."""
+    starts = [i for i, arg in enumerate(args) if arg == "--container" or arg.startswith("--container=")]
+    if not starts:
+        return args, {None: args}
+    head, blocks, misplaced = args[: starts[0]], {}, []
+    misplaced += [arg for arg in head if flag_name(arg) in CONTAINER_FLAGS]
+    for start, end in zip(starts, [*starts[1:], len(args)]):
+        arg = args[start]
+        name, body = (arg.partition("=")[2], args[start + 1 : end]) if "=" in arg else (args[start + 1], args[start + 2 : end])
+        index = 0
+        while index < len(body):
+            flag = flag_name(body[index])
+            if flag is not None and flag not in CONTAINER_FLAGS:
+                misplaced.append(body[index])
+            if flag is not None and "=" not in body[index] and flag not in SWITCHES:
+                index += 1  # its value
+            index += 1
+        blocks[name] = body
+    if misplaced:
+        raise Refused(f"(gcloud.run.deploy) unrecognized arguments: {' '.join(misplaced)}")
+    return head, blocks
+
+
+def require_region(flags: dict, data: dict) -> None:
+    """gcloud run commands need a region, from --region or the run/region property."""
+    if "region" not in flags and "run/region" not in data.get("config", {}):
+        raise Failed("(gcloud.run) You must specify a region. Either use the `--region` flag or set the run/region property.")
+
+
+MIN_MEMORY_MIB = 128  # Cloud Run's minimum (first generation; 512 MiB on the second)
+
+
+def memory_mib(text: str) -> float:
+    for suffix, factor in (("Gi", 1024), ("Mi", 1), ("G", 1000**3 / 2**20), ("M", 1000**2 / 2**20)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text) / 2**20
+
+
+def require_memory(text: str) -> None:
+    """The API refuses a memory limit below its minimum before it creates anything."""
+    if memory_mib(text) < MIN_MEMORY_MIB:
+        raise Failed(
+            f"spec.template.spec.containers[0].resources.limits.memory: Invalid value specified for memory. "
+            f"Memory must be at least {MIN_MEMORY_MIB}Mi; {text} was given."
+        )
 
 
 def one(flags: dict, name: str, default: str | None = None) -> str | None:
@@ -253,6 +327,24 @@ def teardown(state_dir: Path) -> None:
         docker("rm", "-f", *names, check=False)
 
 
+# --- identity tokens ---------------------------------------------------------------------------------------
+
+TOKEN_LIFETIME_S = float(os.environ.get("GCLOUD_STAND_IN_TOKEN_LIFETIME_S", 3600))  # Google's ID tokens: an hour
+
+
+def identity_token() -> str:
+    """A new token, valid for TOKEN_LIFETIME_S; the private service's routers accept any unexpired one."""
+    token = secrets.token_urlsafe(24)
+    with state() as data:
+        data["tokens"] = {t: expiry for t, expiry in data["tokens"].items() if expiry > time.time()}
+        data["tokens"][token] = time.time() + TOKEN_LIFETIME_S
+    return token
+
+
+def token_valid(data: dict, token: str) -> bool:
+    return data["tokens"].get(token, 0) > time.time()
+
+
 # --- Cloud Run services ------------------------------------------------------------------------------------
 
 
@@ -287,7 +379,20 @@ def describe_service(service: dict) -> dict:
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
         "metadata": {"name": service["name"], "annotations": {"run.googleapis.com/ingress": "all"}},
-        "spec": {"traffic": service["traffic"]},
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": {"run.googleapis.com/cpu-throttling": str(service["template"]["cpu_throttling"]).lower()}
+                },
+                "spec": {
+                    "containers": [
+                        {**({"name": name} if name else {}), "image": container["image"]}
+                        for name, container in service["template"]["containers"].items()
+                    ]
+                },
+            },
+            "traffic": service["traffic"],
+        },
         "status": {
             "url": service["url"],
             "latestReadyRevisionName": service["latestReadyRevisionName"],
@@ -297,21 +402,32 @@ def describe_service(service: dict) -> dict:
     }
 
 
-def container_spec(flags: dict) -> dict:
-    """The ingress container of a deploy: the --container block with --port, or the flags when there is one."""
-    args = flags["_args"]
-    blocks, current = [], []
-    for arg in args:
-        if arg == "--container" or arg.startswith("--container="):
-            blocks.append(current)
-            current = []
-        current.append(arg)
-    blocks.append(current)
-    for block in blocks[1:] or blocks:
+def next_template(previous: dict | None, args: list[str]) -> dict:
+    """The revision template a deploy makes from the service's last one, as gcloud builds it: the containers by
+    name (a name it has not seen adds a container; `--remove-containers` drops named ones, ignoring the
+    absent), the flags of each container updating what it had, and the CPU throttling setting."""
+    service_args, blocks = container_blocks(args)
+    template = json.loads(json.dumps(previous or {"containers": {}, "cpu_throttling": True}))
+    containers = template["containers"]
+    _, service_flags = parse(service_args)
+    for names in service_flags.get("remove-containers", []):
+        for name in names.split(","):
+            containers.pop(name, None)
+    if "no-cpu-throttling" in service_flags or "cpu-throttling" in service_flags:
+        template["cpu_throttling"] = "cpu-throttling" in service_flags
+    for name, block in blocks.items():
+        if name is None:  # the primary container: the one with a port, or an unnamed new one
+            name = next((n for n, c in containers.items() if "port" in c), next(iter(containers), ""))
         _, block_flags = parse(block)
-        if "port" in block_flags or len(blocks) == 1:
-            return block_flags
-    raise Failed("no container with --port")
+        containers[name] = {**containers.get(name, {}), **{flag: values[-1] for flag, values in block_flags.items()}}
+    ingress = [name for name, container in containers.items() if "port" in container]
+    if len(ingress) != 1:
+        raise Failed(f"exactly one container must have a port (the ingress container); these have one: {ingress}")
+    return template
+
+
+def ingress_container(template: dict) -> dict:
+    return next(c for c in template["containers"].values() if "port" in c)
 
 
 def wait_ready(container: str, port: str, probe: dict | None) -> str | None:
@@ -348,8 +464,11 @@ def require_amd64(image: str) -> None:
 
 def deploy_service(positional: list[str], flags: dict) -> None:
     name = positional[0]
-    app = container_spec(flags)
-    image = one(app, "image")
+    previous = read_state()["services"].get(name)
+    template = next_template(previous["template"] if previous else None, flags["_args"])
+    app = ingress_container(template)
+    image = app["image"]
+    require_memory(app.get("memory", "512Mi"))
     require_amd64(image)
     with state() as data:
         service = data["services"].get(name)
@@ -367,14 +486,15 @@ def deploy_service(positional: list[str], flags: dict) -> None:
         if "no-allow-unauthenticated" in flags:
             service["public"] = False
         number = len(service["revisions"]) + 1
+        service["template"] = template
         revision = {
             "name": f"{name}-{number:05d}-{revision_suffix()}",
             "image": image,
-            "env": key_values(one(app, "set-env-vars", "") or ""),
-            "startup": probe_spec(one(app, "startup-probe")),
-            "liveness": probe_spec(one(app, "liveness-probe")),
-            "cpu": one(app, "cpu", "1"),
-            "memory": one(app, "memory", "512Mi"),
+            "env": key_values(app.get("set-env-vars", "")),
+            "startup": probe_spec(app.get("startup-probe")),
+            "liveness": probe_spec(app.get("liveness-probe")),
+            "cpu": app.get("cpu", "1"),
+            "memory": app.get("memory", "512Mi"),
             "created": now(),
             "ready": False,
             "container": None,
@@ -516,6 +636,10 @@ def run_revisions(positional: list[str], flags: dict) -> str:
 
 
 def deploy_job(positional: list[str], flags: dict) -> None:
+    tasks, parallelism = int(one(flags, "tasks", "1")), int(one(flags, "parallelism", "0"))
+    if parallelism > tasks:  # "an integer between 0 and ... that doesn't exceed the number of tasks"
+        raise Failed(f"spec.template.parallelism: must not exceed the task count ({parallelism} > {tasks})")
+    require_memory(one(flags, "memory", "512Mi"))
     require_amd64(one(flags, "image"))
     with state() as data:
         data["jobs"][positional[0]] = {
@@ -608,14 +732,38 @@ def resources(kind: str, project: str, collection: str, positional: list[str], f
                     "labels": key_values(one(flags, "channel-labels", "") or "")}  # fmt: skip
         if verb == "create":
             name = f"projects/{project}/{collection}/{secrets.randbelow(10**16)}"
-            items[name] = {**body, "name": name, "etag": secrets.token_hex(8), "updated": now()}
+            items[name] = as_returned(kind, name, body, created=now())
             return value_format(items[name], one(flags, "format", "value(name)"))
         if verb == "update":
             if kind == "dashboards" and body.get("etag") != items[rest[0]]["etag"]:
                 raise Failed("FAILED_PRECONDITION: the dashboard's etag does not match (read it, then update)")
-            items[rest[0]] = {**body, "name": rest[0], "etag": secrets.token_hex(8), "updated": now()}
+            created = items[rest[0]].get("creationRecord", {}).get("mutateTime", now())
+            items[rest[0]] = as_returned(kind, rest[0], body, created=created)
             return None
     raise Failed(f"the stand-in does not model `gcloud monitoring {kind} {verb}`")
+
+
+def without_defaults(value: object) -> object:
+    """proto3 JSON as the APIs write it: fields at their default (false, zero, empty) are left out."""
+    if isinstance(value, dict):
+        kept = {key: without_defaults(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item not in (None, False, 0, "", [], {})}
+    if isinstance(value, list):
+        return [without_defaults(item) for item in value]
+    return value
+
+
+def as_returned(kind: str, name: str, body: dict, created: str) -> dict:
+    """A Monitoring resource as the API answers for it: defaults omitted, its name and etag, for a policy each
+    condition's name and the creation and mutation records."""
+    body = {key: value for key, value in body.items() if key not in ("name", "etag")}
+    resource = {**without_defaults(body), "name": name, "etag": secrets.token_hex(8)}
+    if kind == "policies":
+        for condition in resource.get("conditions", []):
+            condition["name"] = f"{name}/conditions/{secrets.randbelow(10**16)}"
+        resource["creationRecord"] = {"mutateTime": created, "mutatedBy": "stand-in@example.com"}
+        resource["mutationRecord"] = {"mutateTime": now(), "mutatedBy": "stand-in@example.com"}
+    return resource
 
 
 def migrate_policies(project: str, flags: dict) -> None:
@@ -647,8 +795,13 @@ def storage(positional: list[str], flags: dict) -> str | None:
     if rest[:1] == ["create"] and verb == "buckets":
         for url in rest[1:]:
             client.create_bucket(split(url)[0])
+        if "uniform-bucket-level-access" in flags:
+            with state() as data:
+                data["ubla"] += [split(url)[0] for url in rest[1:]]
         return None
     if verb == "buckets" and rest[:1] == ["add-iam-policy-binding"]:
+        if one(flags, "condition") and split(rest[1])[0] not in read_state()["ubla"]:
+            raise Failed(f"HTTPError 400: IAM conditions can only be used on buckets with uniform bucket-level access: {rest[1]}")
         with state() as data:
             data["iam"].append({"resource": rest[1], **{k: one(flags, k) for k in ("member", "role", "condition")}})
         return None
@@ -687,7 +840,7 @@ def storage(positional: list[str], flags: dict) -> str | None:
 
 NO_OPS = {  # accepted and recorded: set-up with no effect on anything this stand-in models
     ("services", "enable"), ("artifacts", "repositories"), ("iam", "service-accounts"), ("projects", "add-iam-policy-binding"),
-    ("auth", "configure-docker"), ("auth", "application-default"), ("auth", "login"), ("config", "set"),
+    ("auth", "configure-docker"), ("auth", "application-default"), ("auth", "login"),
 }  # fmt: skip
 
 
@@ -698,8 +851,18 @@ def dispatch(args: list[str]) -> str | None:
     flags["_args"] = args
     project = one(flags, "project", "stand-in-project")
     group = tuple(positional[:2])
+    if positional[:1] == ["run"]:
+        require_region(flags, read_state())
+    if fault := os.environ.get("GCLOUD_STAND_IN_FAULT"):  # COMMAND PREFIX=MESSAGE: that command fails so
+        prefix, _, message = fault.partition("=")
+        if shlex.join(positional).startswith(prefix):
+            raise Failed(message)
     if group == ("auth", "print-identity-token"):
-        return read_state()["token"]
+        return identity_token()
+    if group == ("config", "set"):
+        with state() as data:
+            data.setdefault("config", {})[positional[2]] = positional[3]
+        return None
     if group in NO_OPS:
         with state() as data:
             data["iam"].append({"command": shlex.join(args)})
@@ -760,8 +923,8 @@ def main() -> int:
     try:
         output = dispatch(sys.argv[1:])
     except Failed as error:
-        print(f"ERROR: (gcloud) {error}", file=sys.stderr)
-        return 1
+        print(f"ERROR: {error}" if str(error).startswith("(gcloud.") else f"ERROR: (gcloud) {error}", file=sys.stderr)
+        return error.status
     if output is not None:
         print(output)
     return 0

@@ -1,7 +1,8 @@
 """The stand-in Cloud Run's front end for one URL: a service's (each request to a revision drawn by the traffic
-percentages) or a tag's (its revision). A private service answers 403 without the project's identity token and
-401 with another one, before any revision sees the request. The service's router also runs the liveness probes
-of its ready revisions, restarting a container that fails one failureThreshold times in a row.
+percentages) or a tag's (its revision). A private service answers 403 without an identity token and 401 with one
+the project did not issue or that has expired, before any revision sees the request. The service's router also
+runs the liveness probes of its ready revisions, restarting a container that fails one failureThreshold times in
+a row.
 
     python router.py STATE_DIR SERVICE TAG PORT_FILE      # TAG empty for the service URL; writes its port to PORT_FILE
 """
@@ -19,7 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from cloud import resolved_traffic  # the stand-in's own module: one reading of the traffic targets
+from cloud import resolved_traffic, token_valid  # the stand-in's own module: one reading of traffic and tokens
 
 STATE_DIR, SERVICE, TAG, PORT_FILE = Path(sys.argv[1]), sys.argv[2], sys.argv[3] or None, Path(sys.argv[4])
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-authorization", "host"}
@@ -79,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
             authorization = self.headers.get("Authorization")
             if authorization is None:
                 return self.answer(403, FORBIDDEN)
-            if authorization != f"Bearer {data['token']}":
+            if not token_valid(data, authorization.removeprefix("Bearer ")):
                 return self.answer(401, b"The request was not authenticated.")
         revision = choose(service)
         if revision is None:

@@ -1,6 +1,7 @@
-"""Cloud Run operations, fast: the exact gcloud command lines (--dry-run prints them), the rendered YAML, and the
-monitoring resources they leave in the stand-in project (tests/stand_in). The journey with containers, traffic
-and rollbacks is tests/test_cloud_run.py."""
+"""Cloud Run operations, fast: the exact gcloud command lines (--dry-run prints them) and the real gcloud's
+verdict on each, and on every gcloud line of the README and docs; the rendered YAML; the revision templates the
+deploy lines make; and the monitoring resources they leave in the stand-in project (tests/stand_in). The journey
+with containers, traffic and rollbacks is tests/test_cloud_run_journey.py."""
 
 import json
 import os
@@ -8,9 +9,14 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+import real_gcloud
 import yaml
 from conftest import REPO_ROOT
-from readme import Shell, commands, section
+from readme import README, Shell, commands, documented_gcloud_lines, section
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "stand_in"))
+import cloud  # noqa: E402 - the stand-in's own module: its parser and revision templates
 
 STAND_IN = REPO_ROOT / "tests" / "stand_in"
 MONITORING = REPO_ROOT / "docs" / "monitoring.md"
@@ -34,7 +40,10 @@ SERVICE = [
     "--service-account",
     "penguin-serve@demo.iam.gserviceaccount.com",
 ]
+PRIVATE, PUBLIC = ["--no-allow-unauthenticated", "--quiet"], ["--allow-unauthenticated", "--quiet"]
 APP = [
+    "--container",
+    "app",
     "--image",
     IMAGE,
     "--port",
@@ -52,6 +61,8 @@ APP = [
 ]
 SIDECAR = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
 COLLECTOR = [
+    "--container",
+    "collector",
     "--image",
     SIDECAR,
     "--depends-on",
@@ -59,8 +70,12 @@ COLLECTOR = [
     "--set-secrets",
     "/etc/rungmp/config.yaml=penguin-serve-run-monitoring:latest",
 ]
-# The default deploy: the service and the Managed Service for Prometheus sidecar, CPU kept between requests.
-DEPLOY = [*SERVICE, "--no-cpu-throttling", "--container", "app", *APP, "--container", "collector", *COLLECTOR]
+HOLD = ["--no-traffic", "--tag", "candidate"]
+# The default deploy: the service's flags (all before the first --container, as gcloud requires), then the
+# service container and the Managed Service for Prometheus sidecar, CPU kept between requests.
+DEPLOY = [*SERVICE, *PRIVATE, *HOLD, "--no-cpu-throttling", *APP, *COLLECTOR]
+# The same deploy with the service flags after the containers: what gcloud 528 refuses.
+MISORDERED = [*SERVICE, "--no-cpu-throttling", *APP, *COLLECTOR, *PRIVATE, *HOLD]
 PREVIOUS = "penguin-serve-00001-old"
 
 
@@ -82,6 +97,7 @@ def cloudrun(tmp_path, *args, **env_vars):
         "GCLOUD_STAND_IN_STATE": str(state),
         "GCP_PROJECT": "demo",
         "GCS_BUCKET_NAME": "penguin-models",
+        "TMPDIR": str(tmp_path),  # where a dry run keeps the documents it names
         **env_vars,
     }
     result = subprocess.run(
@@ -100,7 +116,7 @@ def test_deploy_is_private_by_digest_with_probes_and_settings_then_takes_traffic
     assert result.returncode == 0, result.stderr
     assert printed == [
         DESCRIBE,
-        [*DEPLOY, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "candidate"],
+        DEPLOY,
         DESCRIBE,
         traffic("--to-latest"),
         DESCRIBE,
@@ -110,12 +126,12 @@ def test_deploy_is_private_by_digest_with_probes_and_settings_then_takes_traffic
 def test_deploy_without_the_sidecar_when_opted_out(tmp_path):
     result, printed = cloudrun(tmp_path, "deploy", IMAGE, "--dry-run", CLOUD_RUN_PROMETHEUS_SIDECAR="false")
     assert result.returncode == 0, result.stderr
-    assert printed[1] == [*SERVICE, *APP, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "candidate"]
+    assert printed[1] == [*SERVICE, *PRIVATE, *HOLD, "--remove-containers", "collector", "--cpu-throttling", *APP]
 
 
 def test_public_only_when_asked(tmp_path):
     _, printed = cloudrun(tmp_path, "deploy", IMAGE, "--public", "--dry-run")
-    assert printed[1] == [*DEPLOY, "--allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "candidate"]
+    assert printed[1] == [*SERVICE, *PUBLIC, *HOLD, "--no-cpu-throttling", *APP, *COLLECTOR]
 
 
 def test_deploy_with_no_traffic_sends_it_none(tmp_path):
@@ -186,7 +202,7 @@ def test_alert_policies_and_dashboard_as_typed_notify_the_channel_and_a_second_r
 def test_alert_policies_without_channels_warn_and_an_unknown_channel_stops(tmp_path):
     result, _ = cloudrun(tmp_path, "alert-policies")
     assert result.returncode == 0 and "these policies notify nobody" in result.stderr
-    assert all(p["notificationChannels"] == [] for p in stand_in_state(tmp_path)["policies"].values())
+    assert all(p.get("notificationChannels", []) == [] for p in stand_in_state(tmp_path)["policies"].values())
     result, _ = cloudrun(tmp_path, "alert-policies", "--channels", "projects/demo/notificationChannels/404")
     assert result.returncode != 0 and "notification channel projects/demo/notificationChannels/404 not found" in result.stderr
 
@@ -197,12 +213,13 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
     assert not (tmp_path / "gcloud-state" / "state.json").exists()
     assert printed == [
         DESCRIBE,
-        [*DEPLOY, "--no-allow-unauthenticated", "--quiet", "--no-traffic", "--tag", "canary"],
+        [*SERVICE, *PRIVATE, "--no-traffic", "--tag", "canary", "--no-cpu-throttling", *APP, *COLLECTOR],
         DESCRIBE,
-        ["auth", "print-identity-token"],
-        traffic("--to-tags", "canary=10"),
-        traffic("--to-tags", "canary=50"),
-        traffic("--to-tags", "canary=100"),
+        *(
+            line
+            for percent in (10, 50, 100)
+            for line in (["auth", "print-identity-token"], traffic("--to-tags", f"canary={percent}"))
+        ),
         traffic("--to-latest"),
     ]
 
@@ -351,3 +368,137 @@ def test_job_run_waits_and_may_point_this_run_elsewhere(tmp_path):
             "--wait",
         ]
     ]
+
+
+# --- the real gcloud as the judge ---------------------------------------------------------------------------
+
+OFF = {"CLOUD_RUN_PROMETHEUS_SIDECAR": "false"}
+CHANNEL = "projects/demo/notificationChannels/1"
+# Each subcommand in its main configurations: sidecar on and off, private and public, canary, rollback, the
+# smoke tests' impersonated token, jobs and monitoring.
+DRY_RUNS = [
+    *(
+        (args, env)
+        for env in ({}, OFF)
+        for args in (["deploy", IMAGE], ["deploy", IMAGE, "--public"], ["deploy", IMAGE, "--no-traffic"])
+    ),
+    (["canary", IMAGE], {}),
+    (["canary", IMAGE], OFF),
+    (["canary", IMAGE, "--public", "--steps", "25,100"], {}),
+    (["canary", IMAGE], {"CLOUD_RUN_TOKEN_SERVICE_ACCOUNT": "deployer@demo.iam.gserviceaccount.com"}),
+    (["rollback"], {}),
+    (["rollback", "penguin-serve-00002-abc"], {}),
+    (["monitoring-config"], {}),
+    (["alert-policies"], {}),
+    (["alert-policies", "--channels", CHANNEL], {}),
+    (["dashboard"], {}),
+    (["job-deploy", IMAGE, "gs://survey-data/2026", "gs://scores/2026"], {}),
+    (["job-deploy", IMAGE, "gs://survey-data/2026", "gs://scores/2026", "--tasks", "2", "--key-column", "id"], {}),
+    (["job-run"], {}),
+    (["job-run", "gs://survey-data/2027", "gs://scores/2027", "--tasks", "4"], {}),
+]
+
+
+def dry_run_lines(tmp_path) -> list[list[str]]:
+    lines = []
+    for index, (args, env) in enumerate(DRY_RUNS):
+        result, printed = cloudrun(tmp_path / str(index), *args, "--dry-run", **env)
+        assert result.returncode == 0 and printed, (args, result.stderr)
+        lines += printed
+    return lines
+
+
+def documented_lines() -> list[tuple[str, ...]]:
+    """Every page's gcloud lines, with the variables of docs/cloud-run.md's set-up and a pushed image's."""
+    [export] = [c.text for c in commands(section("Set up a project (once)", REPO_ROOT / "docs" / "cloud-run.md"))][:1]
+    variables = dict(pair.split("=", 1) for pair in export.removeprefix("export ").split())
+    variables |= {"IMAGE": IMAGE, "URL": "https://penguin-serve-xyz.a.run.app", "REVISION": "penguin-serve-00001-abc"}
+    pages = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    return [line for page in pages for line in documented_gcloud_lines(page, variables)]
+
+
+@pytest.fixture(scope="module")
+def judge():
+    if reason := real_gcloud.unavailable_reason():
+        pytest.skip(reason)
+    return real_gcloud.judge
+
+
+def test_the_real_gcloud_parses_every_line_the_scripts_build_and_the_docs_show(tmp_path, judge):
+    scripted, documented = dry_run_lines(tmp_path), documented_lines()
+    assert len(documented) > 30 and any(line[:2] == ("run", "deploy") for line in map(tuple, scripted))
+    verdicts = judge([*scripted, *documented], cwd=REPO_ROOT)
+    refused = [verdict for verdict in verdicts if not verdict.parsed]
+    print(f"the real gcloud parsed {len(verdicts) - len(refused)} of {len(verdicts)} distinct lines")
+    assert not refused, f"{len(refused)} of {len(verdicts)} lines refused:\n" + "\n".join(map(str, refused))
+
+
+def test_the_real_gcloud_refuses_the_deploy_line_with_service_flags_after_a_container(judge):
+    """The line `make deploy` built before: the judge can fail, and fails it as gcloud does."""
+    [verdict] = judge([MISORDERED])
+    assert verdict.returncode == 2 and "unrecognized arguments" in verdict.message, verdict
+    assert "--no-allow-unauthenticated" in verdict.message and "--no-traffic" in verdict.message
+
+
+# Lines both the real gcloud and the stand-in refuse, with what each says.
+REFUSED = [
+    (MISORDERED, 2, "unrecognized arguments: --no-allow-unauthenticated --quiet --no-traffic --tag"),
+    (["run", "services", "describe", "penguin-serve", "--project", "demo"], 1, "You must specify a region"),
+]
+
+
+@pytest.mark.parametrize(("line", "status", "message"), REFUSED, ids=["misordered-deploy", "no-region"])
+def test_the_stand_in_refuses_what_the_real_gcloud_refuses(tmp_path, line, status, message):
+    env = {**os.environ, "GCLOUD_STAND_IN_STATE": str(tmp_path)}
+    result = subprocess.run([str(STAND_IN / "gcloud"), *line], env=env, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, message in result.stderr) == (status, True), result.stderr
+    if real_gcloud.unavailable_reason() is None:
+        [verdict] = real_gcloud.judge([line])
+        assert verdict.returncode == status and not verdict.parsed, verdict
+
+
+def test_the_stand_in_refuses_what_the_cloud_run_api_refuses(tmp_path):
+    """Values gcloud passes on and the API refuses before anything exists: too little memory, more tasks at once
+    than tasks."""
+    env = {**os.environ, "GCLOUD_STAND_IN_STATE": str(tmp_path)}
+    starved = [*SERVICE, *PRIVATE, *APP[:-10], "--memory", "24Mi"]
+    crowded = ["run", "jobs", "deploy", "penguin-score", *WHERE, "--image", IMAGE, "--tasks", "2", "--parallelism", "10"]
+    for line, message in ((starved, "Memory must be at least 128Mi"), (crowded, "must not exceed the task count")):
+        result = subprocess.run([str(STAND_IN / "gcloud"), *line], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_job_deploy_runs_no_more_tasks_at_once_than_it_has(tmp_path):
+    _, printed = cloudrun(tmp_path / "two", "job-deploy", IMAGE, "gs://a/in", "gs://b/out", "--tasks", "2", "--dry-run")
+    assert printed[-1][printed[-1].index("--parallelism") + 1] == "2"
+    result, printed = cloudrun(
+        tmp_path / "too-many", "job-deploy", IMAGE, "gs://a/in", "gs://b/out", "--tasks", "2", "--parallelism", "5"
+    )
+    assert result.returncode != 0 and "--parallelism 5" in result.stderr and printed == []
+
+
+def test_a_failed_describe_is_not_read_as_no_service(tmp_path):
+    """A transient error describing an existing service stops the deploy with gcloud's message: a deploy that took
+    it for a new service would drop --no-traffic and give an untested revision all traffic."""
+    fault = "run services describe=UNAVAILABLE: the service is currently unavailable"
+    result, printed = cloudrun(tmp_path, "deploy", IMAGE, GCLOUD_STAND_IN_FAULT=fault)
+    assert result.returncode == 1 and "UNAVAILABLE: the service is currently unavailable" in result.stderr, result.stderr
+    assert printed == [DESCRIBE] and not (tmp_path / "gcloud-state" / "state.json").exists()  # nothing was created
+
+
+def test_the_sidecar_turned_off_and_on_again_leaves_the_named_containers_gcloud_would(tmp_path):
+    """The revision templates the deploy lines make, as gcloud builds them from the service's last template:
+    turning the sidecar off removes the collector and its CPU setting; turning it on beside a service deployed
+    without it adds the collector beside the same `app` container, never beside an unnamed one."""
+    on = cloudrun(tmp_path / "on", "deploy", IMAGE, "--dry-run")[1][1]
+    off = cloudrun(tmp_path / "off", "deploy", IMAGE, "--dry-run", **OFF)[1][1]
+
+    def shape(template):
+        return sorted(template["containers"]), template["cpu_throttling"]
+
+    with_sidecar = cloud.next_template(None, on)
+    assert shape(with_sidecar) == (["app", "collector"], False)
+    assert shape(cloud.next_template(with_sidecar, off)) == (["app"], True)
+    without = cloud.next_template(None, off)
+    assert shape(without) == (["app"], True)
+    assert shape(cloud.next_template(without, on)) == (["app", "collector"], False)
