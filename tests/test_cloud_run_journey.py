@@ -9,12 +9,14 @@ import csv
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import real_gcloud
 import requests
 from conftest import REPO_ROOT
 from containers import docker, docker_cli, engine_unavailable_reason, local_registry
@@ -89,8 +91,11 @@ def served_by(url: str, identity_token: str, count: int = SAMPLE) -> Counter:
         return Counter(pool.map(revision, range(count)))
 
 
+DESCRIBE = "gcloud run services describe penguin-serve --region $CLOUD_RUN_REGION --project $GCP_PROJECT"
+
+
 def latest_ready(shell: Shell) -> str:
-    return shell.ok("gcloud run services describe penguin-serve --format='value(status.latestReadyRevisionName)'").strip()
+    return shell.ok(f"{DESCRIBE} --format='value(status.latestReadyRevisionName)'").strip()
 
 
 def canary(shell: Shell, command: str, url: str, kill_at: int | None = None) -> tuple[int, str, dict]:
@@ -138,9 +143,13 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     assert requests.get(f"{url}/health", timeout=10).status_code == 403
     assert requests.get(f"{url}/health", headers={"Authorization": "Bearer forged"}, timeout=10).status_code == 401
     assert served_by(url, token(shell)) == Counter({first: SAMPLE})
+    template = json.loads(shell.ok(f"{DESCRIBE} --format=json"))["spec"]["template"]
+    assert [c["name"] for c in template["spec"]["containers"]] == ["app", "collector"]
+    assert template["metadata"]["annotations"]["run.googleapis.com/cpu-throttling"] == "false"
 
-    # Canary at 10, 50, 100 %: shares measured at each step (binomial bounds far outside chance).
-    quick = canary_command.replace("--step-wait-s 300", "--step-wait-s 15")  # the steps' pause, shortened
+    # Canary at 10, 50, 100 %: shares measured at each step (binomial bounds far outside chance). Its identity
+    # tokens last 10 s, shorter than a step, as an hour is shorter than a long rollout's steps.
+    quick = "GCLOUD_STAND_IN_TOKEN_LIFETIME_S=10 " + canary_command.replace("--step-wait-s 300", "--step-wait-s 15")
     status, printed, shares = canary(shell, quick, url)
     assert status == 0, printed
     second = latest_ready(shell)
@@ -157,8 +166,9 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     assert third not in (first, second)
     assert served_by(url, token(shell)) == Counter({second: SAMPLE})
 
-    # A revision with too little memory dies at start: no traffic, deploy exits 1 and says where traffic stays.
-    starved = shell.run(f"CLOUD_RUN_MEMORY=24Mi {deploy}")
+    # A revision with too little memory (Cloud Run's minimum) dies at start: no traffic, deploy exits 1 and says
+    # where traffic stays.
+    starved = shell.run(f"CLOUD_RUN_MEMORY=128Mi {deploy}")
     assert starved.returncode == 1 and troubleshooting(7).search(starved.stderr), starved.stderr[-3000:]
     assert "out of memory" in starved.stderr
     assert served_by(url, token(shell)) == Counter({second: SAMPLE})
@@ -227,10 +237,16 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     # Clean up: the service, its revisions and its URL are gone.
     for command in typed("Clean up"):
         shell.ok(command)
-    assert shell.run("gcloud run services describe penguin-serve --format=json").returncode == 1
+    assert shell.run(f"{DESCRIBE} --format=json").returncode == 1
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/health", timeout=5)
     assert docker("ps", "-q", "--filter", f"label={cloud.LABEL}={state}", "--filter", "name=penguin-serve").stdout == ""
+
+    # Every gcloud line of the journey is one the real gcloud accepts, where it is installed.
+    if real_gcloud.unavailable_reason() is None:
+        lines = [shlex.split(line) for line in (state / "calls.log").read_text().splitlines()]
+        refused = [verdict for verdict in real_gcloud.judge(lines) if not verdict.parsed]
+        assert not refused, "\n".join(map(str, refused))
 
 
 def test_cloud_run_refuses_an_arm64_image(project, tmp_path):
@@ -252,4 +268,4 @@ def test_cloud_run_refuses_an_arm64_image(project, tmp_path):
     docker("rmi", "-f", docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip())
     refused = shell.run(f"CLOUD_RUN_SERVICE=arm64-only .venv/bin/python -m scripts.cloudrun deploy {digest}")
     assert refused.returncode == 1 and troubleshooting(9).search(refused.stderr), refused.stderr
-    assert shell.run("gcloud run services describe arm64-only --format=json").returncode == 1
+    assert shell.run(DESCRIBE.replace("penguin-serve", "arm64-only", 1) + " --format=json").returncode == 1

@@ -502,3 +502,14 @@ def test_the_sidecar_turned_off_and_on_again_leaves_the_named_containers_gcloud_
     without = cloud.next_template(None, off)
     assert shape(without) == (["app"], True)
     assert shape(cloud.next_template(without, on)) == (["app", "collector"], False)
+
+
+@pytest.mark.parametrize(
+    "ipam",
+    [
+        [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}],  # Docker's own engine
+        [{"Subnet": "172.17.0.0/16"}],  # Debian's docker.io 20.10: the subnet alone
+    ],
+)
+def test_the_stand_in_finds_the_hosts_bridge_address_on_every_engine(ipam):
+    assert cloud.bridge_address(ipam) == "172.17.0.1"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import random
@@ -300,10 +301,20 @@ def google_apis(data: dict) -> dict[str, str]:
     if not target:
         return {}
     if "relay" not in data:
-        gateway = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+        gateway = bridge_address()
         _, port = start_listener(data, "relay", "relay.py", gateway, target.rsplit(":", 1)[1].strip("/"))
         data["relay"] = f"http://{gateway}:{port}"
     return {"STORAGE_EMULATOR_HOST": data["relay"]}
+
+
+def bridge_address(ipam: list[dict] | None = None) -> str:
+    """The host's address on Docker's default bridge, where its containers reach it: the gateway the engine
+    reports, else the subnet's first host, which the engine gives the bridge (Debian's docker.io 20.10 reports
+    the subnet alone)."""
+    if ipam is None:
+        ipam = json.loads(docker("network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}").stdout)
+    [config, *_] = ipam
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def container_of(state_dir: Path, revision: str) -> str:
@@ -680,7 +691,8 @@ def run_task(job: dict, execution: str, index: int, count: int, env: dict) -> tu
             status = int(docker("wait", container, timeout=job["task_timeout_s"]).stdout.strip())
         except subprocess.TimeoutExpired:
             status = 124
-        (STATE_DIR / f"{container}.log").write_text(docker("logs", container, check=False).stderr)
+        logs = docker("logs", container, check=False)
+        (STATE_DIR / f"{container}.log").write_text(logs.stdout + logs.stderr)
         docker("rm", "-f", container, check=False)
         if status == 0:
             return 0, attempt + 1
@@ -704,7 +716,12 @@ def execute_job(positional: list[str], flags: dict) -> None:
     failed = [index for index, (status, _) in enumerate(results) if status != 0]
     attempts = sum(tries for _, tries in results)
     if failed:
-        raise Failed(f"Execution [{execution}] failed: tasks {failed} failed after their retries ({attempts} attempts).")
+        last = f"cloud-stand-in-{execution}-task{failed[0]}-{job['max_retries']}.log"
+        tail = "\n".join((STATE_DIR / last).read_text().splitlines()[-10:])
+        raise Failed(
+            f"Execution [{execution}] failed: tasks {failed} failed after their retries ({attempts} attempts). "
+            f"The last lines of task {failed[0]}'s log:\n{tail}"
+        )
     print(f"Execution [{execution}] has successfully completed: {count} tasks, {attempts} attempts.", file=sys.stderr)
 
 
