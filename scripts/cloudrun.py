@@ -40,6 +40,7 @@ SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
 RUN_MONITORING = REPO_ROOT / "monitoring" / "run-monitoring.yaml"
 ALERT_RULES = REPO_ROOT / "monitoring" / "alert-rules.yaml"
 DASHBOARD = REPO_ROOT / "monitoring" / "dashboard.json"
+GCLOUD_MIN_VERSION = 473  # the first gcloud with `run deploy`'s probe flags (README and docs/cloud-run.md quote it)
 SIDECAR_CONFIG_PATH = "/etc/rungmp/config.yaml"  # where the sidecar reads its RunMonitoring configuration
 # The probes, once: deploy passes them as gcloud flags, service-yaml as the YAML's startupProbe and livenessProbe.
 # Traffic only once every worker's model passed its self-check; liveness while the model still loads.

@@ -13,6 +13,8 @@ import pytest
 
 BENTOML_HOME = tempfile.mkdtemp(prefix="penguin-serve-test-home-")
 os.environ["BENTOML_HOME"] = BENTOML_HOME
+# The record of documented commands the tests ran (tests/readme.py): one file for the run, its workers included.
+os.environ.setdefault("PENGUIN_DOCS_LEDGER", str(Path(BENTOML_HOME).with_name(Path(BENTOML_HOME).name + "-ledger")))
 os.environ["PENGUIN_WORKERS"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,9 +115,27 @@ def pytest_sessionstart(session):
     session.started = time.monotonic()
 
 
+def check_documented_commands_ran(session) -> None:
+    """At the end of a whole run (nothing deselected), every documented command of a section whose test runners
+    all passed must have been run by one of them (tests/readme.py's ledger)."""
+    from readme import commands_not_run
+
+    stats = session.config.pluginmanager.get_plugin("terminalreporter").stats
+    if getattr(session.config, "workerinput", None) is not None or session.exitstatus != 0 or stats.get("deselected"):
+        return
+    files = lambda outcome: {report.nodeid.split("::")[0] for report in stats.get(outcome, [])}  # noqa: E731
+    missing = commands_not_run(Path(os.environ["PENGUIN_DOCS_LEDGER"]), files("passed") - files("skipped") - files("failed"))
+    Path(os.environ["PENGUIN_DOCS_LEDGER"]).unlink(missing_ok=True)
+    if missing:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\ndocumented commands that no test ran (run them in their section's runner, or give a reason in "
+              "tests/readme.py's NOT_AS_TYPED):\n  " + "\n  ".join(missing))  # fmt: skip
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(BENTOML_HOME, ignore_errors=True)
     record_duration(session)
+    check_documented_commands_ran(session)
     # CI is root and can install everything: there, a skipped test is a test that did not run, and fails the run.
     # The one exception is the real gcloud, which no registry reachable here carries (tests/real_gcloud.py).
     from real_gcloud import MISSING
@@ -170,10 +190,11 @@ def api(exported_model):
 
 @pytest.fixture(scope="session")
 def served(exported_model, tmp_path_factory):
-    """One real `bentoml serve` process for the session, stopped by PID at the end."""
+    """One real `bentoml serve` process of 2 workers for the session (as on a 2-core machine, whatever this one
+    has), stopped by PID at the end."""
     from server import ServeProcess
 
-    server = ServeProcess(tmp_path_factory.mktemp("serve") / "serve.log")
+    server = ServeProcess(tmp_path_factory.mktemp("serve") / "serve.log", PENGUIN_WORKERS="2")
     try:
         server.readiness = server.readyz_history()
         yield server

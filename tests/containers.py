@@ -16,6 +16,8 @@ from conftest import REPO_ROOT, required
 
 from scripts.processes import die_with_parent, free_port
 
+SERVICE_UID = 1034  # the user BentoML's Dockerfile runs the service as (docs/image.md and OPERATIONS quote it)
+
 
 @functools.cache
 def docker_cli() -> str:

@@ -3,6 +3,8 @@ them as a user types them."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import subprocess
@@ -12,6 +14,10 @@ from pathlib import Path
 from conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+# The tests that run a documented command record it here (PENGUIN_DOCS_LEDGER, one line each); at the end of a
+# whole run, conftest.py fails the run if a command of a section whose runners ran is not recorded.
+LEDGER = "PENGUIN_DOCS_LEDGER"
 TROUBLESHOOTING = REPO_ROOT / "docs" / "troubleshooting.md"
 
 
@@ -19,6 +25,88 @@ TROUBLESHOOTING = REPO_ROOT / "docs" / "troubleshooting.md"
 class Command:
     text: str  # as typed after "$ ", continuation lines included
     output: str  # what the README shows it printing
+
+
+# Where each console block's commands run as typed: (page, its `## ` section, or None before any) -> the files
+# that read that section and run it. A runner must name the page and the section it reads.
+RUNNERS = {
+    ("README.md", "Set up: two commands"): ["scripts/test-fresh.sh", "tests/test_readme.py", ".ci/run"],
+    ("README.md", "Call it"): ["tests/test_readme.py"],
+    ("README.md", "Deploy to Cloud Run"): ["tests/test_cloud_run_journey.py"],
+    ("README.md", "Load test the URL"): ["tests/test_cloud_run_journey.py"],
+    ("api.md", "Try it"): ["tests/test_readme.py"],
+    ("explanations.md", None): ["tests/test_readme.py"],
+    ("training.md", "Train"): ["tests/test_readme.py"],
+    ("training.md", "The model in Google Cloud Storage"): ["tests/test_readme.py"],
+    ("image.md", None): ["tests/test_image.py"],
+    ("cloud-run.md", "Set up a project (once)"): ["tests/test_cloud_run_journey.py"],
+    ("cloud-run.md", "Deploy"): ["tests/test_cloud_run_journey.py"],
+    ("cloud-run.md", "Roll out in steps, roll back"): ["tests/test_cloud_run_journey.py"],
+    ("cloud-run.md", "Clean up"): ["tests/test_cloud_run_journey.py"],
+    ("bulk-scoring.md", None): ["tests/test_cloud_run_journey.py"],
+    ("monitoring.md", "Install the alerts and the dashboard"): ["tests/test_gcloud_commands.py"],
+}
+# Commands no test runs exactly as printed, and why; each is run in the shortened form named.
+NOT_AS_TYPED = {
+    "locust -f locustfile.py --headless -u 10 -r 5 -t 30s --csv results --only-summary":
+        "30 s of load: tests/test_loadtest.py runs this line with -t 6s",
+    "make loadtest": "all five scenarios at full length (about 15 minutes): tests/test_loadtest.py runs two, shortened",
+    'make loadtest LOADTEST_ARGS="--target server --time-scale 0.1"':
+        "tests/test_loadtest.py runs scripts/loadtest.py with --target server and two scenarios",
+    "make bench": "about 15 minutes: tests/test_bench.py runs benchmarks.bench with short durations",
+    "make profile": "tests/test_bench.py runs benchmarks.profile with a short duration",
+    ".venv/bin/python benchmarks/plot.py docs/performance.json docs/performance.png":
+        "rewrites a committed picture: tests/test_bench.py draws it into a temporary folder",
+    ".venv/bin/python -m benchmarks.bench --duration 3 --reps 1": "tests/test_bench.py runs it shorter still",
+    "make test": "what CI (.ci/run) runs; a test cannot run the suite that contains it",
+    "sudo apt-get install python3.11 python3.11-venv make git":
+        "needs a fresh machine: scripts/test-fresh.sh (make test-fresh) runs it in a fresh container as root",
+    ".venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak":
+        "ten minutes, and rewrites committed figures: tests/test_loadtest.py runs a short soak into a temporary folder",
+    "scripts/audit.sh": "needs PyPI's JSON API or OSV, which the test machines cannot reach",
+}  # fmt: skip
+
+
+def console_commands() -> list[tuple[str, str | None, str]]:
+    """(page name, its section, the command as typed) for every `$ ` line of every console block."""
+    found = []
+    for page in PAGES:
+        section, in_block = None, False
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                in_block = line == "```console"
+            elif not in_block and line.startswith("## "):
+                section = line[3:]
+            elif in_block and line.startswith("$ "):
+                found.append((page.name, section, first_line(line[2:])))
+    return found
+
+
+def ran(command: str) -> None:
+    """Records that a test runs this documented command (as typed, or with a documented value put in)."""
+    if ledger := os.environ.get(LEDGER):
+        with open(ledger, "a") as file:
+            file.write(json.dumps(command) + "\n")
+
+
+def first_line(command: str) -> str:
+    """A command as console_commands() lists it: its first line, without a trailing comment."""
+    return re.sub(r"\s+#.*$", "", command.splitlines()[0]).strip()
+
+
+def commands_not_run(ledger: Path, test_files: set[str]) -> list[str]:
+    """The documented commands that no test recorded as run, of those whose runners (over every section that
+    shows the command) all ran."""
+    lines = ledger.read_text().splitlines() if ledger.exists() else []
+    recorded = {first_line(json.loads(line)) for line in lines}
+    runners: dict[str, set[str]] = {}
+    for page, section_title, command in console_commands():
+        runners.setdefault(command, set()).update(r for r in RUNNERS.get((page, section_title), []) if r.startswith("tests/"))
+    return sorted(
+        command
+        for command, its_runners in runners.items()
+        if command not in NOT_AS_TYPED and command not in recorded and its_runners and its_runners <= test_files
+    )
 
 
 def section(title: str, page: Path = README) -> str:
@@ -70,6 +158,7 @@ class Shell:
         return ["bash", "-c", f"set -a; source {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"]
 
     def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        ran(command)
         return subprocess.run(self.script(command), cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def ok(self, command: str, timeout: float = 600) -> str:
@@ -80,6 +169,7 @@ class Shell:
 
     def popen(self, command: str) -> subprocess.Popen:
         """A command whose output is read while it runs (stderr joined to stdout)."""
+        ran(command)
         return subprocess.Popen(
             self.script(command), cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )

@@ -61,10 +61,17 @@ def test_a_request_leaves_no_timer_behind(middleware, left):
     assert asyncio.run(run()) == left  # BentoML's own keeps one per request for its 30 s
 
 
-def test_a_slow_request_still_gets_bentomls_504():
-    async def run() -> list[dict]:
+def test_a_slow_request_still_gets_bentomls_504_and_its_handler_is_cancelled():
+    seen: list[str] = []
+
+    async def run() -> tuple[list[dict], list[str]]:
         async def slow(scope, receive, send):
-            await asyncio.sleep(5)
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            seen.append("ran to the end")
 
         sent: list[dict] = []
 
@@ -74,10 +81,49 @@ def test_a_slow_request_still_gets_bentomls_504():
         await CancellingTimeoutMiddleware(slow, timeout=0.2)(
             {"type": "http", "method": "GET", "path": "/", "headers": []}, None, send
         )
-        return sent
+        await asyncio.sleep(0.1)
+        return sent, list(seen)  # before asyncio.run cancels what is left: a handler still running shows nothing
 
-    start, body = asyncio.run(run())
+    (start, body), seen_then = asyncio.run(run())
     assert start["status"] == 504 and body["body"] == b'{"error":"Not able to process the request in 0.2 seconds"}'
+    assert seen_then == ["cancelled"]
+
+
+def test_a_request_that_ends_without_an_answer_ends_at_once_and_leaves_no_timer():
+    async def run() -> tuple[float, int]:
+        async def silent(scope, receive, send):  # ends without sending: a disconnected client, say
+            return None
+
+        before = live_timers()
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(
+            CancellingTimeoutMiddleware(silent, timeout=30)(
+                {"type": "http", "method": "GET", "path": "/", "headers": []}, None, None
+            ),
+            timeout=5,
+        )
+        return asyncio.get_running_loop().time() - started, live_timers() - before
+
+    took_s, left = asyncio.run(run())
+    assert took_s < 1 and left == 0
+
+
+@pytest.mark.parametrize("changed", ["__version__", "source"])
+def test_the_patch_stays_out_where_bentoml_is_not_the_one_it_was_checked_against(monkeypatch, caplog, changed):
+    monkeypatch.setattr(traffic, "TimeoutMiddleware", bentoml_timeout.UPSTREAM)
+    if changed == "__version__":
+        monkeypatch.setattr(bentoml, "__version__", "1.4.99")
+    else:
+        monkeypatch.setattr(bentoml_timeout, "CHECKED_SOURCE_SHA256", "0" * 64)
+    assert bentoml_timeout.install() is False
+    assert traffic.TimeoutMiddleware is bentoml_timeout.UPSTREAM
+    assert "keeping BentoML's own" in caplog.text
+
+
+def test_the_patch_goes_in_where_bentoml_is_the_one_it_was_checked_against(monkeypatch):
+    monkeypatch.setattr(traffic, "TimeoutMiddleware", bentoml_timeout.UPSTREAM)
+    assert bentoml_timeout.install() is True
+    assert traffic.TimeoutMiddleware is CancellingTimeoutMiddleware
 
 
 def test_lifespan_passes_through_untimed():

@@ -28,7 +28,8 @@ import cloud  # noqa: E402 - the stand-in's own module, for teardown and fault i
 PAGE = REPO_ROOT / "docs" / "cloud-run.md"
 BULK_SCORING = REPO_ROOT / "docs" / "bulk-scoring.md"
 STAND_IN = REPO_ROOT / "tests" / "stand_in"
-SAMPLE = 100  # requests per traffic measurement
+SAMPLE = 100  # requests per check of which revision serves
+SPLIT_SAMPLE = 800  # requests per measured split: at 10 %, a standard deviation of 1.1 points
 
 
 def typed(title: str, page: Path = PAGE) -> list[str]:
@@ -110,8 +111,11 @@ def canary(shell: Shell, command: str, url: str, kill_at: int | None = None) -> 
         if step and int(step[2]) == kill_at:
             docker("kill", cloud.container_of(Path(shell.env["GCLOUD_STAND_IN_STATE"]), step[1]))
             shares[int(step[2])] = (step[1], None)
-        elif step and int(step[2]) < 100:
-            shares[int(step[2])] = (step[1], served_by(url, token(shell)))
+        elif step and int(step[2]) < 100:  # a token per 200 requests: they last 10 s in the quick canary
+            shares[int(step[2])] = (
+                step[1],
+                sum((served_by(url, token(shell), 200) for _ in range(SPLIT_SAMPLE // 200)), Counter()),
+            )
     return process.wait(timeout=300), "".join(output), shares
 
 
@@ -149,14 +153,14 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
 
     # Canary at 10, 50, 100 %: shares measured at each step (binomial bounds far outside chance). Its identity
     # tokens last 10 s, shorter than a step, as an hour is shorter than a long rollout's steps.
-    quick = "GCLOUD_STAND_IN_TOKEN_LIFETIME_S=10 " + canary_command.replace("--step-wait-s 300", "--step-wait-s 15")
+    quick = "GCLOUD_STAND_IN_TOKEN_LIFETIME_S=10 " + canary_command.replace("--step-wait-s 300", "--step-wait-s 20")
     status, printed, shares = canary(shell, quick, url)
     assert status == 0, printed
     second = latest_ready(shell)
     assert shares[10][0] == shares[50][0] == second != first
-    # Binomial bounds over 100 requests, each more than 3.5 standard deviations from the expected share.
-    assert shares[10][1].keys() <= {first, second} and 2 <= shares[10][1][second] <= 25, shares[10]
-    assert shares[50][1].keys() <= {first, second} and 30 <= shares[50][1][second] <= 70, shares[50]
+    # 10 % within 5 points and 50 % within 8, over 800 requests: each bound more than 4.5 standard deviations out.
+    assert shares[10][1].keys() <= {first, second} and 0.05 <= shares[10][1][second] / SPLIT_SAMPLE <= 0.15, shares[10]
+    assert shares[50][1].keys() <= {first, second} and 0.42 <= shares[50][1][second] / SPLIT_SAMPLE <= 0.58, shares[50]
     assert served_by(url, token(shell)) == Counter({second: SAMPLE})
 
     # A canary whose instance dies at 10 %: the next smoke test fails and traffic goes back as it was.
@@ -177,13 +181,17 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     printed = shell.ok(rollback)
     assert "--to-latest" in printed
     assert served_by(url, token(shell)) == Counter({first: SAMPLE})
+    # `rollback REVISION` pins the one named.
+    printed = shell.ok(f"{rollback} {second}")
+    assert f"all traffic is pinned to {second}" in printed
+    assert served_by(url, token(shell)) == Counter({second: SAMPLE})
 
     # Deploy again: the pin would give the new revision no traffic; deploy says so and moves all of it.
     assert deploy_again == deploy_all == "make deploy"
     printed = shell.ok(deploy_again, timeout=1800)
     fourth = latest_ready(shell)
     assert fourth not in (first, second, third)
-    assert f"traffic was pinned ({first} 100 %)" in printed and troubleshooting(10).search(printed)
+    assert f"traffic was pinned ({second} 100 %)" in printed and troubleshooting(10).search(printed)
     assert served_by(url, token(shell)) == Counter({fourth: SAMPLE})
 
     # Locust against the private URL with the token flag: every request answered as checked.

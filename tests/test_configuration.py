@@ -17,8 +17,9 @@ READS = (
     r"\$\{([A-Z_]+)[:}]",
     r"^([A-Z_]+) \?=",
 )
-# Set by the system, by BentoML for its workers, or by the tests for their Cloud Run stand-in: not a user's.
-NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR"}
+# Set by the system, by BentoML for its workers, or by the tests (their documented-command ledger and their
+# Cloud Run stand-in): not a user's.
+NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR", "PENGUIN_DOCS_LEDGER"}
 STAND_IN_PREFIX = "GCLOUD_STAND_IN_"
 
 

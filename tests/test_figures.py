@@ -12,9 +12,15 @@ import shutil
 
 import pytest
 from conftest import REPO_ROOT
+from containers import SERVICE_UID
+from test_image import MAX_BENTO_BYTES, MAX_REST_BYTES
 
 from benchmarks import profile
 from benchmarks.bench import report, targets_table
+from penguin_serve.contract import MAX_BATCH_RECORDS
+from penguin_serve.settings import Settings
+from penguin_serve.training.dataset import load_dataset
+from scripts.cloudrun import GCLOUD_MIN_VERSION
 from scripts.load_report import history, saturation, write_report
 
 DOCS = REPO_ROOT / "docs"
@@ -100,6 +106,40 @@ CLAIMS = [
     ),
     ("docs/OPERATIONS.md", r"so about (\d+(?:,\d{3})*) requests/s an instance", count(OURS["c64"]["rps_per_cpu_s"])),
     ("docs/OPERATIONS.md", r"and about (\d+(?:,\d{3})*) for ten", count(10 * round(OURS["c64"]["rps_per_cpu_s"]))),
+    (
+        "docs/PERFORMANCE.md",
+        r"RunnerTrafficMetricsMiddleware` alone (\d+) %",
+        f"{100 * PROFILE['shares']['BentoML RunnerTrafficMetricsMiddleware']:.0f}",
+    ),
+    # Figures the code sets: quoted from its constants.
+    *[
+        (page, r"gcloud CLI\]?(?:\([^)]*\))? (\d+) or newer", str(GCLOUD_MIN_VERSION))
+        for page in ("README.md", "docs/cloud-run.md")
+    ],
+    *[(page, r"runs as uid (\d+)", str(SERVICE_UID)) for page in ("docs/image.md", "docs/OPERATIONS.md")],
+    ("docs/image.md", r"holds the bento under (\d+) MB", megabytes(MAX_BENTO_BYTES)),
+    ("docs/image.md", r"that rest under ([\d.]+) MB", megabytes(MAX_REST_BYTES, 3)),
+    ("README.md", r"all (\d+) birds of the table", str(len(load_dataset().penguins))),
+    *[
+        (page, pattern, count(MAX_BATCH_RECORDS))
+        for page, pattern in [
+            ("docs/api.md", r"1 to (\d+(?:,\d{3})*) penguins"),
+            ("docs/api.md", r"batch empty or over (\d+(?:,\d{3})*)"),
+            ("docs/api.md", r"a full (\d+(?:,\d{3})*)-record batch"),
+            ("docs/configuration.md", r"a full (\d+(?:,\d{3})*)-record batch"),
+            ("docs/bulk-scoring.md", r"stops at (\d+(?:,\d{3})*) rows a request"),
+            ("docs/bulk-scoring.md", r"in chunks of (\d+(?:,\d{3})*) rows"),
+            ("docs/OPERATIONS.md", r"takes (\d+(?:,\d{3})*) records per request"),
+            ("docs/OPERATIONS.md", r"the batch limit \((\d+(?:,\d{3})*) records\)"),
+            ("docs/explanations.md", r"a full (\d+(?:,\d{3})*)-row batch of explanations"),
+            ("docs/PERFORMANCE.md", r"validates each (\d+(?:,\d{3})*)-row chunk"),
+        ]
+    ],
+    (
+        "docs/PERFORMANCE.md",
+        r"`PENGUIN_GC_YOUNG_ALLOCATIONS` \((\d+(?:,\d{3})*) by default",
+        count(Settings().gc_young_allocations),
+    ),
     ("README.md", r"benchmarks; about (\d+) seconds\)", str(TIMINGS["test-fast"]["seconds"])),
     ("README.md", r"runs everything \(about ([\d.]+) minutes\)", f"{TIMINGS['test']['seconds'] / 60:.1f}"),
 ]

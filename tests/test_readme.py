@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 from conftest import REPO_ROOT, required
-from readme import Shell, blocks, commands, section
+from readme import Shell, blocks, commands, ran, section
 
 from scripts.processes import free_port
 
@@ -45,6 +45,7 @@ def comparable(text: str):
 )
 def test_curl_examples_answer_as_shown(served, command):
     curl = required("curl")  # a fresh machine may have none
+    ran(command.text)  # on the test server's URL
     result = subprocess.run(
         ["bash", "-c", command.text.replace(README_URL, served.url)],
         capture_output=True,
@@ -71,6 +72,7 @@ def test_make_run_serves_on_the_port_it_is_given(exported_model):
     """The first of the two set-up commands, on a free port (the model store already holds a model here, so it
     does not train); stopped with its whole process group, which this test started."""
     port = free_port()
+    ran("make run")
     process = subprocess.Popen(
         ["make", "run"],
         cwd=REPO_ROOT,
@@ -148,6 +150,7 @@ def test_trying_cloud_storage_without_a_google_account_as_typed(exported_model, 
     emulator_port, service_port = free_port(), free_port()
     lines = []
     for command in block:
+        ran(command.text)  # on free ports
         text = command.text.replace("4443", str(emulator_port)).replace("127.0.0.1:3000", f"127.0.0.1:{service_port}")
         lines.append(text)
         if text.startswith(".venv/bin/python -m scripts.gcs_emulator"):

@@ -36,7 +36,8 @@ def corrupt_model_tag(exported_model):
 
 def test_ready_only_after_the_model_loaded_and_stays_ready(served):
     assert served.readiness[-1] == 200
-    assert set(served.readiness[:-1]) <= {0, 503}  # refused while starting, 503 while loading, never 200 early
+    assert set(served.readiness[:-1]) <= {0, 503}  # refused while starting, 503 while loading (test_workers.py:
+    # a request sent at the first 200 meets no worker still loading)
     assert all(served.get("/readyz").status_code == 200 for _ in range(5))
     assert served.get("/livez").status_code == 200
 
@@ -64,7 +65,7 @@ def test_model_info_and_metrics(served):
     requests.post(served.url + "/predict", json=KNOWN_RECORDS[0][0], timeout=5)
     metrics = served.get("/metrics").text
     assert 'bentoml_service_request_total{endpoint="/predict"' in metrics
-    assert 'penguin_predictions_total{species="Adelie"}' in metrics  # summed over the workers
+    assert 'penguin_predictions_total{species="Adelie"}' in metrics
     assert "penguin_prediction_confidence_bucket" in metrics
 
 
