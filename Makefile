@@ -1,6 +1,6 @@
 # penguin-serve: `make run` serves the API, `make test` runs the whole suite. Both install what they need.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV := .venv
 SERVE_VENV := .venv-serve
 PEERS_VENV := .venv-peers
@@ -8,11 +8,11 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
 
-.PHONY: install run train test test-fast test-fresh timings style image deploy loadtest bench profile clean
+.PHONY: install run train test test-fast test-fresh mutate timings style image deploy loadtest bench profile clean
 
 # The virtual environment is rebuilt whenever a lock file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "penguin-serve needs Python 3.11 (set PYTHON=...)")'
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13) and "penguin-serve needs Python 3.11, 3.12 or 3.13 (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -79,6 +79,18 @@ test-fast: install
 # `make test` on a clean clone of HEAD in a fresh Debian container with only what the README's set-up installs.
 test-fresh:
 	scripts/test-fresh.sh
+
+# Mutation testing of the serving core ([tool.mutmut] in pyproject.toml) into docs/mutation-report.md: every
+# mutant no test kills is listed there, with its reason or as unexplained. Not part of `make test`.
+$(VENV)/.mutate-installed: requirements-mutate.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-mutate.txt
+	touch $@
+
+mutate: $(VENV)/.mutate-installed
+	rm -rf mutants .mutate-model
+	PENGUIN_TEST_MODEL_CACHE=$(CURDIR)/.mutate-model $(BIN)/mutmut run
+	$(BIN)/python -m scripts.mutation_report > docs/mutation-report.md
+	@tail -n +6 docs/mutation-report.md | head -n 1
 
 # Times both tiers on this machine into docs/test-timings.json, the durations the README quotes.
 timings: install

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds a stand-in for python:3.11-slim from Debian packages, for machines that cannot pull it (no registry).
 # Usage: scripts/base-image.sh [NAME:TAG]   (default python:3.11-slim; prints the name)
+# SUITE (default bookworm) and PACKAGES (default python3,python3-venv,python3-pip,ca-certificates) make other
+# Debian roots: scripts/test-fresh.sh's bare Debian 12 and 13 machines.
 #
 # debootstrap's minimal Debian 12 with python3, python3-venv, python3-pip and ca-certificates, without apt's
 # lists, docs and man pages: like python:3.11-slim, Python 3.11 with pip on Debian 12. On a machine whose HTTPS egress passes an
@@ -22,9 +24,12 @@ rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 
 echo "building $name from $mirror (about 90 s)" >&2
-"$debootstrap" --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" "$mirror" >&2
-ln -sf python3 "$rootfs/usr/bin/python"
-rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED  # pip installs system-wide, as in python:3.11-slim
+suite=${SUITE:-bookworm}
+"$debootstrap" --variant=minbase --include="${PACKAGES:-python3,python3-venv,python3-pip,ca-certificates}" "$suite" "$rootfs" "$mirror" >&2
+if [ -x "$rootfs/usr/bin/python3" ]; then
+  ln -sf python3 "$rootfs/usr/bin/python"
+  rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED  # pip installs system-wide, as in python:3.11-slim
+fi
 
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"

@@ -3,6 +3,7 @@ set here before anything imports bentoml."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 BENTOML_HOME = tempfile.mkdtemp(prefix="penguin-serve-test-home-")
+CREATED_BY = os.getpid()
 os.environ["BENTOML_HOME"] = BENTOML_HOME
 # The record of documented commands the tests ran (tests/readme.py): one file for the run, its workers included.
 os.environ.setdefault("PENGUIN_DOCS_LEDGER", str(Path(BENTOML_HOME).with_name(Path(BENTOML_HOME).name + "-ledger")))
@@ -133,7 +135,8 @@ def check_documented_commands_ran(session) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(BENTOML_HOME, ignore_errors=True)
+    if os.getpid() == CREATED_BY:  # not in a forked run (mutmut's), which shares the folder with others
+        shutil.rmtree(BENTOML_HOME, ignore_errors=True)
     record_duration(session)
     check_documented_commands_ran(session)
     # CI is root and can install everything: there, a skipped test is a test that did not run, and fails the run.
@@ -157,10 +160,20 @@ def exported_model(tmp_path_factory) -> Path:
     import train
 
     export_dir = tmp_path_factory.mktemp("models")
+    store = Path(os.environ["BENTOML_HOME"]) / "models"
+    # PENGUIN_TEST_MODEL_CACHE (set by `make mutate`): one training for its thousands of pytest runs.
+    cache = Path(os.environ["PENGUIN_TEST_MODEL_CACHE"]) if "PENGUIN_TEST_MODEL_CACHE" in os.environ else None
+    if cache and (cache / "export" / "printout.txt").exists():
+        shutil.copytree(cache / "store", store, dirs_exist_ok=True)
+        shutil.copytree(cache / "export", export_dir, dirs_exist_ok=True)
+        return export_dir
     printout = io.StringIO()
     with contextlib.redirect_stdout(printout):
         assert train.main(["--export-dir", str(export_dir)]) == 0
     (export_dir / "printout.txt").write_text(printout.getvalue())
+    if cache:
+        shutil.copytree(store, cache / "store", dirs_exist_ok=True)
+        shutil.copytree(export_dir, cache / "export", dirs_exist_ok=True)
     return export_dir
 
 
@@ -176,14 +189,21 @@ def wait_until_ready(get, timeout_s: float = 30.0) -> list[int]:
     raise AssertionError(f"not ready after {timeout_s}s; statuses seen: {statuses[-5:]}")
 
 
+@functools.cache
+def service_app():
+    """The service's ASGI app, built once per process: building it registers BentoML's metrics, which a second
+    build in the same process (mutmut runs pytest several times in one) would register again."""
+    import service
+
+    return service.PenguinClassifier.to_asgi()
+
+
 @pytest.fixture(scope="session")
 def api(exported_model):
     """The service in-process over HTTP (ASGI), with its lifespan run, ready to answer."""
     from starlette.testclient import TestClient
 
-    import service
-
-    with TestClient(service.PenguinClassifier.to_asgi()) as client:
+    with TestClient(service_app()) as client:
         wait_until_ready(client.get)
         yield client
 

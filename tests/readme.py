@@ -59,7 +59,7 @@ NOT_AS_TYPED = {
         "rewrites a committed picture: tests/test_bench.py draws it into a temporary folder",
     ".venv/bin/python -m benchmarks.bench --duration 3 --reps 1": "tests/test_bench.py runs it shorter still",
     "make test": "what CI (.ci/run) runs; a test cannot run the suite that contains it",
-    "sudo apt-get install python3.11 python3.11-venv make git":
+    "sudo apt-get install python3 python3-venv make git":
         "needs a fresh machine: scripts/test-fresh.sh (make test-fresh) runs it in a fresh container as root",
     ".venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak":
         "ten minutes, and rewrites committed figures: tests/test_loadtest.py runs a short soak into a temporary folder",

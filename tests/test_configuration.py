@@ -17,9 +17,9 @@ READS = (
     r"\$\{([A-Z_]+)[:}]",
     r"^([A-Z_]+) \?=",
 )
-# Set by the system, by BentoML for its workers, or by the tests (their documented-command ledger and their
-# Cloud Run stand-in): not a user's.
-NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR", "PENGUIN_DOCS_LEDGER"}
+# Set by the system, by BentoML for its workers, or for the tests (their documented-command ledger, make
+# mutate's model cache, their Cloud Run stand-in): not a user's.
+NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR", "PENGUIN_DOCS_LEDGER", "PENGUIN_TEST_MODEL_CACHE"}
 STAND_IN_PREFIX = "GCLOUD_STAND_IN_"
 
 
@@ -28,7 +28,7 @@ def read_variables() -> dict[str, set[str]]:
         path
         for pattern in ("**/*.py", "scripts/*.sh", "Makefile", ".ci/run")
         for path in REPO_ROOT.glob(pattern)
-        if not any(part.startswith(".venv") for part in path.relative_to(REPO_ROOT).parts)
+        if not any(part.startswith(".venv") or part == "mutants" for part in path.relative_to(REPO_ROOT).parts)
     ]
     found: dict[str, set[str]] = {}
     for path in files:

@@ -35,6 +35,15 @@ def test_intact_model_loads(model_dir):
     assert model.metadata["artifact"] == artifact_digest((model_dir / BOOSTER_FILE).read_bytes())
 
 
+def test_a_loaded_model_writes_back_the_very_files_it_was_loaded_from(model_dir, tmp_path):
+    """The files training exports are write_files' output: loading them and writing again gives the same bytes."""
+    from penguin_serve.model import MODEL_CARD_FILE
+
+    PenguinModel.from_files(model_dir, source="test", nthread=1).write_files(tmp_path / "again" / "model")
+    for name in (BOOSTER_FILE, METADATA_FILE, MODEL_CARD_FILE):
+        assert (tmp_path / "again" / "model" / name).read_bytes() == (model_dir / name).read_bytes(), name
+
+
 def test_booster_changed_behind_its_metadata_is_refused(model_dir):
     shift_first_tree(model_dir)
     with pytest.raises(ModelCheckError, match="sha256 .* does not match"):
