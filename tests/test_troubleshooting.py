@@ -83,14 +83,15 @@ def test_2_serving_on_a_port_that_is_taken(exported_model):
     assert troubleshooting(2).search(result.stdout + result.stderr), result.stderr[-2000:]
 
 
-def test_3_make_with_another_python(tmp_path):
-    """A clean checkout's Makefile, given an interpreter that reports Python 3.12 (this machine's 3.11 with its
-    version changed, so that the test needs no second Python)."""
+@pytest.mark.parametrize("version", [(3, 10), (3, 14)], ids=["3.10", "3.14"])
+def test_3_make_with_another_python(tmp_path, version):
+    """A clean checkout's Makefile, given interpreters that report Python 3.10 and 3.14, just outside what the locks
+    hold (this machine's Python with its version changed, so that the test needs no second Python)."""
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
-    other = tmp_path / "python3.12"
+    other = tmp_path / "python{}.{}".format(*version)
     other.write_text(
-        f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.version_info = (3, 12, 0); exec(sys.argv[1])' \"$2\"\n"
+        f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.version_info = {(*version, 0)}; exec(sys.argv[1])' \"$2\"\n"
     )
     other.chmod(other.stat().st_mode | stat.S_IEXEC)
     result = subprocess.run(["make", "install", f"PYTHON={other}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
