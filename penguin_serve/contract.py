@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
@@ -154,6 +155,48 @@ class Penguin(BaseModel):
     island: Island = Field(description=ISLAND_DESCRIPTION)
     sex: Sex | None = Field(default=None, description=SEX_DESCRIPTION)
     year: Year | None = Field(default=None, description=YEAR_DESCRIPTION)
+
+
+# How tables (CSV, R, pandas' to_csv) write an unknown value.
+MISSING_CELLS = ("", "NA")
+_CELL_READERS: dict[str | None, Callable[[str], Any]] = {"number": float, "integer": int}
+
+
+@cache
+def _cell_readers(record: type[BaseModel]) -> dict[str, Callable[[str], Any]]:
+    """Each field's reader of a table's text cell, by the JSON type the record's own schema gives the field: a
+    string field keeps its text (a ring id `123` stays "123")."""
+    properties = record.model_json_schema()["properties"]
+    return {
+        name: _CELL_READERS.get(next((kind.get("type") for kind in prop.get("anyOf", [prop]) if kind.get("type") != "null"), None), str)
+        for name, prop in properties.items()
+    }  # fmt: skip
+
+
+def table_columns(cells: dict[str, list[str]], record: type[BaseModel] | None = None) -> dict[str, list[Any]]:
+    """A table's columns of text cells (those that are fields of `record`, default Penguin) as the JSON values a
+    client would send: missing as null, numbers as numbers, anything else as it is, for the schema to reject
+    by name. The scoring job and the training loader read tables through this."""
+    readers = _cell_readers(record or Penguin)
+    return {name: _read_column(read, cells[name]) for name, read in readers.items() if name in cells}
+
+
+def _read_column(read: Callable[[str], Any], cells: list[str]) -> list[Any]:
+    if read is str:
+        return [None if cell in MISSING_CELLS else cell for cell in cells]
+    try:
+        return list(map(read, cells))  # the common case: every cell a number
+    except ValueError:
+        return [_read_cell(read, cell) for cell in cells]
+
+
+def _read_cell(read: Callable[[str], Any], cell: str) -> Any:
+    if cell in MISSING_CELLS:
+        return None
+    try:
+        return read(cell)
+    except ValueError:
+        return cell
 
 
 # The body of POST /predict_batch as records: answers come back in the same order.

@@ -104,13 +104,18 @@ def record_duration(session) -> None:
 
 # The slow tier: tests that start a server, an emulator, a container, a browser or a benchmark. `make test`
 # runs everything; `make test-fast` (-m "not slow") the code, data and model tests alone.
-SLOW_FIXTURES = {"served", "gcs_emulator", "bucket", "fault_proxy", "image", "make_image", "prometheus", "browser"}
+# Of those, the emulator's tests run in this process (the emulator is a local binary that starts in a second), so
+# `make mutate` runs them too.
+EMULATOR_FIXTURES = {"gcs_emulator", "bucket", "fault_proxy"}
+SLOW_FIXTURES = {"served", "image", "make_image", "prometheus", "browser", *EMULATOR_FIXTURES}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        if EMULATOR_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.emulator)
 
 
 def pytest_sessionstart(session):

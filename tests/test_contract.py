@@ -1,13 +1,16 @@
 """Code: the shared contract's encoding, the one place that defines column order and categories."""
 
+import json
 import math
 
 import numpy as np
 import pytest
-from conftest import ADELIE
+from conftest import ADELIE, REPO_ROOT
 from pydantic import ValidationError
 
 from penguin_serve.contract import EXAMPLE_COLUMNS, EXAMPLES, FEATURE_NAMES, ISLANDS, Penguin, PenguinColumns, encode
+
+BULK_SCORING = REPO_ROOT / "docs" / "bulk-scoring.md"
 
 
 def test_feature_order_is_measurements_then_sex_then_islands():
@@ -97,7 +100,47 @@ def test_every_form_of_the_answers_comes_from_the_one_built(exported_model):
     assert records[3]["out_of_distribution"] == ["body_mass_g"] and records[0]["out_of_distribution"] == []
     assert answers.records(answers.rows(built, 1, 3)) == records[1:3]
     header, rows = answers.csv_header(), list(answers.csv_rows(built, ["a", "b", "c", "d"]))
-    assert [dict(zip(["key", *header], row))["probability_Gentoo"] for row in rows] == [
-        r["probabilities"]["Gentoo"] for r in records
+    assert ",".join(["key", *header]) in BULK_SCORING.read_text()  # the header the docs show
+    cells = [dict(zip(["key", *header], row, strict=True)) for row in rows]
+    assert cells == [
+        {
+            "key": key,
+            "prediction": record["prediction"],
+            **{f"probability_{species}": p for species, p in record["probabilities"].items()},
+            "confidence": record["confidence"],
+            "model_version": record["model_version"],
+            "out_of_distribution": json.dumps(record["out_of_distribution"]),
+            "warnings": json.dumps(record["warnings"]),
+        }
+        for key, record in zip("abcd", records, strict=True)
     ]
-    assert [row[0] for row in rows] == ["a", "b", "c", "d"] and all(len(row) == len(header) + 1 for row in rows)
+    assert json.loads(cells[3]["warnings"])[0].startswith("body_mass_g=9000 is outside the training range")
+
+
+def test_a_new_optional_field_reaches_the_scoring_job_and_the_training_loader_as_its_type(tmp_path):
+    """Tables are typed by the contract's schema, not by field names: a string field whose cells look like
+    numbers (a ring id 123) stays a string, in the job's columns and in the training loader."""
+    from pydantic import create_model
+
+    from penguin_serve.contract import table_columns
+    from penguin_serve.training.dataset import load_dataset, training_columns
+
+    ringed = create_model("Ringed", __base__=Penguin, ring_id=(str | None, None))
+    cells = {"bill_length_mm": ["39.1", "NA"], "island": ["Dream", ""], "year": ["2007", "x"], "ring_id": ["123", "NA"]}
+    assert table_columns(cells, ringed) == {
+        "bill_length_mm": [39.1, None],
+        "island": ["Dream", None],
+        "year": [2007, "x"],  # not an integer: left for the schema to reject by name
+        "ring_id": ["123", None],
+    }
+    assert "ring_id" not in table_columns(cells)  # the job's own table: not a field of Penguin
+    assert training_columns(ringed)[1] == ("sex", "year", "ring_id")
+    table = tmp_path / "ringed.csv"
+    table.write_text(
+        "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year,ring_id\n"
+        "Adelie,Torgersen,39.1,18.7,181,3750,male,2007,123\n"
+        "Gentoo,Biscoe,46.1,13.2,211,4500,NA,NA,NA\n"
+    )
+    data = load_dataset(table, ringed)
+    assert [(p.ring_id, p.year, p.sex) for p in data.penguins] == [("123", 2007, "male"), (None, None, None)]
+    assert data.labels.tolist() == [0, 2]

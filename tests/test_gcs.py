@@ -10,6 +10,7 @@ import pytest
 from google.api_core.exceptions import NotFound
 
 import train
+from penguin_serve import storage
 from penguin_serve.contract import MODEL_NAME, encode
 from penguin_serve.loading import load_serving_model
 from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, ModelCheckError, PenguinModel
@@ -154,14 +155,14 @@ def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, c
     client = make_client(gcs_emulator.url)
     client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string("{}")
     # Another push moves latest between our read of it and our move.
-    real_upload_new = train.push_model.__globals__["upload_new"]
+    real_upload_new = storage.upload_new
 
     def upload_then_race(blob, data, *content_type):
         real_upload_new(blob, data, *content_type)
         if blob.name.endswith(METADATA_FILE):
             client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string('{"version": "other"}')
 
-    monkeypatch.setitem(train.push_model.__globals__, "upload_new", upload_then_race)
+    monkeypatch.setattr(storage, "upload_new", upload_then_race)
     assert train.main(["--push", "--bucket", bucket, "--export-dir", str(tmp_path)]) == 1
     assert "moved by another push" in capsys.readouterr().err
 

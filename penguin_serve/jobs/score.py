@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import answers
-from ..contract import MAX_BATCH_RECORDS, Penguin, PenguinColumns, encode_columns, field_errors
+from ..contract import MAX_BATCH_RECORDS, Penguin, PenguinColumns, encode_columns, field_errors, table_columns
 from ..deployment import Job
 from ..loading import load_serving_model
 from ..model import PenguinModel
@@ -45,9 +45,7 @@ from ..settings import SETTINGS
 from .locations import AlreadyExists, Location, open_location
 
 CHUNK_ROWS = MAX_BATCH_RECORDS
-MISSING = ("", "NA")  # how tables write an unknown value
 OUTPUT_COLUMNS = ["key", *answers.csv_header()]
-FIELDS = tuple(Penguin.model_fields)
 REQUIRED = tuple(name for name, field in Penguin.model_fields.items() if field.is_required())
 
 
@@ -58,27 +56,6 @@ class ConflictingOutput(RuntimeError):
 def log(severity: str, message: str, **fields: Any) -> None:
     """One JSON line on stdout in Cloud Logging's structured format."""
     print(json.dumps({"severity": severity, "message": message, **fields}), flush=True)
-
-
-def parse(name: str, values: list[str]) -> list[Any]:
-    """A CSV column as the JSON values a client would send: missing as null, numbers as numbers, anything else
-    as it is, for the schema to reject by name."""
-    if name in ("island", "sex"):
-        return [None if value in MISSING else value for value in values]
-    number = int if name == "year" else float
-    try:
-        return list(map(number, values))  # the common case: every cell a number
-    except ValueError:
-        return [_number(number, value) for value in values]
-
-
-def _number(number: type, value: str) -> Any:
-    if value in MISSING:
-        return None
-    try:
-        return number(value)
-    except ValueError:
-        return value
 
 
 def validate(
@@ -107,7 +84,7 @@ def score_chunk(
     """(predictions CSV, rejects JSON lines, rows out, rows rejected) for one chunk of a file's rows."""
     cells = dict(zip(header, map(list, zip(*rows))))
     keys = cells[key_column] if key_column else [str(first_row + i) for i in range(len(rows))]
-    columns = {name: parse(name, cells[name]) for name in FIELDS if name in cells}
+    columns = table_columns(cells)
     valid, kept, rejects = validate(columns, first_row, keys, file)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

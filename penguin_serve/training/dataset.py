@@ -13,11 +13,17 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from ..contract import MEASUREMENTS, SPECIES, Penguin
+from ..contract import MEASUREMENTS, MISSING_CELLS, SPECIES, Penguin, table_columns
 
 DATASET_NAME = "palmerpenguins/penguins.csv"
-REQUIRED_COLUMNS = ("species", *MEASUREMENTS, "island")
-OPTIONAL_COLUMNS = ("sex", "year")
+
+
+def training_columns(record: type[Penguin]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A training table's required columns (species and the record's required fields) and optional ones."""
+    fields = record.model_fields
+    return ("species", *(name for name, f in fields.items() if f.is_required())), tuple(
+        name for name, f in fields.items() if not f.is_required()
+    )
 
 
 class DatasetError(ValueError):
@@ -34,14 +40,16 @@ class Dataset:
     name: str = DATASET_NAME
 
 
-def load_dataset(path: Path | None = None) -> Dataset:
-    """The palmerpenguins table, or the CSV at `path` with its columns: species, the four measurements and
-    island required, sex and year optional, nothing else (a DatasetError names what is missing or extra)."""
+def load_dataset(path: Path | None = None, record: type[Penguin] = Penguin) -> Dataset:
+    """The palmerpenguins table, or the CSV at `path` with its columns: species and the record's (Penguin's)
+    required fields, its optional ones, nothing else (a DatasetError names what is missing or extra). Cells are
+    read as the API's schema types them (contract.table_columns), as the scoring job reads its tables."""
     raw = path.read_bytes() if path else resources.files("palmerpenguins").joinpath("data/penguins.csv").read_bytes()
-    frame = pd.read_csv(io.BytesIO(raw))
+    frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     if path:
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
+        required, optional = training_columns(record)
+        missing = [c for c in required if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in (*required, *optional)]
         if missing or extra:
             raise DatasetError(
                 f"{path}: "
@@ -49,20 +57,19 @@ def load_dataset(path: Path | None = None) -> Dataset:
                     [*([f"missing column(s) {', '.join(missing)}"] if missing else []),
                      *([f"unknown column(s) {', '.join(extra)}"] if extra else [])]
                 )
-                + f" (needs {', '.join(REQUIRED_COLUMNS)}; may have {', '.join(OPTIONAL_COLUMNS)})"
+                + f" (needs {', '.join(required)}; may have {', '.join(optional)})"
             )  # fmt: skip
-        if unknown := sorted(set(frame["species"].dropna()) - set(SPECIES)):
+        if unknown := sorted(set(frame["species"]) - set(SPECIES) - set(MISSING_CELLS)):
             raise DatasetError(f"{path}: unknown species {', '.join(map(str, unknown))} (the model knows {', '.join(SPECIES)})")
-        frame = frame.reindex(columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]).dropna(subset=["species"])
-    complete = frame.dropna(subset=list(MEASUREMENTS))
-    columns = [*MEASUREMENTS, "island", "sex", "year"]
-    records = complete[columns].astype(object).where(complete[columns].notna(), None)
+    frame = frame[~frame["species"].isin(MISSING_CELLS)]
+    values = table_columns({name: frame[name].tolist() for name in frame.columns}, record)
+    complete = [row for row in range(len(frame)) if all(values[name][row] is not None for name in MEASUREMENTS)]
     try:
-        penguins = [Penguin.model_validate(row, strict=False) for row in records.to_dict("records")]
+        penguins = [record.model_validate({name: column[row] for name, column in values.items()}) for row in complete]
     except ValidationError as error:
         first = error.errors()[0]
         raise DatasetError(f"{path or DATASET_NAME}: {first['loc'][0]}: {first['msg']}") from None
-    labels = complete["species"].map(SPECIES.index).to_numpy(dtype=np.int32)
+    labels = np.array([SPECIES.index(species) for species in frame["species"].iloc[complete]], dtype=np.int32)
     return Dataset(
         penguins=penguins,
         labels=labels,
