@@ -88,7 +88,8 @@ $(VENV)/.mutate-installed: requirements-mutate.txt $(VENV)/.installed
 
 mutate: $(VENV)/.mutate-installed
 	rm -rf mutants .mutate-model
-	PENGUIN_TEST_MODEL_CACHE=$(CURDIR)/.mutate-model $(BIN)/mutmut run
+	# Compiled modules are kept (PYTHONDONTWRITEBYTECODE off): each of the thousands of runs imports them.
+	env -u PYTHONDONTWRITEBYTECODE PENGUIN_TEST_MODEL_CACHE=$(CURDIR)/.mutate-model $(BIN)/mutmut run
 	$(BIN)/python -m scripts.mutation_report > docs/mutation-report.md
 	@grep "mutants of the serving core" docs/mutation-report.md
 

@@ -1,7 +1,10 @@
 """Code: the service's readiness, model-info, documentation and probe endpoints."""
 
 import asyncio
+import html
+import json
 import os
+import re
 import threading
 import time
 
@@ -261,3 +264,51 @@ def test_a_service_with_a_typed_api_the_routes_do_not_answer_refuses_to_start(tm
         timeout=120,
     )
     assert result.returncode != 0 and "@bentoml.api route /predict_later has no Endpoint" in result.stderr
+
+
+def test_front_page_names_the_service_the_source_and_the_model_with_a_curl_line_for_this_origin(api):
+    from penguin_serve.contract import EXAMPLE
+
+    version = api.get("/model").json()["version"]
+    page = api.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>penguin-serve</title>" in page.text
+    assert f'<p id="versions">bento none (source) &middot; model {version}</p>' in page.text
+    curl = f"curl -X POST http://testserver/predict -H 'Content-Type: application/json' -d '{json.dumps(EXAMPLE)}'"
+    shown = re.search(r"<code>(.*?)</code>", page.text).group(1)
+    assert html.unescape(shown) == curl and '"' not in shown  # escaped, so the browser shows it as typed
+    assert api.get("/docs.json").json()["info"]["version"] == f"bento none (source), model {version}"
+
+
+def test_model_card_is_the_served_models_markdown(api):
+    card = api.get("/model/card")
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/markdown")
+    assert card.text.startswith(f"# Model card: penguin_classifier {api.get('/model').json()['version']}\n")
+
+
+def test_before_the_model_loads_every_page_says_loading_and_the_model_pages_answer_503():
+    """The pages over a worker whose model has not loaded (what a request meets during start-up)."""
+    from types import SimpleNamespace
+
+    from starlette.testclient import TestClient
+
+    from penguin_serve.serving.pages import create_app
+    from penguin_serve.serving.predictor import NOT_READY_MESSAGE
+
+    client = TestClient(create_app(SimpleNamespace(model=None, instance_ready=False)))
+    for path in ("/model", "/model/card"):
+        answer = client.get(path)
+        assert (answer.status_code, answer.json()) == (503, {"error": NOT_READY_MESSAGE})
+    health = client.get("/health")
+    assert (health.status_code, health.json()) == (503, {"status": "loading", "model_version": None})
+    assert "bento none (source) &middot; model loading" in client.get("/").text
+    assert client.get("/docs.json").json()["info"]["version"] == "bento none (source), model loading"
+
+
+def test_health_names_the_revision_that_answered(api, monkeypatch):
+    import dataclasses
+
+    from penguin_serve.serving import pages
+
+    monkeypatch.setattr(pages, "SETTINGS", dataclasses.replace(pages.SETTINGS, revision="penguin-00002-abc"))
+    assert api.get("/health").json()["revision"] == "penguin-00002-abc"

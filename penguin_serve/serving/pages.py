@@ -60,15 +60,26 @@ PAGE = """<!DOCTYPE html>
 """
 
 
-def create_app(predictor: Predictor) -> Starlette:
-    def versions() -> tuple[str, str]:
+def published_spec(bento: str, model: str) -> dict[str, Any]:
+    """The OpenAPI spec served at /docs.json, naming the bento and the model (docs/openapi.json: BENTO, MODEL)."""
+    return build_spec(ENDPOINTS, NAME, f"bento {bento}, model {model}", DESCRIPTION)
+
+
+class Pages:
+    """The GET routes over one predictor. Methods, not closures in create_app: each request calls them, so a
+    test that requests a page is known to cover it (make mutate runs that test for each change to it)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def versions(self) -> tuple[str, str]:
         """The bento (none under `bentoml serve service:...`, which serves the source) and the model."""
-        context, model = bentoml.server_context, predictor.model
+        context, model = bentoml.server_context, self.predictor.model
         bento = f"{context.bento_name}:{context.bento_version}" if context.bento_version != "not available" else "none (source)"
         return bento, model.version if model else "loading"
 
-    async def front_page(request: Request) -> HTMLResponse:
-        bento, model = versions()
+    async def front_page(self, request: Request) -> HTMLResponse:
+        bento, model = self.versions()
         origin = f"{request.url.scheme}://{request.url.netloc}"
         return HTMLResponse(
             PAGE.format(
@@ -77,37 +88,39 @@ def create_app(predictor: Predictor) -> Starlette:
             )
         )  # fmt: skip
 
-    async def spec(_: Request) -> JSONResponse:
-        bento, model = versions()
-        return JSONResponse(build_spec(ENDPOINTS, NAME, f"bento {bento}, model {model}", DESCRIPTION))
+    async def spec(self, _: Request) -> JSONResponse:
+        return JSONResponse(published_spec(*self.versions()))
 
-    async def model_info(_: Request) -> JSONResponse:
-        if predictor.model is None:
+    async def model_info(self, _: Request) -> JSONResponse:
+        if self.predictor.model is None:
             return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
-        return JSONResponse({**predictor.model.info(), "model_card": "/model/card"})
+        return JSONResponse({**self.predictor.model.info(), "model_card": "/model/card"})
 
-    async def model_card(_: Request) -> Response:
-        if predictor.model is None:
+    async def model_card(self, _: Request) -> Response:
+        if self.predictor.model is None:
             return JSONResponse({"error": NOT_READY_MESSAGE}, status_code=503)
-        return PlainTextResponse(render_model_card(predictor.model.metadata), media_type="text/markdown")
+        return PlainTextResponse(render_model_card(self.predictor.model.metadata), media_type="text/markdown")
 
-    async def health(_: Request) -> JSONResponse:
-        model, ready = predictor.model, predictor.instance_ready
+    async def health(self, _: Request) -> JSONResponse:
+        model, ready = self.predictor.model, self.predictor.instance_ready
         body: dict[str, Any] = {"status": "ok" if ready else "loading", "model_version": model.version if model else None}
         if SETTINGS.revision:  # which revision answered: traffic splits and canaries can be checked from outside
             body["revision"] = SETTINGS.revision
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    async def docs(_: Request) -> RedirectResponse:
+    async def docs(self, _: Request) -> RedirectResponse:
         return RedirectResponse("/")
 
+
+def create_app(predictor: Predictor) -> Starlette:
+    pages = Pages(predictor)
     return Starlette(
         routes=[
-            Route("/", front_page),
-            Route("/docs", docs),
-            Route("/docs.json", spec),
-            Route("/model", model_info),
-            Route("/model/card", model_card),
-            Route("/health", health),
+            Route("/", pages.front_page),
+            Route("/docs", pages.docs),
+            Route("/docs.json", pages.spec),
+            Route("/model", pages.model_info),
+            Route("/model/card", pages.model_card),
+            Route("/health", pages.health),
         ]
     )

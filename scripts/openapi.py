@@ -1,0 +1,13 @@
+"""docs/openapi.json: the OpenAPI spec the service serves at /docs.json, for readers and client generators, and
+the reference tests/test_api_spec.py holds the served spec to. Its version names the bento and the model that
+answer, so here it reads `bento BENTO, model MODEL`.
+
+    .venv/bin/python -m scripts.openapi > docs/openapi.json
+"""
+
+import json
+
+from penguin_serve.serving.pages import published_spec
+
+if __name__ == "__main__":
+    print(json.dumps(published_spec("BENTO", "MODEL"), indent=2, ensure_ascii=False))
