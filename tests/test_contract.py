@@ -32,6 +32,15 @@ def test_encode_places_each_field_in_its_column():
     np.testing.assert_allclose(row[0], [39.1, 18.7, 181, 3750, 1, 0, 0, 1], rtol=1e-6)
 
 
+def test_columns_encode_to_the_same_float32_matrix_as_records():
+    from penguin_serve.contract import encode_columns
+
+    columns = encode_columns(PenguinColumns.model_validate(EXAMPLE_COLUMNS))
+    records = encode([Penguin(**example) for example in EXAMPLES])
+    assert columns.dtype == np.float32 and columns.shape == (len(EXAMPLES), len(FEATURE_NAMES))
+    np.testing.assert_array_equal(columns, records)
+
+
 @pytest.mark.parametrize("sex, code", [("male", 1.0), ("female", 0.0)])
 def test_sex_is_encoded_as_male_flag(sex, code):
     assert encode([Penguin(**{**ADELIE, "sex": sex})])[0, 4] == code

@@ -25,10 +25,12 @@ def test_cors_is_off_by_default(api):
     assert "access-control-allow-origin" not in response.headers
 
 
-def run_requests(max_body_bytes, max_in_flight, requests):
+def run_requests(max_body_bytes, max_in_flight, requests, answers=None):
     """Drive ApiRoutes with raw ASGI requests [(headers, body chunks)] to an endpoint that answers only once
-    every request has started; statuses in order of start."""
+    every request has started; statuses in order of start (and into `answers`, each (status, headers, body)
+    in order of answer)."""
     release = asyncio.Event()
+    answers = [] if answers is None else answers
 
     async def held_answer(predictor, request):
         await release.wait()
@@ -52,7 +54,10 @@ def run_requests(max_body_bytes, max_in_flight, requests):
 
         scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
         await routes(scope, receive, send)
-        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        answers.append((start["status"], dict(start["headers"]), body))
+        return start["status"]
 
     async def main():
         tasks = []
@@ -67,10 +72,23 @@ def run_requests(max_body_bytes, max_in_flight, requests):
     return statuses
 
 
+def json_answer(status: int, payload: dict, *headers: tuple[bytes, bytes]) -> tuple[int, dict, bytes]:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return status, {**dict(headers), b"content-type": b"application/json", b"content-length": str(len(body)).encode()}, body
+
+
 def test_requests_over_the_in_flight_limit_get_429():
-    assert run_requests(100, 2, [([], [b"{}"])] * 3) == [200, 200, 429]
+    answers = []
+    assert run_requests(100, 2, [([], [b"{}"])] * 3, answers) == [200, 200, 429]
+    refused = {"error": "too many requests in flight (limit 2 per worker): retry shortly"}
+    assert answers[0] == json_answer(429, refused, (b"retry-after", b"1"))  # answered first: it waited for nothing
 
 
 def test_streamed_body_without_length_is_limited_too():
-    statuses = run_requests(100, 5, [([], [b"x" * 60, b"x" * 60]), ([(b"content-length", b"abc")], [b"{}"])])
+    answers = []
+    statuses = run_requests(100, 5, [([], [b"x" * 60, b"x" * 60]), ([(b"content-length", b"abc")], [b"{}"])], answers)
     assert statuses == [413, 400]
+    assert sorted(answers) == [
+        json_answer(400, {"error": "invalid Content-Length header"}),
+        json_answer(413, {"error": "request body larger than 100 bytes"}),
+    ]

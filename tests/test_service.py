@@ -119,13 +119,22 @@ def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(ex
     from penguin_serve.settings import SETTINGS
 
     real_from_files = PenguinModel.from_files
-    monkeypatch.setattr(PenguinModel, "from_files", lambda *a, **k: (time.sleep(0.5), real_from_files(*a, **k))[1])
+    loaded_at = []
+
+    def slow_from_files(*args, **kwargs):
+        time.sleep(0.2)
+        model = real_from_files(*args, **kwargs)
+        loaded_at.append(time.monotonic())
+        return model
+
+    monkeypatch.setattr(PenguinModel, "from_files", slow_from_files)
     predictor = Predictor(InstanceReadiness(1, tmp_path), load_wait_s=SETTINGS.load_wait_s)
     loader = threading.Thread(target=predictor.load, args=(SETTINGS, exported_model))
     loader.start()
     try:
         assert predictor.ready is False
         assert asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
+        assert time.monotonic() - loaded_at[0] < 0.5  # answered soon after the model loaded: it polls often
     finally:
         loader.join(10)
 
