@@ -64,6 +64,8 @@ NOT_AS_TYPED = {
     ".venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak":
         "ten minutes, and rewrites committed figures: tests/test_loadtest.py runs a short soak into a temporary folder",
     "scripts/audit.sh": "needs PyPI's JSON API or OSV, which the test machines cannot reach",
+    ".venv/bin/python -m scripts.cloudrun canary $IMAGE --steps 10,50,100 --step-wait-s 300":
+        "five minutes a step: tests/test_cloud_run_journey.py runs this line with --step-wait-s 20",
 }  # fmt: skip
 
 
