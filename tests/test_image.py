@@ -194,13 +194,14 @@ def test_no_credentials_in_any_layer(image, tmp_path):
     archive = tmp_path / "image.tar"
     docker("save", "-o", str(archive), image, timeout=300)
     suspicious_names = re.compile(r"(application_default_credentials\.json|\.p12|\.netrc|id_rsa|id_ed25519)$")
-    findings, layers = [], 0
+    findings = []
     with tarfile.open(archive) as saved:
-        for member in saved.getmembers():
-            if not member.name.endswith("layer.tar"):
-                continue
-            layers += 1
-            with tarfile.open(fileobj=saved.extractfile(member)) as layer:
+        # manifest.json names the layers in both of the engines' formats (Docker 20.10's <id>/layer.tar, and
+        # 25 and later's OCI blobs/sha256/<digest>).
+        [manifest] = json.load(saved.extractfile("manifest.json"))
+        layers = len(manifest["Layers"])
+        for name in manifest["Layers"]:
+            with tarfile.open(fileobj=saved.extractfile(name)) as layer:
                 for entry in layer:
                     if suspicious_names.search(entry.name):
                         findings.append(entry.name)
