@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -61,26 +62,37 @@ def test_1_locust_against_a_private_service_without_a_token():
 
 
 def test_2_serving_on_a_port_that_is_taken(exported_model):
+    """The message, and an exit: on its own, or where the entry says it waits (Python 3.13, BentoML's usage
+    reports unreachable, as on these machines), on Ctrl-C."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = subprocess.run(
-            [
-                str(BIN / "bentoml"),
-                "serve",
-                "service:PenguinClassifier",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(taken.getsockname()[1]),
-            ],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert result.returncode != 0
-    assert troubleshooting(2).search(result.stdout + result.stderr), result.stderr[-2000:]
+        command = [
+            str(BIN / "bentoml"),
+            "serve",
+            "service:PenguinClassifier",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(taken.getsockname()[1]),
+        ]
+        env = {name: value for name, value in os.environ.items() if name != "BENTOML_DO_NOT_TRACK"}
+        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        printed: list[str] = []
+        reader = threading.Thread(target=lambda: printed.extend(server.stdout), daemon=True)
+        reader.start()
+        try:
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                assert sys.version_info >= (3, 13) and troubleshooting(2).search("".join(printed)), "".join(printed)[-2000:]
+                server.send_signal(signal.SIGINT)
+                server.wait(timeout=30)
+        finally:
+            server.kill()
+        reader.join(10)
+    assert server.returncode != 0
+    assert troubleshooting(2).search("".join(printed)), "".join(printed)[-2000:]
 
 
 @pytest.mark.parametrize("version", [(3, 10), (3, 14)], ids=["3.10", "3.14"])
