@@ -17,6 +17,8 @@ from conftest import REPO_ROOT, required
 from scripts.processes import die_with_parent, free_port
 
 SERVICE_UID = 1034  # the user BentoML's Dockerfile runs the service as (docs/image.md and OPERATIONS quote it)
+# Debian 12's docker.io is 20.10, whose BuildKit is built in: troubleshooting 11's failure cannot happen with it.
+NO_DOCKER_23 = "no Docker CLI 23+ on this machine (Debian 12's docker.io is 20.10), so the failure cannot happen here"
 
 
 @functools.cache

@@ -1,8 +1,10 @@
 """Cloud Storage against a real emulator (fake-gcs-server) with the official client: push, fetch, faults."""
 
 import json
+import re
 import shutil
 import threading
+from datetime import UTC, datetime
 
 import bentoml
 import numpy as np
@@ -18,6 +20,8 @@ from penguin_serve.model_card import MODEL_CARD_FILE
 from penguin_serve.settings import Settings
 from penguin_serve.storage import (
     LATEST,
+    MAX_CALL_TIMEOUT_S,
+    Deadline,
     PushConflict,
     UploadCorrupted,
     current_generation,
@@ -80,8 +84,45 @@ def test_round_trip_gives_identical_predictions_and_matching_checksums(client, b
     assert remote_metadata == json.loads((exported_model / METADATA_FILE).read_text())
     for key in ("metrics", "classes", "feature_names", "trained_at", "dataset", "source_commit"):
         assert key in remote_metadata
-    pointer = json.loads(client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").download_as_bytes())
-    assert pointer["version"] == pushed
+    pointer = client.bucket(bucket).get_blob(f"{MODEL_NAME}/{LATEST}")
+    body = json.loads(pointer.download_as_bytes())
+    assert set(body) == {"version", "updated_at"} and body["version"] == pushed
+    assert abs((datetime.now(UTC) - datetime.fromisoformat(body["updated_at"])).total_seconds()) < 60
+    content_types = {
+        name: client.bucket(bucket).get_blob(f"{MODEL_NAME}/{pushed}/{name}").content_type
+        for name in (BOOSTER_FILE, METADATA_FILE, MODEL_CARD_FILE)
+    }
+    assert content_types == {
+        BOOSTER_FILE: "application/json",
+        METADATA_FILE: "application/json",
+        MODEL_CARD_FILE: "text/markdown",
+    }
+    assert pointer.content_type == "application/json"
+
+
+def test_a_push_says_what_it_pushed_and_where(client, bucket, exported_model, caplog):
+    with caplog.at_level("INFO", logger="penguin_serve.storage"):
+        version = push_model(client, bucket, MODEL_NAME, exported_model)
+    assert caplog.messages == [f"pushed model {version} to gs://{bucket}/{MODEL_NAME}/{version}/ and moved {LATEST}"]
+
+
+def test_each_call_fits_in_what_is_left_of_the_deadline():
+    options = Deadline(0.5).call_options()
+    assert 0.4 < options["timeout"] <= 0.5
+    # A short back-off: 0.1 s, doubling, at most 1 s, never past the deadline (the retry's public description).
+    described = dict(re.findall(r"(initial|maximum|multiplier|timeout)=([\d.]+)", str(options["retry"])))
+    assert {key: float(value) for key, value in described.items() if key != "timeout"} == {
+        "initial": 0.1,
+        "maximum": 1.0,
+        "multiplier": 2.0,
+    }
+    assert 0.4 < float(described["timeout"]) <= 0.5
+    assert Deadline(60).call_options()["timeout"] == MAX_CALL_TIMEOUT_S
+
+
+def test_no_call_starts_past_the_deadline():
+    with pytest.raises(TimeoutError, match="^Cloud Storage deadline exceeded$"):
+        Deadline(-0.001).call_options()
 
 
 def test_a_version_is_never_overwritten(client, bucket, pushed, exported_model):
@@ -171,8 +212,14 @@ def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, c
 
 
 def test_service_loads_from_gcs(bucket, pushed, gcs_emulator, bento_path):
-    model = load_serving_model(settings_for(bucket, gcs_emulator.url), bento_path)
-    assert (model.source, model.version, model.fallback_reason) == ("gcs", pushed, None)
+    model = load_serving_model(settings_for(bucket, gcs_emulator.url, xgboost_threads=2), bento_path)
+    assert (model.source, model.version, model.fallback_reason, model.nthread) == ("gcs", pushed, None, 2)
+    assert model.location == f"gs://{bucket}/{MODEL_NAME}/{pushed}/{BOOSTER_FILE}"
+
+
+def test_without_a_bucket_the_service_loads_the_bentos_model(bento_path):
+    model = load_serving_model(Settings(xgboost_threads=2), bento_path)
+    assert (model.source, model.location, model.fallback_reason, model.nthread) == ("bento", bento_path, None, 2)
 
 
 def assert_fell_back(settings, bento_path, caplog, reason) -> float:
@@ -180,13 +227,17 @@ def assert_fell_back(settings, bento_path, caplog, reason) -> float:
     so. Returns how long the Cloud Storage attempt took, as the loader measured it."""
     with caplog.at_level("WARNING", logger="penguin_serve.loading"):
         model = load_serving_model(settings, bento_path)
-    assert model.source == "fallback"
+    assert (model.source, model.location, model.nthread) == ("fallback", bento_path, settings.xgboost_threads)
     assert model.version == bentoml.models.get(f"{MODEL_NAME}:latest").tag.version
     assert reason in model.fallback_reason, model.fallback_reason
     assert model.info()["fallback_reason"] == model.fallback_reason
     (warning,) = [r for r in caplog.records if "serving the model in the bento instead" in r.getMessage()]
     assert warning.levelname == "WARNING"
     attempt_s = warning.args[1]
+    assert warning.getMessage() == (
+        f"loading the model from gs://{settings.gcs_bucket}/{settings.gcs_prefix} failed after {attempt_s:.1f}s "
+        f"({model.fallback_reason}); serving the model in the bento instead"
+    )
     assert attempt_s <= DEADLINE_S * DEADLINE_TOLERANCE, attempt_s
     return attempt_s
 
@@ -233,10 +284,15 @@ def test_transient_503s_are_retried_and_succeed(bucket, pushed, fault_proxy, ben
     assert fault_proxy.requests >= 3 + 3  # three refused, then pointer, metadata and booster
 
 
-def test_strict_mode_refuses_instead_of_falling_back(bucket, gcs_emulator, bento_path):
+def test_strict_mode_refuses_instead_of_falling_back(bucket, gcs_emulator, bento_path, caplog):
     settings = settings_for(bucket, gcs_emulator.url, gcs_strict=True, gcs_model_version="no-such-version")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as refused, caplog.at_level("ERROR", logger="penguin_serve.loading"):
         load_serving_model(settings, bento_path)
+    (error,) = caplog.records
+    assert error.levelname == "ERROR" and error.getMessage() == (
+        f"loading the model from gs://{bucket}/{MODEL_NAME} failed after {error.args[1]:.1f}s "
+        f"(NotFound: {refused.value}); GCS_STRICT: not serving"
+    )
 
 
 def test_settings_from_environment():

@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import BENTOML_HOME, KNOWN_RECORDS, REPO_ROOT
-from containers import SERVICE_UID, Container, build_image, docker, docker_cli, engine_unavailable_reason, user_environment
+from containers import (
+    NO_DOCKER_23,
+    SERVICE_UID,
+    Container,
+    build_image,
+    docker,
+    docker_cli,
+    engine_unavailable_reason,
+    user_environment,
+)
 from readme import commands, ran, troubleshooting
 
 from scripts.processes import free_port
@@ -289,27 +298,46 @@ def test_sigterm_drains_requests_provably_in_flight(cloud_run_container):
     assert exit_code == 0 and exited_after_s < 10, (exit_code, exited_after_s)
 
 
-def buildx_less_docker() -> str | None:
-    """A Docker 23+ CLI without the buildx plugin on this machine, if there is one: the CLI that stops BuildKit
-    builds with troubleshooting's entry 11."""
+def docker_major(cli: str) -> int:
+    version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+    return int(version.stdout.split(".")[0]) if version.stdout[:1].isdigit() else 0
+
+
+def buildx_less_docker(empty: Path) -> tuple[str, list[str]] | str:
+    """A Docker 23+ CLI that has no buildx plugin, and what to put before a command so that it runs without one:
+    nothing where the CLI has none (the machine of troubleshooting 11), else, as root, a private mount namespace
+    whose plugin folder is `empty` (a fresh Debian 13: its docker.io brings buildx). Or why there is none."""
     import shutil
 
-    for candidate in sorted({shutil.which("docker"), "/usr/local/bin/docker"} - {None}):
-        if not Path(candidate).exists():
-            continue
-        version = subprocess.run([candidate, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
-        major = int(version.stdout.split(".")[0]) if version.stdout[:1].isdigit() else 0
-        if major >= 23 and subprocess.run([candidate, "buildx", "version"], capture_output=True).returncode != 0:
-            return candidate
-    return None
+    candidates = [cli for cli in sorted({shutil.which("docker"), "/usr/local/bin/docker"} - {None}) if Path(cli).exists()]
+    recent = [cli for cli in candidates if docker_major(cli) >= 23]
+    if not recent:
+        return NO_DOCKER_23
+    for cli in recent:
+        if subprocess.run([cli, "buildx", "version"], capture_output=True).returncode != 0:
+            return cli, []
+    if os.geteuid() != 0:
+        return "every Docker CLI 23+ here has buildx, and hiding it (a mount namespace) needs root"
+    cli = recent[0]
+    listed = subprocess.run(
+        [cli, "info", "--format", "{{range .ClientInfo.Plugins}}{{.Name}} {{.Path}}{{println}}{{end}}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    plugin = next(line.split(" ", 1)[1] for line in listed.splitlines() if line.startswith("buildx "))
+    hidden = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"']
+    hidden += ["hide-buildx", str(empty), os.path.dirname(plugin)]
+    assert subprocess.run([*hidden, cli, "buildx", "version"], capture_output=True).returncode != 0, "buildx still found"
+    return cli, hidden
 
 
-def test_buildkit_without_buildx_fails_as_troubleshooting_says_and_its_fix_builds(image):
-    cli = buildx_less_docker()
-    if cli is None:
-        pytest.skip("no Docker CLI 23+ without buildx here, so the failure cannot happen on this machine")
+def test_buildkit_without_buildx_fails_as_troubleshooting_says_and_its_fix_builds(image, tmp_path):
+    found = buildx_less_docker(tmp_path)
+    if isinstance(found, str):
+        pytest.skip(found)
+    cli, prefix = found
     env = {**os.environ, "PATH": f"{os.path.dirname(cli)}:{BIN}:{os.environ['PATH']}"}
-    command = ["bentoml", "containerize", image, "--platform", "linux/amd64", "-t", "penguin-legacy-builder:test"]
+    command = [*prefix, "bentoml", "containerize", image, "--platform", "linux/amd64", "-t", "penguin-legacy-builder:test"]
     failed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert failed.returncode != 0 and troubleshooting(11).search(failed.stdout + failed.stderr), failed.stderr[-2000:]
     fixed = subprocess.run(

@@ -25,20 +25,24 @@ def test_cors_is_off_by_default(api):
     assert "access-control-allow-origin" not in response.headers
 
 
-def run_requests(max_body_bytes, max_in_flight, requests, answers=None):
+PREDICTOR = object()  # what the routes hand each answer
+
+
+def run_requests(max_body_bytes, max_in_flight, requests, answers=None, answer=None):
     """Drive ApiRoutes with raw ASGI requests [(headers, body chunks)] to an endpoint that answers only once
-    every request has started; statuses in order of start (and into `answers`, each (status, headers, body)
-    in order of answer)."""
+    every request has started (or with `answer`); statuses in order of start (and into `answers`, each
+    (status, headers, body) in order of answer). A chunk is the body's bytes or a whole ASGI message."""
     release = asyncio.Event()
     answers = [] if answers is None else answers
 
     async def held_answer(predictor, request):
+        assert predictor is PREDICTOR
         await release.wait()
         return {}
 
-    endpoint = Endpoint("/predict", Any, Any, "held", "held", held_answer, {})
+    endpoint = Endpoint("/predict", Any, Any, "held", "held", answer or held_answer, {})
     routes = ApiRoutes(
-        None, predictor=None, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight
+        None, predictor=PREDICTOR, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight
     )
 
     async def one(headers, chunks):
@@ -46,7 +50,8 @@ def run_requests(max_body_bytes, max_in_flight, requests, answers=None):
 
         async def receive():
             if queue:
-                return {"type": "http.request", "body": queue.pop(0), "more_body": bool(queue)}
+                chunk = queue.pop(0)
+                return chunk if isinstance(chunk, dict) else {"type": "http.request", "body": chunk, "more_body": bool(queue)}
             await asyncio.sleep(3600)
 
         async def send(message):
@@ -54,6 +59,9 @@ def run_requests(max_body_bytes, max_in_flight, requests, answers=None):
 
         scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
         await routes(scope, receive, send)
+        if not sent:
+            answers.append(None)
+            return None
         start = next(m for m in sent if m["type"] == "http.response.start")
         body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
         answers.append((start["status"], dict(start["headers"]), body))
@@ -73,7 +81,7 @@ def run_requests(max_body_bytes, max_in_flight, requests, answers=None):
 
 
 def json_answer(status: int, payload: dict, *headers: tuple[bytes, bytes]) -> tuple[int, dict, bytes]:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return status, {**dict(headers), b"content-type": b"application/json", b"content-length": str(len(body)).encode()}, body
 
 
@@ -92,3 +100,39 @@ def test_streamed_body_without_length_is_limited_too():
         json_answer(400, {"error": "invalid Content-Length header"}),
         json_answer(413, {"error": "request body larger than 100 bytes"}),
     ]
+
+
+def test_a_body_of_exactly_the_limit_is_answered():
+    body = b'{"x": "' + b"y" * 91 + b'"}'
+    assert len(body) == 100
+    declared = [(b"content-length", b"100")]
+    assert run_requests(100, 5, [(declared, [body]), ([], [body[:50], body[50:]])]) == [200, 200]
+
+
+def test_asgi_messages_without_body_or_more_body_keys_read_as_empty_and_last():
+    """ASGI makes both keys optional (body b"", more_body False)."""
+    assert run_requests(
+        100, 5, [([], [{"type": "http.request", "more_body": True}, {"type": "http.request", "body": b"{}"}])]
+    ) == [200]
+
+
+def test_a_client_that_disconnects_before_its_body_gets_no_answer():
+    answers = []
+    assert run_requests(100, 5, [([], [{"type": "http.disconnect"}])], answers) == [None] and answers == [None]
+
+
+def test_an_undecodable_content_type_is_named_in_its_415():
+    answers = []
+    assert run_requests(100, 5, [([(b"content-type", b"text/\xff")], [b"{}"])], answers) == [415]
+    assert answers == [json_answer(415, {"error": "unsupported content type 'text/\ufffd': send application/json"})]
+
+
+def test_an_endpoint_not_ready_answers_503_with_retry_after():
+    from penguin_serve.serving.predictor import NOT_READY_MESSAGE, NotReady
+
+    async def not_ready(predictor, request):
+        raise NotReady()
+
+    answers = []
+    assert run_requests(100, 5, [([], [b"{}"])], answers, answer=not_ready) == [503]
+    assert answers == [json_answer(503, {"error": NOT_READY_MESSAGE}, (b"retry-after", b"1"))]

@@ -5,9 +5,11 @@ Every answer carries its request id."""
 import asyncio
 import json
 import logging
+import re
 
 import pytest
 
+from penguin_serve.serving import request_log
 from penguin_serve.serving.request_log import ACCESS_LOG, RequestLog
 from penguin_serve.settings import Settings
 
@@ -19,11 +21,15 @@ def test_success_lines_are_on_by_default_and_off_on_cloud_run():
     assert Settings.from_env({"PENGUIN_LOG_SUCCESSES": "false"}).log_successes is False
 
 
-def answer_with(status: int, body: dict):
+def answer_with(status: int, body: dict | list[dict], delay_s: float = 0.0):
+    """An app that reads the request and answers `body` (JSON), or sends `body`'s ASGI messages after the start."""
+
     async def app(scope, receive, send):
         await receive()  # the body, as a route reads it
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        await asyncio.sleep(delay_s)
+        await send({"type": "http.response.start", "status": status, **({} if isinstance(body, list) else {"headers": []})})
+        for message in body if isinstance(body, list) else [{"type": "http.response.body", "body": json.dumps(body).encode()}]:
+            await send(message)
 
     return app
 
@@ -38,7 +44,14 @@ class Lines(logging.Handler):
 
 
 def logged(
-    log_successes: bool, status: int, body: dict, project: str | None = None, level: int = logging.INFO, **scope_fields
+    log_successes: bool,
+    status: int,
+    body: dict | list[dict],
+    project: str | None = None,
+    level: int = logging.INFO,
+    request: dict | None = None,
+    app=None,
+    **scope_fields,
 ) -> tuple[list[dict], dict]:
     sent = []
 
@@ -46,21 +59,22 @@ def logged(
         sent.append(message)
 
     async def receive():
-        return {"type": "http.request", "body": b"{}", "more_body": False}
+        return request or {"type": "http.request", "body": b"{}", "more_body": False}
 
     scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [(b"x-request-id", b"abc")], "query_string": b""}
     scope.update(scope_fields)
+    scope = {key: value for key, value in scope.items() if value is not None}
     lines, old_level, propagate = Lines(), ACCESS_LOG.level, ACCESS_LOG.propagate
     ACCESS_LOG.addHandler(lines)
     ACCESS_LOG.setLevel(level)
     ACCESS_LOG.propagate = False
     try:
-        asyncio.run(RequestLog(answer_with(status, body), project, log_successes)(scope, receive, send))
+        asyncio.run(RequestLog(app or answer_with(status, body), project, log_successes)(scope, receive, send))
     finally:
         ACCESS_LOG.removeHandler(lines)
         ACCESS_LOG.setLevel(old_level)
         ACCESS_LOG.propagate = propagate
-    return lines.entries, dict(sent[0]["headers"])
+    return lines.entries, dict(sent[0]["headers"]) if sent else {}
 
 
 @pytest.mark.parametrize("log_successes", [True, False])
@@ -124,3 +138,99 @@ def test_a_line_is_cloud_loggings_structured_entry_with_the_request_and_its_trac
 def test_the_severity_follows_the_status_class(status, severity):
     [entry], _ = logged(True, status, {"error": "x"} if status >= 400 else {})
     assert (entry["severity"], entry["level"]) == (severity, severity)
+    # Without success lines, a 4xx or 5xx still gets its line, with its error; a 399 none.
+    entries, _ = logged(False, status, {"error": "x"})
+    assert [(e["severity"], e["error"]) for e in entries] == ([] if status < 400 else [(severity, "x")])
+
+
+def test_the_line_says_how_long_the_answer_took_in_milliseconds():
+    [entry], _ = logged(True, 200, {}, app=answer_with(200, {}, delay_s=0.2))
+    latency_s = float(entry["httpRequest"]["latency"][:-1])
+    assert latency_s >= 0.2 and entry["message"] == f"POST /predict 200 {latency_s * 1000:.1f} ms"
+
+
+def test_a_request_without_an_id_or_with_an_unusable_one_gets_a_new_one():
+    ids = set()
+    for headers in ([], [(b"x-request-id", b"not an id!")], [(b"x-request-id", b"x" * 65)]):
+        [entry], answer_headers = logged(True, 200, {}, headers=headers)
+        assert re.fullmatch("[0-9a-f]{32}", entry["requestId"]) and answer_headers[b"x-request-id"] == entry["requestId"].encode()
+        ids.add(entry["requestId"])
+    assert len(ids) == 3
+
+
+def test_asgi_messages_without_their_optional_keys_are_logged_as_empty():
+    """ASGI makes a message's body and headers and the scope's query string optional."""
+    chunks = [{"type": "http.response.body", "body": b'{"error":', "more_body": True}, {"type": "http.response.body"}]
+    [entry], headers = logged(True, 400, chunks, level=logging.DEBUG, request={"type": "http.request"}, query_string=None)
+    assert headers == {b"x-request-id": b"abc"}
+    assert (entry["requestBody"], entry["httpRequest"]["responseSize"], entry["httpRequest"]["requestUrl"]) == (
+        "",
+        "9",
+        "/predict",
+    )
+
+
+def test_the_response_size_counts_every_chunk_and_a_bodys_bad_bytes_are_replaced():
+    chunks = [{"type": "http.response.body", "body": b"ab", "more_body": True}, {"type": "http.response.body", "body": b"cde"}]
+    [entry], _ = logged(True, 200, chunks, level=logging.DEBUG, request={"type": "http.request", "body": b"\xff{}"})
+    assert (entry["httpRequest"]["responseSize"], entry["requestBody"]) == ("5", "\ufffd{}")
+
+
+def test_an_app_that_fails_before_answering_is_logged_as_a_500():
+    async def failing(scope, receive, send):
+        raise RuntimeError("broken")
+
+    lines = Lines()
+    ACCESS_LOG.addHandler(lines)
+    try:
+        with pytest.raises(RuntimeError, match="broken"):
+            asyncio.run(RequestLog(failing, None)({"type": "http", "method": "GET", "path": "/x", "headers": []}, None, None))
+    finally:
+        ACCESS_LOG.removeHandler(lines)
+    [entry] = lines.entries
+    assert (entry["severity"], entry["httpRequest"]["status"], entry["httpRequest"]["responseSize"]) == ("ERROR", 500, "0")
+
+
+def test_success_lines_are_on_unless_switched_off(monkeypatch):
+    monkeypatch.setattr(ACCESS_LOG, "level", logging.INFO)
+    lines = Lines()
+    ACCESS_LOG.addHandler(lines)
+    try:
+        asyncio.run(
+            RequestLog(answer_with(200, {}), None)(
+                {"type": "http", "method": "GET", "path": "/x", "headers": []}, receive_nothing, send_nowhere
+            )
+        )
+    finally:
+        ACCESS_LOG.removeHandler(lines)
+    assert [e["severity"] for e in lines.entries] == ["INFO"]
+
+
+async def receive_nothing():
+    return {"type": "http.request"}
+
+
+async def send_nowhere(message):
+    pass
+
+
+def test_lines_go_to_stdout_as_bare_json_and_only_there(capsys, monkeypatch):
+    seen_by_root = Lines()
+    monkeypatch.setattr(ACCESS_LOG, "handlers", [])
+    monkeypatch.setattr(ACCESS_LOG, "propagate", True)
+    monkeypatch.setattr(ACCESS_LOG, "level", ACCESS_LOG.level)
+    logging.getLogger().addHandler(seen_by_root)
+    try:
+        request_log.configure("INFO")
+        asyncio.run(
+            RequestLog(answer_with(200, {}), None)(
+                {"type": "http", "method": "GET", "path": "/x", "headers": [(b"x-request-id", b"abc")]},
+                receive_nothing,
+                send_nowhere,
+            )
+        )
+    finally:
+        logging.getLogger().removeHandler(seen_by_root)
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["requestId"] == "abc" and line.startswith('{"severity":"INFO"')
+    assert seen_by_root.entries == []

@@ -175,6 +175,38 @@ def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def test_a_loaded_model_publishes_its_identity_its_training_reference_and_every_labelled_series(api, exported_model):
+    import dataclasses
+
+    from penguin_serve.contract import MEASUREMENTS
+    from penguin_serve.model import PenguinModel
+    from penguin_serve.serving.metrics import MODEL_INFO, record_model_loaded
+
+    model = dataclasses.replace(PenguinModel.from_files(exported_model, source="test", nthread=1), version="v-test")
+    record_model_loaded(model)
+    try:
+        assert sample("penguin_model_info", version="v-test", source="test") == 1
+        assert sample("penguin_model_ready") == 1
+        shares = model.metadata["training_bin_shares"]
+        assert {
+            (feature, index): sample("penguin_training_bin_share", feature=feature, bin=str(index))
+            for feature in shares
+            for index in range(len(shares[feature]))
+        } == {(feature, index): share for feature in shares for index, share in enumerate(shares[feature])}
+        prior = model.metadata["class_prior"]
+        assert {species: sample("penguin_training_class_prior", species=species) for species in prior} == prior
+        present = {("penguin_out_of_distribution_total", "field", name) for name in MEASUREMENTS} | {
+            ("penguin_validation_failures_total", "field", name) for name in [*Penguin.model_fields, "body", "(unknown field)"]
+        }
+        from prometheus_client import REGISTRY
+
+        assert [
+            series for series in sorted(present) if REGISTRY.get_sample_value(series[0], {series[1]: series[2]}) is None
+        ] == []
+    finally:
+        MODEL_INFO.remove("v-test", "test")
+
+
 def test_metrics_count_predictions_confidence_and_out_of_distribution(api):
     from conftest import KNOWN_RECORDS
 
@@ -241,9 +273,15 @@ def test_every_typed_api_is_an_endpoint_the_http_routes_answer_and_the_spec_docu
     assert {api.route for api in service.PenguinClassifier.apis.values()} == set(ENDPOINTS)
     # A plain @bentoml.api added without its Endpoint, and an Endpoint without its method, are named.
     [added] = unserved_apis({*ENDPOINTS, "/predict_later"}, ENDPOINTS)
-    assert added.startswith("@bentoml.api route /predict_later has no Endpoint: add one to ENDPOINTS")
+    assert added == (
+        "@bentoml.api route /predict_later has no Endpoint: add one to ENDPOINTS in penguin_serve/serving/endpoints.py "
+        "(path, request and response types, answer) so that the HTTP routes answer it and /docs.json documents it"
+    )
     [orphan] = unserved_apis(set(ENDPOINTS) - {"/explain"}, ENDPOINTS)
-    assert orphan.startswith("Endpoint /explain has no typed method")
+    assert orphan == (
+        "Endpoint /explain has no typed method: add a @bentoml.api(route='/explain') method to service.py that "
+        "returns its answer, for BentoML's clients and in-process callers"
+    )
 
 
 @pytest.mark.slow  # starts a Python process that imports BentoML
