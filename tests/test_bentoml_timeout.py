@@ -117,7 +117,10 @@ def test_the_patch_stays_out_where_bentoml_is_not_the_one_it_was_checked_against
         monkeypatch.setattr(bentoml_timeout, "CHECKED_SOURCE_SHA256", "0" * 64)
     assert bentoml_timeout.install() is False
     assert traffic.TimeoutMiddleware is bentoml_timeout.UPSTREAM
-    assert "keeping BentoML's own" in caplog.text
+    assert caplog.messages == [
+        f"BentoML {bentoml.__version__}'s TimeoutMiddleware is not the one penguin_serve/serving/bentoml_timeout.py was "
+        "checked against: keeping BentoML's own (its request timers are not cancelled)"
+    ]
 
 
 def test_the_patch_goes_in_where_bentoml_is_the_one_it_was_checked_against(monkeypatch):

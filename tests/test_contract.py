@@ -153,3 +153,32 @@ def test_a_new_optional_field_reaches_the_scoring_job_and_the_training_loader_as
     data = load_dataset(table, ringed)
     assert [(p.ring_id, p.year, p.sex) for p in data.penguins] == [("123", 2007, "male"), (None, None, None)]
     assert data.labels.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [("island", "Mars", "'Biscoe', 'Dream' or 'Torgersen'"), ("sex", "unknown", "'female' or 'male'")],
+)
+def test_an_unknown_choice_is_refused_in_a_record_and_in_a_column_in_pydantics_words(field, value, expected):
+    rows = len(EXAMPLE_COLUMNS["island"])
+    with pytest.raises(ValidationError) as in_a_record:
+        Penguin.model_validate({**ADELIE, field: value})
+    with pytest.raises(ValidationError) as in_a_column:
+        PenguinColumns.model_validate({**EXAMPLE_COLUMNS, field: [value] * rows})
+    assert [(error["loc"], error["msg"]) for error in in_a_record.value.errors()] == [((field,), f"Input should be {expected}")]
+    assert [(error["loc"], error["msg"]) for error in in_a_column.value.errors()] == [
+        ((field, index), f"Input should be {expected}") for index in range(rows)
+    ]
+
+
+def test_choices_match_in_any_case_and_only_sex_may_be_missing():
+    rows = len(EXAMPLE_COLUMNS["island"])
+    assert (
+        Penguin.model_validate({**ADELIE, "island": "dREAM", "sex": "MALE"}).island,
+        Penguin.model_validate({**ADELIE, "sex": "MALE"}).sex,
+    ) == ("Dream", "male")
+    folded = PenguinColumns.model_validate({**EXAMPLE_COLUMNS, "island": ["dREAM"] * rows, "sex": [None] * rows})
+    assert (folded.island, folded.sex) == (["Dream"] * rows, [None] * rows)
+    with pytest.raises(ValidationError) as missing_island:
+        PenguinColumns.model_validate({**EXAMPLE_COLUMNS, "island": [None] * rows})
+    assert [error["loc"] for error in missing_island.value.errors()] == [("island", index) for index in range(rows)]

@@ -20,7 +20,7 @@ def predictor(exported_model, tmp_path_factory):
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
 
-    loaded = Predictor(InstanceReadiness(1, tmp_path_factory.mktemp("ready")))
+    loaded = Predictor(InstanceReadiness(1, tmp_path_factory.mktemp("ready")), load_wait_s=0.0)
     loaded.load(SETTINGS, exported_model)
     return loaded
 

@@ -136,3 +136,16 @@ def test_an_endpoint_not_ready_answers_503_with_retry_after():
     answers = []
     assert run_requests(100, 5, [([], [b"{}"])], answers, answer=not_ready) == [503]
     assert answers == [json_answer(503, {"error": NOT_READY_MESSAGE}, (b"retry-after", b"1"))]
+
+
+def test_an_answer_has_one_content_type_and_length_whatever_headers_it_is_given():
+    from penguin_serve.serving.http import send_json
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    given = [(b"Content-Length", b"99"), (b"CONTENT-TYPE", b"text/plain"), (b"content-type", b"text/html"), (b"x-kept", b"1")]
+    asyncio.run(send_json(send, 200, {"a": 1}, given))
+    assert sent[0]["headers"] == [(b"x-kept", b"1"), (b"content-type", b"application/json"), (b"content-length", b"7")]

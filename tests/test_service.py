@@ -139,6 +139,43 @@ def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(ex
         loader.join(10)
 
 
+def test_an_explanation_that_reaches_a_worker_still_loading_waits_for_its_model(exported_model, monkeypatch, tmp_path):
+    from penguin_serve.model import PenguinModel
+    from penguin_serve.serving.endpoints import EXPLAIN
+    from penguin_serve.serving.predictor import Predictor
+    from penguin_serve.serving.readiness import InstanceReadiness
+    from penguin_serve.settings import SETTINGS
+
+    real_from_files = PenguinModel.from_files
+    monkeypatch.setattr(PenguinModel, "from_files", lambda *args, **kwargs: time.sleep(0.2) or real_from_files(*args, **kwargs))
+    predictor = Predictor(InstanceReadiness(1, tmp_path), load_wait_s=SETTINGS.load_wait_s)
+    loader = threading.Thread(target=predictor.load, args=(SETTINGS, exported_model))
+    loader.start()
+    try:
+        assert predictor.ready is False
+        assert asyncio.run(EXPLAIN.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
+    finally:
+        loader.join(10)
+
+
+def test_a_worker_whose_model_cannot_load_says_why_and_stays_unready(tmp_path, caplog):
+    from penguin_serve.serving.metrics import MODEL_READY
+    from penguin_serve.serving.predictor import Predictor
+    from penguin_serve.serving.readiness import InstanceReadiness
+    from penguin_serve.settings import SETTINGS
+
+    try:
+        predictor = Predictor(InstanceReadiness(1, tmp_path), load_wait_s=0.0)
+        assert sample("penguin_model_ready") == 0
+        with caplog.at_level("ERROR", logger="penguin_serve.serving.predictor"):
+            predictor.load(SETTINGS, tmp_path / "no-model-here")
+        assert (predictor.ready, predictor.loading, sample("penguin_model_ready")) == (False, False, 0)
+        (logged,) = caplog.records
+        assert logged.getMessage() == "no model could be loaded: staying unready" and logged.exc_info[0] is FileNotFoundError
+    finally:
+        MODEL_READY.set(1)  # this process's service worker has its model
+
+
 def test_the_instance_is_ready_only_once_every_live_worker_is(tmp_path):
     import subprocess
 
@@ -151,6 +188,7 @@ def test_the_instance_is_ready_only_once_every_live_worker_is(tmp_path):
     try:
         (tmp_path / str(other.pid)).touch()
         assert (instance.ready_workers(), instance.all_ready()) == (2, True)
+        assert other.poll() is None  # asking whether a worker lives sends it no signal
     finally:
         other.kill()
         other.wait()
@@ -159,12 +197,14 @@ def test_the_instance_is_ready_only_once_every_live_worker_is(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == [str(os.getpid())]
 
 
-def test_each_worker_sets_the_young_garbage_collection_threshold_from_the_settings(api):
-    """The service configures it when its worker starts (the api fixture started one in this process)."""
+def test_each_worker_sets_its_logging_and_the_young_garbage_collection_threshold_from_the_settings(api):
+    """The service configures them when its worker starts (the api fixture started one in this process)."""
     import gc
+    import logging
 
     from penguin_serve.settings import SETTINGS
 
+    assert logging.getLogger("penguin_serve").level == logging.INFO
     assert gc.get_threshold()[0] == SETTINGS.gc_young_allocations
     assert gc.get_freeze_count() > 10_000  # start-up's objects, frozen out of every collection
 

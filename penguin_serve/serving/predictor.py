@@ -36,7 +36,7 @@ class NotReady(ServiceUnavailable):
 
 
 class Predictor:
-    def __init__(self, instance: InstanceReadiness, load_wait_s: float = 0.0) -> None:
+    def __init__(self, instance: InstanceReadiness, load_wait_s: float) -> None:
         self.model: PenguinModel | None = None  # set once, when loaded and checked
         self.instance = instance
         self.load_wait_s = load_wait_s

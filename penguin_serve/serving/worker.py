@@ -22,4 +22,4 @@ def configure_garbage_collector(young_allocations: int) -> None:
     collections promote fewer objects of requests in flight to the old generation, whose growth is what
     triggers a full collection (CPython 3.11 counts them even after they die)."""
     gc.freeze()
-    gc.set_threshold(young_allocations, *gc.get_threshold()[1:])
+    gc.set_threshold(young_allocations)  # the older generations' thresholds stay as they are
