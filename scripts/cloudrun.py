@@ -3,10 +3,11 @@ smoke tests, rollback, the Knative YAML, and monitoring: the sidecar's scrape co
 and the dashboard.
 
     .venv/bin/python -m scripts.cloudrun monitoring-config [--dry-run]    # once, before the first deploy
-    .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--public] [--no-traffic] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--steps 10,50,100] [--step-wait-s 60] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--model-version V] [--public] [--no-traffic] [--dry-run]
+    .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--model-version V] [--steps 10,50,100] [--step-wait-s 60]
+                                     [--dry-run]
     .venv/bin/python -m scripts.cloudrun rollback [REVISION] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun service-yaml IMAGE@sha256:...
+    .venv/bin/python -m scripts.cloudrun service-yaml IMAGE@sha256:... [--model-version V]
     .venv/bin/python -m scripts.cloudrun alert-policies [--channels projects/P/notificationChannels/ID,...] [--dry-run]
     .venv/bin/python -m scripts.cloudrun dashboard [--dry-run]
     .venv/bin/python -m scripts.cloudrun job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
@@ -14,7 +15,9 @@ and the dashboard.
     .venv/bin/python -m scripts.cloudrun job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
 
 Settings come from the environment: penguin_serve/deployment.py's Deploy, listed with their defaults in
-docs/configuration.md (GCP_PROJECT is required). The service is private unless --public.
+docs/configuration.md (GCP_PROJECT is required). The service is private unless --public. A revision serves one
+model for its whole life: deploy, canary and service-yaml pin the version `latest` points to (or --model-version)
+as GCS_MODEL_VERSION, so an instance that starts later loads that model too, and a rollback restores it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 from penguin_serve.contract import EXAMPLE, SPECIES
 from penguin_serve.deployment import Deploy
 from penguin_serve.jobs.locations import split_gs_url
+from penguin_serve.model import METADATA_FILE
+from penguin_serve.storage import LATEST, version_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
@@ -74,13 +79,18 @@ SMOKE_RECORD, SMOKE_SPECIES = EXAMPLE, SPECIES[0]  # the API's example: the tabl
 
 
 class Gcloud:
-    """Runs gcloud, echoing each command; with dry_run only prints it and answers with a placeholder."""
+    """Runs gcloud, echoing each command (to stdout, or stderr where stdout is a document); with dry_run only
+    prints it and answers with a placeholder."""
 
-    def __init__(self, dry_run: bool) -> None:
+    def __init__(self, dry_run: bool, echo_to_stderr: bool = False) -> None:
         self.dry_run = dry_run
+        self.echo_to = sys.stderr if echo_to_stderr else sys.stdout
+
+    def echo(self, args: tuple[str, ...]) -> None:
+        print("+ " + shlex.join(["gcloud", *args]), file=self.echo_to, flush=True)
 
     def __call__(self, *args: str, placeholder: str = "") -> str:
-        print("+ " + shlex.join(["gcloud", *args]), flush=True)
+        self.echo(args)
         if self.dry_run:
             return placeholder
         return subprocess.run(["gcloud", *args], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
@@ -89,7 +99,7 @@ class Gcloud:
         """A describe's output, or None when gcloud says the resource does not exist (its message holds
         `missing`). Any other failure (a transient error, no permission) stops the command with gcloud's own
         message: it is not an answer. --dry-run answers the placeholder."""
-        print("+ " + shlex.join(["gcloud", *args]), flush=True)
+        self.echo(args)
         if self.dry_run:
             return placeholder
         result = subprocess.run(["gcloud", *args], capture_output=True, text=True)
@@ -102,11 +112,35 @@ class Gcloud:
 
     def tries(self, *args: str) -> bool:
         """Runs a command whose failure the caller handles (gcloud's error is shown); whether it succeeded."""
-        print("+ " + shlex.join(["gcloud", *args]), flush=True)
+        self.echo(args)
         return self.dry_run or subprocess.run(["gcloud", *args]).returncode == 0
 
 
 NOT_FOUND = "NOT_FOUND"  # how the Secret Manager and Monitoring APIs say that a resource does not exist
+NO_OBJECT = "matched no objects"  # how `gcloud storage` says that an object does not exist
+
+
+def pinned_model(config: Deploy, gcloud: Gcloud, requested: str) -> str | None:
+    """The model version a new revision serves for its whole life (GCS_MODEL_VERSION): `requested`, or the one
+    `latest` points to now, resolved here and not when each instance starts. None without a bucket (the
+    bento's model)."""
+    if not config.gcs_bucket:
+        return None
+    folder = f"gs://{config.gcs_bucket}/{config.gcs_prefix}"
+    if requested == LATEST:
+        pointer = gcloud.find(
+            "storage", "cat", f"{folder}/{LATEST}", missing=NO_OBJECT, placeholder='{"version": "<model-version>"}'
+        )
+        if pointer is None:
+            sys.exit(f"no model at {folder}/{LATEST}: push one first (`train.py --push`)")
+        requested = json.loads(pointer)["version"]
+    metadata = f"gs://{config.gcs_bucket}/{version_prefix(config.gcs_prefix, requested)}/{METADATA_FILE}"
+    if gcloud.find("storage", "ls", metadata, missing=NO_OBJECT, placeholder=metadata) is None:
+        sys.exit(f"no model version {requested} in {folder}/ ({metadata} does not exist)")
+    print(
+        f"the revision serves model {requested} from {folder}/ (GCS_MODEL_VERSION={requested})", file=gcloud.echo_to, flush=True
+    )
+    return requested
 
 
 def require_digest(image: str) -> str:
@@ -115,11 +149,13 @@ def require_digest(image: str) -> str:
     return image
 
 
-def deploy_args(config: Deploy, image: str, public: bool, *service_flags: str) -> list[str]:
+def deploy_args(config: Deploy, image: str, public: bool, model_version: str | None, *service_flags: str) -> list[str]:
     """`gcloud run deploy`: the service's flags first, then each container's after its `--container`. gcloud
     takes only container flags after a `--container` ("Flags that are not container-specific must be
     specified before --container", `gcloud run deploy --help`)."""
     env_vars = f"GCS_BUCKET_NAME={config.gcs_bucket},GCS_MODEL_PREFIX={config.gcs_prefix}"
+    if model_version:
+        env_vars += f",GCS_MODEL_VERSION={model_version}"
     service = [
         "run",
         "deploy",
@@ -482,16 +518,17 @@ DRY_RUN_SERVICE = {
 }
 
 
-def deploy(config: Deploy, gcloud: Gcloud, image: str, public: bool, no_traffic: bool) -> int:
+def deploy(config: Deploy, gcloud: Gcloud, image: str, model_version: str, public: bool, no_traffic: bool) -> int:
     """Deploys a revision without traffic, smoke-tests it at its own URL, then sends all traffic to it and
     leaves the service following its latest revision (unless --no-traffic). A revision that does not become
     ready or fails the smoke test takes no traffic, and the exit status is 1."""
     require_digest(image)
     before = describe(config, gcloud, DRY_RUN_SERVICE)
+    model = pinned_model(config, gcloud, model_version)
     # Cloud Run refuses --no-traffic for a service's first revision, which takes all traffic as it becomes ready.
     # A service that exists holds its traffic, also when none of its revisions is ready.
     hold = ["--no-traffic"] if before is not None else []
-    if not gcloud.tries(*deploy_args(config, image, public, *hold, "--tag", CANDIDATE)):
+    if not gcloud.tries(*deploy_args(config, image, public, model, *hold, "--tag", CANDIDATE)):
         print(f"deploy failed (gcloud's message is above): {where_traffic_stays(before)}", file=sys.stderr)
         return 1
     after = describe(config, gcloud, DRY_RUN_SERVICE)
@@ -530,16 +567,19 @@ def smoke_test(url: str, token: str | None) -> bool:
     return passed
 
 
-def canary(config: Deploy, gcloud: Gcloud, image: str, steps: list[int], tag: str, step_wait_s: float, public: bool) -> int:
+def canary(
+    config: Deploy, gcloud: Gcloud, image: str, model_version: str, steps: list[int], tag: str, step_wait_s: float, public: bool
+) -> int:
     """The new revision takes each step's share of traffic after a smoke test at its own URL; a failed test
     puts traffic back as it was before the rollout. The last step is followed by --to-latest."""
     require_digest(image)
     before = describe(config, gcloud, DRY_RUN_SERVICE)
     if before is None:
         sys.exit(f"no service {config.service} yet: deploy its first revision with `deploy`")
+    model = pinned_model(config, gcloud, model_version)
     previous = serving(before)
     restore = ",".join(f"{name}={percent}" for name, percent in previous.items())
-    if not gcloud.tries(*deploy_args(config, image, public, "--no-traffic", "--tag", tag)):
+    if not gcloud.tries(*deploy_args(config, image, public, model, "--no-traffic", "--tag", tag)):
         print(f"rollout stopped (gcloud's message is above): traffic stays on {split_text(previous)}", file=sys.stderr)
         return 1
     service = describe(config, gcloud, DRY_RUN_SERVICE)
@@ -593,20 +633,27 @@ def rollback(config: Deploy, gcloud: Gcloud, revision: str | None) -> int:
     return 0
 
 
-def service_yaml(config: Deploy, image: str) -> str:
-    """deploy/service.yaml filled with the same settings as deploy; without the collector when the sidecar is off."""
+def service_yaml(config: Deploy, image: str, model_version: str | None) -> str:
+    """deploy/service.yaml filled with the same settings as deploy; without the collector when the sidecar is off,
+    without GCS_MODEL_VERSION when no model is pinned."""
     rendered = string.Template(SERVICE_YAML.read_text()).substitute(
         **asdict(config),
         image=require_digest(image),
+        model_version=model_version or "",
         startup_probe=probe_yaml(PROBES["startup"], 12),
         liveness_probe=probe_yaml(PROBES["liveness"], 12),
     )
-    if config.prometheus_sidecar:
+    if config.prometheus_sidecar and model_version:
         return rendered
     import yaml
 
     service = yaml.safe_load(rendered)
     template = service["spec"]["template"]
+    if not model_version:
+        [app] = [c for c in template["spec"]["containers"] if c["name"] == "app"]
+        app["env"] = [variable for variable in app["env"] if variable["name"] != "GCS_MODEL_VERSION"]
+    if config.prometheus_sidecar:
+        return yaml.safe_dump(service, sort_keys=False)
     for annotation in ("run.googleapis.com/container-dependencies", "run.googleapis.com/cpu-throttling"):
         del template["metadata"]["annotations"][annotation]
     template["spec"]["containers"] = [c for c in template["spec"]["containers"] if c["name"] != "collector"]
@@ -628,6 +675,11 @@ def run_command(argv: list[str] | None) -> int:
     for name in ("deploy", "canary", "service-yaml"):
         command = commands.add_parser(name)
         command.add_argument("image", help="IMAGE@sha256:... as printed by scripts/push-image.sh")
+        command.add_argument(
+            "--model-version",
+            default=LATEST,
+            help="the model version the revision serves (default: the one latest points to now)",
+        )
         if name != "service-yaml":
             command.add_argument("--public", action="store_true", help="allow unauthenticated requests")
             command.add_argument("--dry-run", action="store_true", help="print the gcloud commands only")
@@ -668,14 +720,16 @@ def run_command(argv: list[str] | None) -> int:
 
     config = Deploy.from_env()
     if args.command == "service-yaml":
-        print(service_yaml(config, args.image), end="")
+        require_digest(args.image)
+        model = pinned_model(config, Gcloud(False, echo_to_stderr=True), args.model_version)
+        print(service_yaml(config, args.image, model), end="")
         return 0
     gcloud = Gcloud(args.dry_run)
     if args.command == "deploy":
-        return deploy(config, gcloud, args.image, args.public, args.no_traffic)
+        return deploy(config, gcloud, args.image, args.model_version, args.public, args.no_traffic)
     if args.command == "canary":
         steps = [int(step) for step in args.steps.split(",")]
-        return canary(config, gcloud, args.image, steps, args.tag, args.step_wait_s, args.public)
+        return canary(config, gcloud, args.image, args.model_version, steps, args.tag, args.step_wait_s, args.public)
     if args.command == "rollback":
         return rollback(config, gcloud, args.revision)
     if args.command == "job-deploy":

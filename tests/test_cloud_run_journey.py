@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -207,8 +209,6 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
         total = next(row for row in history if row["Name"] == "Aggregated")
         assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
     finally:
-        import shutil
-
         shutil.rmtree(report.parent)
 
     # Bulk scoring: a job over two files, every row scored once, with the model train.py pushed.
@@ -277,3 +277,67 @@ def test_cloud_run_refuses_an_arm64_image(project, tmp_path):
     refused = shell.run(f"CLOUD_RUN_SERVICE=arm64-only .venv/bin/python -m scripts.cloudrun deploy {digest}")
     assert refused.returncode == 1 and troubleshooting(9).search(refused.stderr), refused.stderr
     assert shell.run(DESCRIBE.replace("penguin-serve", "arm64-only", 1) + " --format=json").returncode == 1
+
+
+def test_a_revision_serves_the_model_pinned_at_its_deploy_also_after_a_push_a_restart_and_a_rollback(
+    project, gcs_emulator, exported_model, tmp_path
+):
+    """train.py --push moves `latest`; instances that start afterwards (here a restart, as a liveness failure or
+    a scale-out starts one) still load their revision's model, a new model reaches traffic only through a new
+    revision, and a rollback brings the old model back, also into instances started after it. A service and a
+    bucket of its own, so that the journey's are not touched."""
+    from penguin_serve.contract import MODEL_NAME
+    from penguin_serve.model import METADATA_FILE
+    from penguin_serve.storage import make_client, push_model
+
+    shell, state, _, _ = project
+    bucket, service = "penguin-pinned-models", "penguin-pinned"
+    gcs_emulator.create_bucket(bucket)
+    client = make_client(gcs_emulator.url)
+
+    def push(version: str) -> None:
+        copy = tmp_path / version
+        shutil.copytree(exported_model, copy)
+        metadata = json.loads((copy / METADATA_FILE).read_text())
+        (copy / METADATA_FILE).write_text(json.dumps({**metadata, "model_version": version}))
+        assert push_model(client, bucket, MODEL_NAME, copy) == version
+
+    settings = f"GCS_BUCKET_NAME={bucket} CLOUD_RUN_SERVICE={service}"
+    describe = DESCRIBE.replace("penguin-serve", service)
+    deploy = f"{settings} .venv/bin/python -m scripts.cloudrun deploy $IMAGE"
+
+    def serving() -> tuple[str, str]:
+        """The revision that answers and the model version it serves, once it answers."""
+        url = json.loads(shell.ok(f"{describe} --format=json"))["status"]["url"]
+        headers = {"Authorization": f"Bearer {token(shell)}"}
+        for _ in range(120):
+            try:
+                health = requests.get(f"{url}/health", headers=headers, timeout=10)
+                if health.status_code == 200:
+                    return health.json()["revision"], health.json()["model_version"]
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"{service} did not answer after its restart")
+
+    def restart(revision: str) -> None:
+        docker("restart", cloud.container_of(state, revision))
+
+    try:
+        push("model-a")
+        printed = shell.ok(deploy, timeout=900)
+        assert f"the revision serves model model-a from gs://{bucket}/{MODEL_NAME}/" in printed
+        first, model = serving()
+        assert model == "model-a"
+        push("model-b")  # latest moves; the serving revision keeps its model, also in an instance started now
+        restart(first)
+        assert serving() == (first, "model-a")
+        shell.ok(deploy, timeout=900)
+        second, model = serving()
+        assert second != first and model == "model-b"
+        shell.ok(f"{settings} .venv/bin/python -m scripts.cloudrun rollback")
+        assert serving() == (first, "model-a")
+        restart(first)
+        assert serving() == (first, "model-a")
+    finally:
+        shell.run(f"gcloud run services delete {service} --region $CLOUD_RUN_REGION --project $GCP_PROJECT --quiet")

@@ -53,7 +53,7 @@ APP = [
     "--memory",
     "1Gi",
     "--set-env-vars",
-    "GCS_BUCKET_NAME=penguin-models,GCS_MODEL_PREFIX=penguin_classifier",
+    "GCS_BUCKET_NAME=penguin-models,GCS_MODEL_PREFIX=penguin_classifier,GCS_MODEL_VERSION=<model-version>",
     "--startup-probe",
     "httpGet.path=/readyz,httpGet.port=8080,periodSeconds=1,timeoutSeconds=1,failureThreshold=30",
     "--liveness-probe",
@@ -84,6 +84,11 @@ def traffic(*args):
 
 
 DESCRIBE = ["run", "services", "describe", "penguin-serve", *WHERE, "--format=json"]
+# The model a new revision serves, resolved once (a dry run's placeholder version): `latest` now, and its folder.
+PIN = [
+    ["storage", "cat", "gs://penguin-models/penguin_classifier/latest"],
+    ["storage", "ls", "gs://penguin-models/penguin_classifier/<model-version>/metadata.json"],
+]
 
 
 def cloudrun(tmp_path, *args, **env_vars):
@@ -116,22 +121,24 @@ def test_deploy_is_private_by_digest_with_probes_and_settings_then_takes_traffic
     assert result.returncode == 0, result.stderr
     assert printed == [
         DESCRIBE,
+        *PIN,
         DEPLOY,
         DESCRIBE,
         traffic("--to-latest"),
         DESCRIBE,
     ]
+    assert "the revision serves model <model-version> from gs://penguin-models/penguin_classifier/" in result.stdout
 
 
 def test_deploy_without_the_sidecar_when_opted_out(tmp_path):
     result, printed = cloudrun(tmp_path, "deploy", IMAGE, "--dry-run", CLOUD_RUN_PROMETHEUS_SIDECAR="false")
     assert result.returncode == 0, result.stderr
-    assert printed[1] == [*SERVICE, *PRIVATE, *HOLD, "--remove-containers", "collector", "--cpu-throttling", *APP]
+    assert printed[3] == [*SERVICE, *PRIVATE, *HOLD, "--remove-containers", "collector", "--cpu-throttling", *APP]
 
 
 def test_public_only_when_asked(tmp_path):
     _, printed = cloudrun(tmp_path, "deploy", IMAGE, "--public", "--dry-run")
-    assert printed[1] == [*SERVICE, *PUBLIC, *HOLD, "--no-cpu-throttling", *APP, *COLLECTOR]
+    assert printed[3] == [*SERVICE, *PUBLIC, *HOLD, "--no-cpu-throttling", *APP, *COLLECTOR]
 
 
 def test_deploy_with_no_traffic_sends_it_none(tmp_path):
@@ -213,6 +220,7 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
     assert not (tmp_path / "gcloud-state" / "state.json").exists()
     assert printed == [
         DESCRIBE,
+        *PIN,
         [*SERVICE, *PRIVATE, "--no-traffic", "--tag", "canary", "--no-cpu-throttling", *APP, *COLLECTOR],
         DESCRIBE,
         *(
@@ -231,8 +239,20 @@ def test_rollback_dry_run_names_the_revision_before_the_serving_one(tmp_path):
     assert "--to-latest" in result.stdout  # how to undo the pin
 
 
-def test_service_yaml_matches_the_deploy_settings(tmp_path):
-    result, _ = cloudrun(tmp_path, "service-yaml", IMAGE)
+@pytest.fixture
+def pushed_model(gcs_emulator, bucket, exported_model) -> tuple[dict, str]:
+    """A model train.py --push put in a bucket of the emulator: the settings that name it, and its version."""
+    from penguin_serve.contract import MODEL_NAME
+    from penguin_serve.storage import make_client, push_model
+
+    version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
+    return {"GCS_BUCKET_NAME": bucket, "STORAGE_EMULATOR_HOST": gcs_emulator.url}, version
+
+
+def test_service_yaml_matches_the_deploy_settings(tmp_path, pushed_model):
+    settings, version = pushed_model
+    result, _ = cloudrun(tmp_path, "service-yaml", IMAGE, **settings)
+    assert result.returncode == 0, result.stderr
     service = yaml.safe_load(result.stdout)
     template = service["spec"]["template"]
     app, collector = template["spec"]["containers"]
@@ -240,9 +260,11 @@ def test_service_yaml_matches_the_deploy_settings(tmp_path):
     assert app["ports"] == [{"name": "http1", "containerPort": 8080}]
     assert app["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
     assert {e["name"]: e["value"] for e in app["env"]} == {
-        "GCS_BUCKET_NAME": "penguin-models",
+        "GCS_BUCKET_NAME": settings["GCS_BUCKET_NAME"],
         "GCS_MODEL_PREFIX": "penguin_classifier",
+        "GCS_MODEL_VERSION": version,  # pinned: the one `latest` pointed to when the YAML was made
     }
+    assert f"the revision serves model {version} from gs://{settings['GCS_BUCKET_NAME']}/penguin_classifier/" in result.stderr
     assert template["spec"]["containerConcurrency"] == 80 and template["spec"]["timeoutSeconds"] == 30
     assert template["spec"]["serviceAccountName"] == "penguin-serve@demo.iam.gserviceaccount.com"
     assert template["metadata"]["annotations"] == {
@@ -271,8 +293,8 @@ def test_service_yaml_matches_the_deploy_settings(tmp_path):
     )
 
 
-def test_service_yaml_without_the_sidecar_when_opted_out(tmp_path):
-    result, _ = cloudrun(tmp_path, "service-yaml", IMAGE, CLOUD_RUN_PROMETHEUS_SIDECAR="false")
+def test_service_yaml_without_the_sidecar_when_opted_out(tmp_path, pushed_model):
+    result, _ = cloudrun(tmp_path, "service-yaml", IMAGE, CLOUD_RUN_PROMETHEUS_SIDECAR="false", **pushed_model[0])
     template = yaml.safe_load(result.stdout)["spec"]["template"]
     assert [c["name"] for c in template["spec"]["containers"]] == ["app"] and "volumes" not in template["spec"]
     assert set(template["metadata"]["annotations"]) == {
@@ -382,6 +404,7 @@ DRY_RUNS = [
         for env in ({}, OFF)
         for args in (["deploy", IMAGE], ["deploy", IMAGE, "--public"], ["deploy", IMAGE, "--no-traffic"])
     ),
+    (["deploy", IMAGE, "--model-version", "v20261203-abc"], {}),
     (["canary", IMAGE], {}),
     (["canary", IMAGE], OFF),
     (["canary", IMAGE, "--public", "--steps", "25,100"], {}),
@@ -490,8 +513,8 @@ def test_the_sidecar_turned_off_and_on_again_leaves_the_named_containers_gcloud_
     """The revision templates the deploy lines make, as gcloud builds them from the service's last template:
     turning the sidecar off removes the collector and its CPU setting; turning it on beside a service deployed
     without it adds the collector beside the same `app` container, never beside an unnamed one."""
-    on = cloudrun(tmp_path / "on", "deploy", IMAGE, "--dry-run")[1][1]
-    off = cloudrun(tmp_path / "off", "deploy", IMAGE, "--dry-run", **OFF)[1][1]
+    on = cloudrun(tmp_path / "on", "deploy", IMAGE, "--dry-run")[1][3]
+    off = cloudrun(tmp_path / "off", "deploy", IMAGE, "--dry-run", **OFF)[1][3]
 
     def shape(template):
         return sorted(template["containers"]), template["cpu_throttling"]
@@ -513,3 +536,23 @@ def test_the_sidecar_turned_off_and_on_again_leaves_the_named_containers_gcloud_
 )
 def test_the_stand_in_finds_the_hosts_bridge_address_on_every_engine(ipam):
     assert cloud.bridge_address(ipam) == "172.17.0.1"
+
+
+def test_service_yaml_without_a_bucket_pins_no_model(tmp_path):
+    result, printed = cloudrun(tmp_path, "service-yaml", IMAGE, GCS_BUCKET_NAME="")
+    [app, _] = yaml.safe_load(result.stdout)["spec"]["template"]["spec"]["containers"]
+    assert "GCS_MODEL_VERSION" not in {e["name"] for e in app["env"]} and printed == []
+
+
+def test_a_deploy_pins_the_version_named_or_stops_where_there_is_none(tmp_path, pushed_model):
+    """Where `latest` points to nothing, or the version named does not exist, nothing is deployed."""
+    settings, version = pushed_model
+    result, printed = cloudrun(tmp_path / "named", "deploy", IMAGE, "--model-version", "no-such-version", **settings)
+    assert result.returncode == 1 and printed[-1][:2] == ["storage", "ls"]
+    assert f"no model version no-such-version in gs://{settings['GCS_BUCKET_NAME']}/penguin_classifier/" in result.stderr
+    result, printed = cloudrun(tmp_path / "empty", "deploy", IMAGE, **{**settings, "GCS_MODEL_PREFIX": "nothing-here"})
+    assert result.returncode == 1 and printed[-1][:2] == ["storage", "cat"]
+    assert f"no model at gs://{settings['GCS_BUCKET_NAME']}/nothing-here/latest: push one first" in result.stderr
+    result, _ = cloudrun(tmp_path / "yaml", "service-yaml", IMAGE, "--model-version", version, **settings)
+    [app, _] = yaml.safe_load(result.stdout)["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e["value"] for e in app["env"]}["GCS_MODEL_VERSION"] == version

@@ -855,7 +855,10 @@ def storage(positional: list[str], flags: dict) -> str | None:
         return None
     if verb == "ls":
         bucket, prefix = split(rest[0])
-        return "\n".join(f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix))
+        names = [f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix)]
+        if not names:
+            raise Failed("One or more URLs matched no objects.")
+        return "\n".join(names)
     raise Failed(f"the stand-in does not model `gcloud storage {verb}`")
 
 
