@@ -176,6 +176,26 @@ def test_a_worker_whose_model_cannot_load_says_why_and_stays_unready(tmp_path, c
         MODEL_READY.set(1)  # this process's service worker has its model
 
 
+def test_a_worker_with_its_model_is_not_the_instance_ready_while_another_worker_loads(exported_model, tmp_path):
+    """/readyz and /health answer for the instance: one worker's model is not enough where two serve."""
+    import subprocess
+
+    from penguin_serve.serving.predictor import Predictor
+    from penguin_serve.serving.readiness import InstanceReadiness
+    from penguin_serve.settings import SETTINGS
+
+    predictor = Predictor(InstanceReadiness(2, tmp_path), load_wait_s=0.0)
+    predictor.load(SETTINGS, exported_model)
+    assert (predictor.ready, predictor.instance_ready) == (True, False)
+    other = subprocess.Popen(["sleep", "30"])  # the second worker, alive, marks itself ready
+    try:
+        (tmp_path / str(other.pid)).touch()
+        assert predictor.instance_ready is True
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_the_instance_is_ready_only_once_every_live_worker_is(tmp_path):
     import subprocess
 
