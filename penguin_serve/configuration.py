@@ -5,8 +5,9 @@ fields, so the reference cannot drift from the code."""
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
@@ -18,14 +19,20 @@ def flag(value: str) -> bool:
     raise ValueError(f"not a yes/no value: {value!r} (true/false, yes/no, on/off, 1/0)")
 
 
-PARSERS: dict[str, Callable[[str], Any]] = {
-    "str": str,
-    "str | None": str,
-    "int": int,
-    "float": float,
-    "bool": flag,
-    "tuple[str, ...]": lambda value: tuple(item.strip() for item in value.split(",") if item.strip()),
+PARSERS: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: flag,
+    tuple[str, ...]: lambda value: tuple(item.strip() for item in value.split(",") if item.strip()),
 }
+
+
+def parser(hint: Any) -> Callable[[str], Any]:
+    """The parser of a field's type; an optional one (`X | None`, `Optional[X]`) is parsed as X when set."""
+    if get_origin(hint) in (Union, types.UnionType):
+        [hint] = [arg for arg in get_args(hint) if arg is not type(None)]
+    return PARSERS[hint]
 
 
 def setting(
@@ -50,10 +57,11 @@ def setting(
 def from_env(cls: type, env: Mapping[str, str]) -> Any:
     """An instance of the settings dataclass `cls` from these variables."""
     values = {}
+    hints = get_type_hints(cls)
     for field in dataclasses.fields(cls):
         raw = env.get(field.metadata["variable"], "")
         if raw:
-            values[field.name] = (field.metadata["parse"] or PARSERS[field.type])(raw)
+            values[field.name] = (field.metadata["parse"] or parser(hints[field.name]))(raw)
         elif field.metadata["from_env"]:
             values[field.name] = field.metadata["from_env"](env)
     return cls(**values)

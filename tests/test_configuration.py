@@ -53,3 +53,22 @@ def test_every_variable_an_entry_point_reads_is_in_the_reference():
         if name not in listed | NOT_SETTINGS and not name.startswith(STAND_IN_PREFIX)
     }
     assert missing == {}
+
+
+def test_a_setting_of_any_spelling_of_an_optional_type_parses_as_its_type():
+    import dataclasses
+    from typing import Optional
+
+    from penguin_serve.configuration import from_env, setting
+
+    name_variable, count_variable, hosts_variable = "A_NAME", "A_COUNT", "HOSTS"  # this test's, not the reference's
+
+    @dataclasses.dataclass(frozen=True)
+    class Declared:
+        name: Optional[str] = setting(name_variable, "a name")  # noqa: UP045 - the spelling under test
+        count: int | None = setting(count_variable, "a count")
+        hosts: tuple[str, ...] = setting(hosts_variable, "hosts", ())
+
+    given = {name_variable: "x", count_variable: "3", hosts_variable: "a, b"}
+    assert from_env(Declared, given) == Declared("x", 3, ("a", "b"))
+    assert from_env(Declared, {}) == Declared(None, None, ())
