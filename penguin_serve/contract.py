@@ -126,9 +126,9 @@ _SEX = _CaseInsensitive(SEXES)
 Island = Annotated[Literal[ISLANDS], BeforeValidator(_ISLAND.fold)]
 Sex = Annotated[Literal[SEXES], BeforeValidator(_SEX.fold)]
 Year = Annotated[int, Field(ge=YEAR_BOUNDS[0], le=YEAR_BOUNDS[1], strict=True)]
-ISLAND_DESCRIPTION = "Biscoe, Dream or Torgersen; case-insensitive."
-SEX_DESCRIPTION = "female or male, case-insensitive; null or absent when unknown."
-YEAR_DESCRIPTION = "Accepted for compatibility with existing clients; not a model feature."
+ISLAND_DESCRIPTION = "In any case: `dream` is Dream."
+SEX_DESCRIPTION = "In any case; null or absent when unknown."
+YEAR_DESCRIPTION = f"{YEAR_BOUNDS[0]} to {YEAR_BOUNDS[1]}; accepted for compatibility with existing clients, not a model feature."
 # Real penguins, the first of each species in the palmerpenguins table: the examples of the API's spec.
 EXAMPLES = (
     {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
@@ -289,15 +289,15 @@ def _matrix(measurements: list[list[float]], sexes: Sequence[str | None], island
 class Prediction(BaseModel):
     """The answer for one penguin. `prediction` is the field existing clients read: keep its name."""
 
-    prediction: Literal[SPECIES]
+    prediction: Literal[SPECIES] = Field(description="The species; existing clients read this field.")
     probabilities: dict[str, float] = Field(description="Probability of each species; they sum to 1.")
     confidence: float = Field(description="Probability of the predicted species.")
-    model_version: str
+    model_version: str = Field(description="The version of the model that answered.")
     out_of_distribution: list[str] = Field(
         default_factory=list,
         description="Measurements outside the range seen in training: the prediction is less reliable.",
     )
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="One readable line for each such measurement.")
 
 
 class Explanation(Prediction):

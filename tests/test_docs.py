@@ -98,3 +98,10 @@ def test_a_documented_command_that_no_test_ran_fails_the_run(tmp_path):
     missing = commands_not_run(ledger, {"tests/test_readme.py"})
     assert "make run" not in missing and ".venv/bin/python train.py" in missing
     assert not any("gcloud" in command for command in missing)  # the journey's commands: it did not run
+
+
+def test_the_apis_field_tables_are_the_contracts():
+    from scripts import api_fields
+
+    page = api_fields.PAGE.read_text()
+    assert api_fields.TABLE.findall(page) and api_fields.rewrite(page) == page, "run: .venv/bin/python -m scripts.api_fields"
