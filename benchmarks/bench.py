@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# What the performance issues ask of the summary's figures: (what, summary key, "<=" or ">=", limit).
+# The performance goals for the summary's figures: (what, summary key, "<=" or ">=", limit).
 TARGETS = (
     ("/predict p99 at 64 connections, ms", "p99_c64_ms", "<=", 25),
     ("p99 / p50 at 64 connections", "p99_over_p50_c64", "<=", 3),
@@ -441,7 +441,7 @@ def targets_table(summary: dict) -> str:
 
 
 def summarize(figures: dict) -> dict:
-    """The ratios to the peers and the ceiling, and the other figures the performance issues ask for."""
+    """The ratios to the peers and the ceiling, and the other figures the performance goals name."""
     results, costs, scoring = figures["results"], figures["in_process"], figures["scoring"]
     ours, reference, numpy_app, ceiling, bentoml_floor = (
         results[name] for name in ("penguin-serve", "reference", "fastapi-numpy", "http-ceiling", "bentoml-floor")

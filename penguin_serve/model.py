@@ -84,7 +84,7 @@ class PenguinModel:
 
     @classmethod
     def from_files(cls, directory: str | Path, source: str, nthread: int) -> PenguinModel:
-        """Load the two files that write_files() wrote (model store entry or models/ export)."""
+        """Load the booster and metadata that write_files() wrote (model store entry or models/ export)."""
         directory = Path(directory)
         metadata = json.loads((directory / METADATA_FILE).read_bytes())
         return cls.from_bytes((directory / BOOSTER_FILE).read_bytes(), metadata, source, nthread, str(directory))

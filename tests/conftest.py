@@ -21,7 +21,7 @@ os.environ["PENGUIN_WORKERS"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The records the issue names, with the species each must get.
+# Known birds of the table, one of each species, with the species each must get.
 KNOWN_RECORDS = [
     (
         {

@@ -1,5 +1,5 @@
 """Code: `make bench` works end to end (a short run): every server starts and answers correctly, wrk drives
-them without errors, and the last line carries every figure the performance issues ask for."""
+them without errors, and the last line carries every figure the performance goals name."""
 
 import json
 import os

@@ -102,8 +102,8 @@ EXPLAIN = Endpoint(
     Explanation,
     "Classify one penguin and say why",
     "The same body as /predict; the answer adds each field's contribution to each species' margin (log-odds, "
-    "exact TreeSHAP) and the base value. It costs about two predictions; there is no batch form (a batch of "
-    "explanations costs ~35 times as much per row as a batch of predictions, docs/PERFORMANCE.md).",
+    "exact TreeSHAP) and the base value. It costs about two predictions; there is no batch form (per row, a batch "
+    "of explanations costs many times a batch of predictions: docs/PERFORMANCE.md gives both).",
     explain,
     {species: example for species, example in zip(SPECIES, EXAMPLES)},
 )

@@ -24,8 +24,8 @@ from .predictor import NOT_READY_MESSAGE, Predictor
 NAME = "penguin-serve"
 DESCRIPTION = (
     "Classifies Palmer penguins (Adelie, Chinstrap, Gentoo) from body measurements with an XGBoost model. "
-    "POST a penguin's measurements as JSON to `/predict`, or up to 10,000 of them to `/predict_batch`; "
-    "invalid input is answered 422 naming each field and reason. Expand an endpoint below and use "
+    "POST a penguin's measurements as JSON to `/predict`, or up to 10,000 of them to `/predict_batch`, or one to "
+    "`/explain` to see why; invalid input is answered 422 naming each field and reason. Expand an endpoint below and use "
     "*Try it out*: the examples are real penguins."
 )
 PAGE = """<!DOCTYPE html>
