@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter as Tally
+import collections
 from collections.abc import Iterable
 
 import numpy as np
@@ -98,7 +98,7 @@ def _count(series: list, indexes: np.ndarray) -> None:
 
 
 def record_out_of_distribution(fields_per_row: list[list[str]]) -> None:
-    for name, count in Tally(field for fields in fields_per_row for field in fields).items():
+    for name, count in collections.Counter(field for fields in fields_per_row for field in fields).items():
         OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
 
 
