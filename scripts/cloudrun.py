@@ -120,10 +120,10 @@ NOT_FOUND = "NOT_FOUND"  # how the Secret Manager and Monitoring APIs say that a
 NO_OBJECT = "matched no objects"  # how `gcloud storage` says that an object does not exist
 
 
-def pinned_model(config: Deploy, gcloud: Gcloud, requested: str) -> str | None:
-    """The model version a new revision serves for its whole life (GCS_MODEL_VERSION): `requested`, or the one
-    `latest` points to now, resolved here and not when each instance starts. None without a bucket (the
-    bento's model)."""
+def pinned_model(config: Deploy, gcloud: Gcloud, requested: str, serves: str = "the revision serves") -> str | None:
+    """The model version a new revision serves for its whole life, or a job execution's every task scores with
+    (GCS_MODEL_VERSION): `requested`, or the one `latest` points to now, resolved here and not when each
+    instance or task starts. None without a bucket (the bento's model)."""
     if not config.gcs_bucket:
         return None
     folder = f"gs://{config.gcs_bucket}/{config.gcs_prefix}"
@@ -137,9 +137,7 @@ def pinned_model(config: Deploy, gcloud: Gcloud, requested: str) -> str | None:
     metadata = f"gs://{config.gcs_bucket}/{version_prefix(config.gcs_prefix, requested)}/{METADATA_FILE}"
     if gcloud.find("storage", "ls", metadata, missing=NO_OBJECT, placeholder=metadata) is None:
         sys.exit(f"no model version {requested} in {folder}/ ({metadata} does not exist)")
-    print(
-        f"the revision serves model {requested} from {folder}/ (GCS_MODEL_VERSION={requested})", file=gcloud.echo_to, flush=True
-    )
+    print(f"{serves} model {requested} from {folder}/ (GCS_MODEL_VERSION={requested})", file=gcloud.echo_to, flush=True)
     return requested
 
 
@@ -440,11 +438,15 @@ def job_deploy(
 
 
 def job_run(config: Deploy, gcloud: Gcloud, source: str | None, output: str | None, tasks: int | None) -> int:
-    """Execute the job and wait for it; another input and output, or another task count, for this run only."""
-    overrides = []
+    """Execute the job and wait for it; another input and output, or another task count, for this run only. Every
+    task of the execution, a retried one too, scores with the model `latest` points to as it starts."""
+    variables = {}
     if source and output:
         split_gs(source), split_gs(output)
-        overrides += ["--update-env-vars", f"^;^SCORE_INPUT={source};SCORE_OUTPUT={output}"]
+        variables |= {"SCORE_INPUT": source, "SCORE_OUTPUT": output}
+    if model := pinned_model(config, gcloud, LATEST, serves="every task scores with"):
+        variables["GCS_MODEL_VERSION"] = model
+    overrides = ["--update-env-vars", "^;^" + ";".join(f"{k}={v}" for k, v in variables.items())] if variables else []
     if tasks:
         overrides += ["--tasks", str(tasks)]
     gcloud("run", "jobs", "execute", config.job, *config.where, *overrides, "--wait")

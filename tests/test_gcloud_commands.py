@@ -374,9 +374,11 @@ def test_job_deploy_grants_read_on_the_input_and_create_on_the_output_prefix_the
 
 def test_job_run_waits_and_may_point_this_run_elsewhere(tmp_path):
     _, calls = cloudrun(tmp_path / "plain", "job-run", "--dry-run")
-    assert calls == [["run", "jobs", "execute", "penguin-score", *WHERE, "--wait"]]
+    pinned = "GCS_MODEL_VERSION=<model-version>"  # every task, a retried one too, with one model
+    assert calls == [*PIN, ["run", "jobs", "execute", "penguin-score", *WHERE, "--update-env-vars", f"^;^{pinned}", "--wait"]]
     _, calls = cloudrun(tmp_path / "other", "job-run", "gs://survey-data/2027", "gs://scores/run-2", "--tasks", "4", "--dry-run")
     assert calls == [
+        *PIN,
         [
             "run",
             "jobs",
@@ -384,11 +386,11 @@ def test_job_run_waits_and_may_point_this_run_elsewhere(tmp_path):
             "penguin-score",
             *WHERE,
             "--update-env-vars",
-            "^;^SCORE_INPUT=gs://survey-data/2027;SCORE_OUTPUT=gs://scores/run-2",
+            f"^;^SCORE_INPUT=gs://survey-data/2027;SCORE_OUTPUT=gs://scores/run-2;{pinned}",
             "--tasks",
             "4",
             "--wait",
-        ]
+        ],
     ]
 
 
