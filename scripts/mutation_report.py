@@ -110,6 +110,17 @@ EQUIVALENT = (
      "only the indexes that occur are read: the padding to every series is never used"),
     ("serving.metrics.x_record_model_call", "if _confidence_stride < rows:", "<=",
      "at equality the strided slice is empty: nothing is observed either way"),
+    ("contract.x__columns_of", "_COLUMN_FORMS.get(hint)", "get(None)",
+     "a list of the record's own type validates and documents a column the same: the column's own form is there "
+     "for speed (one validator call per column, not per value), which make bench measures"),
+    ("contract.xǁ_CaseInsensitiveǁfold", "self.by_folded_name.get(value.casefold(), value)", "",
+     "an unknown name fails the choice's check after fold either way, with the same message"),
+    ("serving.request_log.x_configure", 'handler.setFormatter(logging.Formatter("%(message)s"))', "",
+     "logging's default format is %(message)s too"),
+    ("serving.request_log.x_configure", "ACCESS_LOG.propagate = False", "None",
+     "None is falsy: the lines do not propagate either way"),
+    ("storage.xǁDeadlineǁcall_options", "multiplier=2.0", "",
+     "DEFAULT_RETRY's multiplier is 2.0 already: the argument states it"),
     ("serving.pages.xǁPagesǁversions", 'context.bento_version != "not available"', "",
      "in-process the service runs from source, with no bento: the bento's name is checked on the built image "
      "(test_image.py, outside this selection)"),

@@ -69,7 +69,9 @@ def test_model_info_reports_the_metadata_and_where_the_model_came_from(model_dir
     assert all(info[key] is not None for key in (*reported, "dataset", "trained_at", "versions"))
 
 
-def test_model_info_names_the_model_when_its_metadata_does_not(model_dir):
+def test_model_info_names_the_model_its_metadata_names_or_the_contracts(model_dir):
+    edit_metadata(model_dir, lambda m: m.update(model_name="penguin_classifier_v2"))
+    assert PenguinModel.from_files(model_dir, source="test", nthread=1).info()["name"] == "penguin_classifier_v2"
     edit_metadata(model_dir, lambda m: m.pop("model_name"))
     assert PenguinModel.from_files(model_dir, source="test", nthread=1).info()["name"] == MODEL_NAME
 

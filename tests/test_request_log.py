@@ -160,14 +160,12 @@ def test_a_request_without_an_id_or_with_an_unusable_one_gets_a_new_one():
 
 def test_asgi_messages_without_their_optional_keys_are_logged_as_empty():
     """ASGI makes a message's body and headers and the scope's query string optional."""
-    chunks = [{"type": "http.response.body", "body": b'{"error":', "more_body": True}, {"type": "http.response.body"}]
+    chunks = [{"type": "http.response.body", "body": b'{"error":"x"}', "more_body": True}, {"type": "http.response.body"}]
     [entry], headers = logged(True, 400, chunks, level=logging.DEBUG, request={"type": "http.request"}, query_string=None)
     assert headers == {b"x-request-id": b"abc"}
-    assert (entry["requestBody"], entry["httpRequest"]["responseSize"], entry["httpRequest"]["requestUrl"]) == (
-        "",
-        "9",
-        "/predict",
-    )
+    request = entry["httpRequest"]
+    assert (entry["requestBody"], request["responseSize"], request["requestUrl"]) == ("", "13", "/predict")
+    assert entry["error"] == "x"  # read from the body's chunks, the empty last one included
 
 
 def test_the_response_size_counts_every_chunk_and_a_bodys_bad_bytes_are_replaced():

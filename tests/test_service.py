@@ -140,8 +140,8 @@ def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(ex
 
 
 def test_an_explanation_that_reaches_a_worker_still_loading_waits_for_its_model(exported_model, monkeypatch, tmp_path):
+    from penguin_serve.contract import encode
     from penguin_serve.model import PenguinModel
-    from penguin_serve.serving.endpoints import EXPLAIN
     from penguin_serve.serving.predictor import Predictor
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
@@ -153,7 +153,8 @@ def test_an_explanation_that_reaches_a_worker_still_loading_waits_for_its_model(
     loader.start()
     try:
         assert predictor.ready is False
-        assert asyncio.run(EXPLAIN.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
+        base, fields = asyncio.run(predictor.contributions(encode([Penguin(**ADELIE)])))  # on its own, not after a prediction
+        assert base.shape == (1, len(SPECIES)) and fields.shape[0] == 1
     finally:
         loader.join(10)
 
@@ -208,7 +209,8 @@ def test_the_instance_is_ready_only_once_every_live_worker_is(tmp_path):
     try:
         (tmp_path / str(other.pid)).touch()
         assert (instance.ready_workers(), instance.all_ready()) == (2, True)
-        assert other.poll() is None  # asking whether a worker lives sends it no signal
+        with pytest.raises(subprocess.TimeoutExpired):  # asking whether a worker lives sends it no signal
+            other.wait(timeout=0.5)
     finally:
         other.kill()
         other.wait()
@@ -227,6 +229,19 @@ def test_each_worker_sets_its_logging_and_the_young_garbage_collection_threshold
     assert logging.getLogger("penguin_serve").level == logging.INFO
     assert gc.get_threshold()[0] == SETTINGS.gc_young_allocations
     assert gc.get_freeze_count() > 10_000  # start-up's objects, frozen out of every collection
+
+
+def test_a_starting_worker_logs_the_services_info_lines_and_leaves_other_loggers_alone(monkeypatch):
+    import logging
+
+    from penguin_serve.serving.worker import start_worker
+    from penguin_serve.settings import SETTINGS
+
+    root = logging.getLogger()
+    monkeypatch.setattr(logging.getLogger("penguin_serve"), "level", logging.NOTSET)
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    start_worker(SETTINGS)
+    assert (logging.getLogger("penguin_serve").level, root.level) == (logging.INFO, logging.WARNING)
 
 
 def sample(name, **labels):
