@@ -806,6 +806,15 @@ def migrate_policies(project: str, flags: dict) -> None:
 
 
 def storage(positional: list[str], flags: dict) -> str | None:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        return storage_command(positional, flags)
+    except NotFound as missing:  # a bucket that does not exist, in gcloud's words
+        raise Failed(f"{next((p for p in positional if p.startswith('gs://')), 'the bucket')} not found: 404.") from missing
+
+
+def storage_command(positional: list[str], flags: dict) -> str | None:
     from google.cloud import storage as gcs
 
     client = gcs.Client(project="stand-in")
