@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import re
 import shlex
 import shutil
@@ -128,11 +129,10 @@ def pinned_model(config: Deploy, gcloud: Gcloud, requested: str, serves: str = "
         return None
     folder = f"gs://{config.gcs_bucket}/{config.gcs_prefix}"
     if requested == LATEST:
-        pointer = gcloud.find(
-            "storage", "cat", f"{folder}/{LATEST}", missing=NO_OBJECT, placeholder='{"version": "<model-version>"}'
-        )
+        latest = f"gs://{config.gcs_bucket}/{posixpath.join(config.gcs_prefix, LATEST)}"  # storage.py's layout
+        pointer = gcloud.find("storage", "cat", latest, missing=NO_OBJECT, placeholder='{"version": "<model-version>"}')
         if pointer is None:
-            sys.exit(f"no model at {folder}/{LATEST}: push one first (`train.py --push`)")
+            sys.exit(f"no model at {latest}: push one first (`train.py --push`)")
         requested = json.loads(pointer)["version"]
     metadata = f"gs://{config.gcs_bucket}/{version_prefix(config.gcs_prefix, requested)}/{METADATA_FILE}"
     if gcloud.find("storage", "ls", metadata, missing=NO_OBJECT, placeholder=metadata) is None:
