@@ -83,6 +83,67 @@ class Deploy:
         return ["--project", self.project, "--region", self.region]
 
 
+def _managed_prometheus(env: Mapping[str, str]) -> str:
+    return f"https://monitoring.googleapis.com/v1/projects/{env.get('GCP_PROJECT', '')}/location/global/prometheus"
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The canary's gate (scripts/canary_gate.py): at each step below 100 %, the canary revision against the
+    stable one over the same window, on the service's own Prometheus series."""
+
+    prometheus_url: str = setting(
+        "CANARY_PROMETHEUS_URL",
+        "the Prometheus HTTP API the gate queries (with `gcloud auth print-access-token`); any Prometheus-compatible server",
+        from_env=_managed_prometheus,
+        shown="https://monitoring.googleapis.com/v1/projects/PROJECT/location/global/prometheus",
+    )
+    min_requests: int = setting(
+        "CANARY_MIN_REQUESTS", "prediction requests each side (canary, stable) must have served before a step is judged", 200
+    )
+    deadline_s: float = setting(
+        "CANARY_STEP_DEADLINE_S",
+        "seconds a step waits for that traffic (at least --step-wait-s); too little by then fails the step",
+        1800.0,
+    )
+    poll_s: float = setting("CANARY_POLL_S", "seconds between the gate's queries while a step waits", 10.0)
+    max_error_ratio: float = setting(
+        "CANARY_MAX_ERROR_RATIO", "the canary's 5xx share may reach this whatever the stable one's", 0.005
+    )
+    max_error_ratio_increase: float = setting(
+        "CANARY_MAX_ERROR_RATIO_INCREASE", "or the stable revision's 5xx share plus this", 0.002
+    )
+    max_latency_ratio: float = setting(
+        "CANARY_MAX_LATENCY_RATIO", "the canary's p50 and p99 latency at most this times the stable one's", 1.2
+    )
+    significance: float = setting(
+        "CANARY_SIGNIFICANCE",
+        "a latency check fails when the canary's answers slower than its limit are more than the quantile allows "
+        "at this significance (one-sided binomial test)",
+        0.001,
+    )
+    max_out_of_distribution_increase: float = setting(
+        "CANARY_MAX_OUT_OF_DISTRIBUTION_INCREASE",
+        "the canary's share of rows out of the training range at most the stable one's plus this",
+        0.01,
+    )
+    max_species_divergence: float = setting(
+        "CANARY_MAX_SPECIES_DIVERGENCE",
+        "Jensen-Shannon divergence (base 2) between the canary's and the stable predicted-species mix, at most",
+        0.05,
+    )
+    max_confidence_drop: float = setting(
+        "CANARY_MAX_CONFIDENCE_DROP", "the canary's mean confidence at least the stable one's minus this", 0.02
+    )
+    record_dir: str = setting(
+        "CANARY_RECORD_DIR", "where each rollout's decision record (JSON lines, one per step) is written", "canary-records"
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Canary:
+        return from_env(cls, env)
+
+
 @dataclass(frozen=True)
 class Job:
     input: str | None = setting("SCORE_INPUT", "the scoring job's input: a CSV file, a folder, or gs://BUCKET/PREFIX")
@@ -156,6 +217,15 @@ TOOLS = (
     ),
     ("CI", "unset", "`true` on CI: a skipped test fails the run", "tests/conftest.py, scripts/test-fresh.sh"),
     ("PENGUIN_TEST_TIMINGS", "unset", "set by `make timings`: where the test run records its duration", "tests/conftest.py"),
+    (
+        "PENGUIN_WRITE_EXAMPLES",
+        "unset",
+        "set: the Cloud Run test writes its good rollout's decision record to docs/canary-record.example.jsonl",
+        "tests/test_cloud_run_journey.py",
+    ),
+    ("FAULT_ERROR_SHARE", "0", "the test wrapper image's share of prediction requests answered 500", "tests/faulty_image"),
+    ("FAULT_DELAY_S", "0", "the test wrapper image's delay added to each prediction request", "tests/faulty_image"),
+    ("FAULT_SPARED", "5", "the test wrapper image: prediction requests per worker spared the fault", "tests/faulty_image"),
     ("PENGUIN_SCREENSHOT", "unset", "where the browser test saves the front page's picture", "tests/test_front_page.py"),
     ("PENGUIN_DASHBOARD_PNG", "unset", "where the monitoring test draws the dashboard", "tests/test_monitoring.py"),
 )

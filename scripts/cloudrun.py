@@ -4,7 +4,7 @@ and the dashboard.
 
     .venv/bin/python -m scripts.cloudrun monitoring-config [--dry-run]    # once, before the first deploy
     .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--model-version V] [--public] [--no-traffic] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--model-version V] [--steps 10,50,100] [--step-wait-s 60]
+    .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--model-version V] [--steps 10,50,100] [--step-wait-s 300]
                                      [--dry-run]
     .venv/bin/python -m scripts.cloudrun rollback [REVISION] [--dry-run]
     .venv/bin/python -m scripts.cloudrun service-yaml IMAGE@sha256:... [--model-version V]
@@ -31,15 +31,15 @@ import shutil
 import string
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 from penguin_serve.contract import EXAMPLE, SPECIES
-from penguin_serve.deployment import Deploy
+from penguin_serve.deployment import Canary, Deploy
 from penguin_serve.jobs.locations import split_gs_url
 from penguin_serve.model import METADATA_FILE
 from penguin_serve.storage import LATEST, version_prefix
+from scripts import canary_gate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
@@ -570,10 +570,20 @@ def smoke_test(url: str, token: str | None) -> bool:
 
 
 def canary(
-    config: Deploy, gcloud: Gcloud, image: str, model_version: str, steps: list[int], tag: str, step_wait_s: float, public: bool
+    config: Deploy,
+    gcloud: Gcloud,
+    image: str,
+    model_version: str,
+    steps: list[int],
+    tag: str,
+    step_wait_s: float,
+    public: bool,
+    limits: Canary,
 ) -> int:
-    """The new revision takes each step's share of traffic after a smoke test at its own URL; a failed test
-    puts traffic back as it was before the rollout. The last step is followed by --to-latest."""
+    """The new revision takes each step's share of traffic after a smoke test at its own URL. At each step below
+    100 %, the gate (scripts/canary_gate.py) compares it with the stable revision on live metrics once both
+    have served enough requests; a failed smoke test or check puts traffic back as it was before the rollout.
+    The last step is followed by --to-latest. Each judged step and the decision go to the decision record."""
     require_digest(image)
     before = describe(config, gcloud, DRY_RUN_SERVICE)
     if before is None:
@@ -586,18 +596,37 @@ def canary(
         return 1
     service = describe(config, gcloud, DRY_RUN_SERVICE)
     revision, url = tagged(service, tag)
+    stable = [name for name in previous if name != revision]
+    record = None if gcloud.dry_run else canary_gate.Record(limits, revision)
+    if record:
+        print(f"decision record: {record.path}", flush=True)
+
+    def roll_back(where: str, reason: str) -> int:
+        print(f"rollout stopped {where}: traffic back to {split_text(previous)}", file=sys.stderr)
+        gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-revisions", restore)
+        if record:
+            print(record.decide("rolled back", f"{revision} {where}: {reason}; traffic is back on {split_text(previous)}"))
+        return 1
+
     for percent in steps:
         token = identity_token(config, gcloud, public, service["status"]["url"])
         if not gcloud.dry_run and not smoke_test(url, token):
-            print(f"rollout stopped before {percent} %: traffic back to {split_text(previous)}", file=sys.stderr)
-            gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-revisions", restore)
-            return 1
+            return roll_back(f"before {percent} %", "its smoke test failed")
         gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-tags", f"{tag}={percent}")
         print(f"{revision} takes {percent} % of traffic", flush=True)
-        if percent < 100 and not gcloud.dry_run:
-            time.sleep(step_wait_s)
+        if percent < 100 and record:
+            access = gcloud("auth", "print-access-token")
+            prometheus = canary_gate.Prometheus(limits.prometheus_url, access)
+            step = canary_gate.judge_step(prometheus, limits, percent, revision, stable, step_wait_s)
+            record.step(step)
+            if not step.passed:
+                return roll_back(f"at {percent} %", canary_gate.failure_words(step))
+            print(f"{revision} passed every check at {percent} % over {step.window_s} s", flush=True)
     # Promote: the service follows its newest revision again, so the next deploy is not pinned to this one.
     gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-latest")
+    if record:
+        judged = [f"{percent} %" for percent in steps if percent < 100]
+        print(record.decide("promoted", f"{revision} passed every check at {', '.join(judged)} and serves all traffic"))
     return 0
 
 
@@ -691,7 +720,9 @@ def run_command(argv: list[str] | None) -> int:
     canary_parser = commands.choices["canary"]
     canary_parser.add_argument("--steps", default="10,50,100", help="traffic percentages, in order")
     canary_parser.add_argument("--tag", default="canary", help="revision tag (its URL is smoke-tested)")
-    canary_parser.add_argument("--step-wait-s", type=float, default=60, help="pause between steps")
+    canary_parser.add_argument(
+        "--step-wait-s", type=float, default=300, help="the least time a step lasts before the gate judges it"
+    )
     rollback_parser = commands.add_parser("rollback")
     rollback_parser.add_argument(
         "revision", nargs="?", help="revision to send all traffic to (default: the ready one before the serving one)"
@@ -731,7 +762,9 @@ def run_command(argv: list[str] | None) -> int:
         return deploy(config, gcloud, args.image, args.model_version, args.public, args.no_traffic)
     if args.command == "canary":
         steps = [int(step) for step in args.steps.split(",")]
-        return canary(config, gcloud, args.image, args.model_version, steps, args.tag, args.step_wait_s, args.public)
+        return canary(
+            config, gcloud, args.image, args.model_version, steps, args.tag, args.step_wait_s, args.public, Canary.from_env()
+        )
     if args.command == "rollback":
         return rollback(config, gcloud, args.revision)
     if args.command == "job-deploy":

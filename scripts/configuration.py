@@ -8,12 +8,13 @@ tasks, and the tools). tests/test_configuration.py checks that the file is curre
 from __future__ import annotations
 
 from penguin_serve.configuration import reference
-from penguin_serve.deployment import TOOLS, Deploy, Job
+from penguin_serve.deployment import TOOLS, Canary, Deploy, Job
 from penguin_serve.settings import Settings
 
 SECTIONS = (
     ("The service", "`bentoml serve`, the image, Cloud Run; read by `penguin_serve/settings.py`", Settings),
     ("The Cloud Run deploy", "`python -m scripts.cloudrun`; read by `penguin_serve/deployment.py`", Deploy),
+    ("The canary's gate", "`python -m scripts.cloudrun canary`; read by `penguin_serve/deployment.py`", Canary),
     ("The scoring job's tasks", "`python -m penguin_serve.jobs.score`; read by `penguin_serve/deployment.py`", Job),
 )
 

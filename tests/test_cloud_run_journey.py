@@ -12,100 +12,31 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import real_gcloud
 import requests
+from cloud_project import DESCRIBE, SAMPLE, cloud, latest_ready, project, served_by, token, typed, usual_birds  # noqa: F401 - fixtures by name
 from conftest import REPO_ROOT
-from containers import docker, docker_cli, engine_unavailable_reason, local_registry
-from readme import README, Shell, commands, section, troubleshooting
+from containers import docker, docker_cli
+from readme import README, Shell, commands, troubleshooting
+from traffic import PredictionLoad
 
-sys.path.insert(0, str(REPO_ROOT / "tests" / "stand_in"))
-import cloud  # noqa: E402 - the stand-in's own module, for teardown and fault injection
-
-PAGE = REPO_ROOT / "docs" / "cloud-run.md"
 BULK_SCORING = REPO_ROOT / "docs" / "bulk-scoring.md"
-STAND_IN = REPO_ROOT / "tests" / "stand_in"
-SAMPLE = 100  # requests per check of which revision serves
 SPLIT_SAMPLE = 800  # requests per measured split: at 10 %, a standard deviation of 1.1 points
 
 
-def typed(title: str, page: Path = PAGE) -> list[str]:
-    return [command.text for command in commands(section(title, page))]
+def canary(shell: Shell, command: str, url: str, birds: list[dict], kill_at: int | None = None) -> tuple[int, str, dict]:
+    """Runs a canary under prediction traffic, measuring the traffic split at each step below 100 % while the
+    gate waits; with kill_at, the new revision's container is killed as that step starts instead, as an instance
+    that crashes under traffic. Its exit status, its output, and (revision, shares) per step."""
+    with PredictionLoad(url, lambda: token(shell), birds):
+        return watched(shell, shell.popen(command), url, kill_at)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, gcs_emulator):
-    """A Google Cloud project of one's own, set up by the page's first section, with the image built and pushed
-    (`make image`, then scripts/push-image.sh) once for every test here, on a machine that builds arm64 by
-    default, as an Apple-silicon Mac does."""
-    if reason := engine_unavailable_reason():
-        pytest.skip(reason)
-    home = tmp_path_factory.mktemp("home")
-    state = home / "gcloud-state"
-    state.mkdir()
-    with local_registry(tmp_path_factory.mktemp("registry")) as registry:
-        env = {
-            **os.environ,
-            "PATH": f"{STAND_IN}:{os.path.dirname(docker_cli())}:{os.environ['PATH']}",
-            "HOME": str(home),
-            "BENTOML_HOME": str(home / "bentoml"),
-            "GCLOUD_STAND_IN_STATE": str(state),
-            "GCLOUD_STAND_IN_DOCKER": docker_cli(),
-            "STORAGE_EMULATOR_HOST": gcs_emulator.url,
-            "REGISTRY": f"{registry}/penguin-serve",  # Artifact Registry's place
-            "PENGUIN_IMAGE": "penguin-cloud-run-test",
-            "DOCKER_DEFAULT_PLATFORM": "linux/arm64",
-        }
-        for make_variable in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS"):  # a terminal, not a `make test` recipe
-            env.pop(make_variable, None)
-        shell = Shell(env, home / "variables.sh")
-        try:
-            for command in typed("Set up a project (once)"):
-                shell.ok(command)
-            _, make_image, push, *_ = typed("Deploy")
-            built, pushed = shell.run(make_image, timeout=1800), shell.run(push)
-            assert built.returncode == pushed.returncode == 0, built.stderr[-3000:] + pushed.stderr[-3000:]
-            yield shell, state, built, pushed
-        finally:
-            cloud.teardown(state)
-            for image in docker("images", "-q", "penguin-cloud-run-test", check=False).stdout.split():
-                docker("rmi", "-f", image, check=False)
-
-
-def token(shell: Shell) -> str:
-    return shell.ok("gcloud auth print-identity-token").strip()
-
-
-def served_by(url: str, identity_token: str, count: int = SAMPLE) -> Counter:
-    """Which revision answered each of `count` requests to the service URL (sent 8 at a time, so that a
-    measurement fits in a rollout step's pause even on a busy machine)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def revision(_: int) -> str:
-        answer = requests.get(f"{url}/health", headers={"Authorization": f"Bearer {identity_token}"}, timeout=30)
-        return answer.json()["revision"] if answer.status_code == 200 else f"HTTP {answer.status_code}: {answer.text}"
-
-    with ThreadPoolExecutor(8) as pool:
-        return Counter(pool.map(revision, range(count)))
-
-
-DESCRIBE = "gcloud run services describe penguin-serve --region $CLOUD_RUN_REGION --project $GCP_PROJECT"
-
-
-def latest_ready(shell: Shell) -> str:
-    return shell.ok(f"{DESCRIBE} --format='value(status.latestReadyRevisionName)'").strip()
-
-
-def canary(shell: Shell, command: str, url: str, kill_at: int | None = None) -> tuple[int, str, dict]:
-    """Runs a canary, measuring the traffic split at each step below 100 % while it pauses; with kill_at, the
-    new revision's container is killed as that step starts instead, as an instance that crashes under traffic.
-    Its exit status, its output, and (revision, shares) per step."""
-    process = shell.popen(command)
+def watched(shell: Shell, process, url: str, kill_at: int | None) -> tuple[int, str, dict]:
     output, shares = [], {}
     for line in process.stdout:
         output.append(line)
@@ -130,11 +61,12 @@ def test_the_image_is_linux_amd64_and_pushed_by_digest(project):
     assert re.fullmatch(rf"{re.escape(registry)}/penguin-serve@sha256:[0-9a-f]{{64}}\n", pushed.stdout)
 
 
-def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_clean_up(project, gcs_emulator):
+def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_clean_up(project, gcs_emulator, usual_birds):
     shell, state, _, _ = project
     deploy_all, _, _, deploy = typed("Deploy")
-    _, url_query, curl = typed("Deploy to Cloud Run", README)
+    _, url_query, curl, readme_canary = typed("Deploy to Cloud Run", README)
     canary_command, rollback, deploy_again = typed("Roll out in steps, roll back")
+    assert readme_canary == canary_command  # the README's line is the one run here
 
     # Deploy: smoke-tested, then all traffic; the URL printed; private.
     printed = shell.ok(deploy)
@@ -156,8 +88,9 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     # Canary at 10, 50, 100 %: shares measured at each step (binomial bounds far outside chance). Its identity
     # tokens last 10 s, shorter than a step, as an hour is shorter than a long rollout's steps.
     quick = "GCLOUD_STAND_IN_TOKEN_LIFETIME_S=10 " + canary_command.replace("--step-wait-s 300", "--step-wait-s 20")
-    status, printed, shares = canary(shell, quick, url)
+    status, printed, shares = canary(shell, quick, url, usual_birds)
     assert status == 0, printed
+    assert re.search(r"^decision: promoted: \S+ passed every check at 10 %, 50 % and serves all traffic$", printed, re.MULTILINE)
     second = latest_ready(shell)
     assert shares[10][0] == shares[50][0] == second != first
     # 10 % within 5 points and 50 % within 8, over 800 requests: each bound more than 4.5 standard deviations out.
@@ -166,9 +99,9 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     assert served_by(url, token(shell)) == Counter({second: SAMPLE})
 
     # A canary whose instance dies at 10 %: the next smoke test fails and traffic goes back as it was.
-    status, printed, shares = canary(shell, quick, url, kill_at=10)
+    status, printed, shares = canary(shell, quick, url, usual_birds, kill_at=10)
     third = shares[10][0]
-    assert status == 1 and "rollout stopped before 50 %" in printed, printed
+    assert status == 1 and "rollout stopped at 10 %" in printed and "traffic: the canary served" in printed, printed
     assert third not in (first, second)
     assert served_by(url, token(shell)) == Counter({second: SAMPLE})
 
@@ -278,67 +211,3 @@ def test_cloud_run_refuses_an_arm64_image(project, tmp_path):
     refused = shell.run(f"CLOUD_RUN_SERVICE=arm64-only GCS_BUCKET_NAME= .venv/bin/python -m scripts.cloudrun deploy {digest}")
     assert refused.returncode == 1 and troubleshooting(9).search(refused.stderr), refused.stderr
     assert shell.run(DESCRIBE.replace("penguin-serve", "arm64-only", 1) + " --format=json").returncode == 1
-
-
-def test_a_revision_serves_the_model_pinned_at_its_deploy_also_after_a_push_a_restart_and_a_rollback(
-    project, gcs_emulator, exported_model, tmp_path
-):
-    """train.py --push moves `latest`; instances that start afterwards (here a restart, as a liveness failure or
-    a scale-out starts one) still load their revision's model, a new model reaches traffic only through a new
-    revision, and a rollback brings the old model back, also into instances started after it. A service and a
-    bucket of its own, so that the journey's are not touched."""
-    from penguin_serve.contract import MODEL_NAME
-    from penguin_serve.model import METADATA_FILE
-    from penguin_serve.storage import make_client, push_model
-
-    shell, state, _, _ = project
-    bucket, service = "penguin-pinned-models", "penguin-pinned"
-    gcs_emulator.create_bucket(bucket)
-    client = make_client(gcs_emulator.url)
-
-    def push(version: str) -> None:
-        copy = tmp_path / version
-        shutil.copytree(exported_model, copy)
-        metadata = json.loads((copy / METADATA_FILE).read_text())
-        (copy / METADATA_FILE).write_text(json.dumps({**metadata, "model_version": version}))
-        assert push_model(client, bucket, MODEL_NAME, copy) == version
-
-    settings = f"GCS_BUCKET_NAME={bucket} CLOUD_RUN_SERVICE={service}"
-    describe = DESCRIBE.replace("penguin-serve", service)
-    deploy = f"{settings} .venv/bin/python -m scripts.cloudrun deploy $IMAGE"
-
-    def serving() -> tuple[str, str]:
-        """The revision that answers and the model version it serves, once it answers."""
-        url = json.loads(shell.ok(f"{describe} --format=json"))["status"]["url"]
-        headers = {"Authorization": f"Bearer {token(shell)}"}
-        for _ in range(120):
-            try:
-                health = requests.get(f"{url}/health", headers=headers, timeout=10)
-                if health.status_code == 200:
-                    return health.json()["revision"], health.json()["model_version"]
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"{service} did not answer after its restart")
-
-    def restart(revision: str) -> None:
-        docker("restart", cloud.container_of(state, revision))
-
-    try:
-        push("model-a")
-        printed = shell.ok(deploy, timeout=900)
-        assert f"the revision serves model model-a from gs://{bucket}/{MODEL_NAME}/" in printed
-        first, model = serving()
-        assert model == "model-a"
-        push("model-b")  # latest moves; the serving revision keeps its model, also in an instance started now
-        restart(first)
-        assert serving() == (first, "model-a")
-        shell.ok(deploy, timeout=900)
-        second, model = serving()
-        assert second != first and model == "model-b"
-        shell.ok(f"{settings} .venv/bin/python -m scripts.cloudrun rollback")
-        assert serving() == (first, "model-a")
-        restart(first)
-        assert serving() == (first, "model-a")
-    finally:
-        shell.run(f"gcloud run services delete {service} --region $CLOUD_RUN_REGION --project $GCP_PROJECT --quiet")

@@ -286,17 +286,24 @@ def test_metrics_count_predictions_confidence_and_out_of_distribution(api):
     from conftest import KNOWN_RECORDS
 
     gentoo = KNOWN_RECORDS[2][0]
-    before = (
-        sample("penguin_predictions_total", species="Gentoo"),
-        sample("penguin_out_of_distribution_total", field="body_mass_g"),
-    )
-    api.post("/predict", json={**gentoo, "body_mass_g": 9000})
-    api.post("/predict_batch", json=[gentoo, gentoo])
-    after = (
-        sample("penguin_predictions_total", species="Gentoo"),
-        sample("penguin_out_of_distribution_total", field="body_mass_g"),
-    )
-    assert [b - a for a, b in zip(before, after)] == [3, 1]
+
+    def counted() -> tuple[float, ...]:
+        return (
+            sample("penguin_predictions_total", species="Gentoo"),
+            sample("penguin_out_of_distribution_total", field="body_mass_g"),
+            sample("penguin_out_of_distribution_total", field="flipper_length_mm"),
+            sample("penguin_out_of_distribution_rows_total"),
+            sample("penguin_confidence_sum_total"),
+        )
+
+    before = counted()
+    odd = api.post("/predict", json={**gentoo, "body_mass_g": 9000, "flipper_length_mm": 400}).json()
+    usual = api.post("/predict_batch", json=[gentoo, gentoo]).json()
+    after = counted()
+    # Two fields of one row out of range: two flags, one row; the confidence sum is the answers' own.
+    confidence = odd["confidence"] + sum(answer["confidence"] for answer in usual)
+    assert [b - a for a, b in zip(before, after)][:4] == [3, 1, 1, 1]
+    assert after[4] - before[4] == pytest.approx(confidence, abs=1e-6)
 
 
 def test_confidence_is_observed_for_one_prediction_in_64_whatever_the_calls(api):

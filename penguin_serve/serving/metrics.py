@@ -30,6 +30,10 @@ CONFIDENCE = Histogram(
     buckets=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
 OUT_OF_DISTRIBUTION = Counter("penguin_out_of_distribution", "Measurements outside the training range, by field", ["field"])
+# Exact shares per revision for the canary's gate (scripts/canary_gate.py), one increment per model call each:
+# with penguin_predictions_total, the share of rows out of distribution and the mean confidence.
+OUT_OF_DISTRIBUTION_ROWS = Counter("penguin_out_of_distribution_rows", "Rows with a measurement outside the training range")
+CONFIDENCE_SUM = Counter("penguin_confidence_sum", "Sum over all rows of the predicted species' probability")
 MODEL_CALL_ROWS = Histogram(
     "penguin_model_call_rows",
     "Rows per model call: concurrent requests share one call",
@@ -83,6 +87,7 @@ def record_model_call(model: PenguinModel, features: np.ndarray, probabilities: 
     rows = len(probabilities)
     MODEL_CALL_ROWS.observe(rows)
     _count(_PREDICTED, probabilities.argmax(axis=1))
+    CONFIDENCE_SUM.inc(float(probabilities.max(axis=1).sum()))
     if _confidence_stride < rows:
         for confidence in probabilities[_confidence_stride::CONFIDENCE_SAMPLE_EVERY].max(axis=1).tolist():
             CONFIDENCE.observe(confidence)
@@ -98,6 +103,8 @@ def _count(series: list, indexes: np.ndarray) -> None:
 
 
 def record_out_of_distribution(fields_per_row: list[list[str]]) -> None:
+    if flagged := sum(1 for fields in fields_per_row if fields):
+        OUT_OF_DISTRIBUTION_ROWS.inc(flagged)
     for name, count in collections.Counter(field for fields in fields_per_row for field in fields).items():
         OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
 

@@ -352,6 +352,11 @@ def identity_token() -> str:
     return token
 
 
+def access_token() -> str:
+    """An OAuth access token's stand-in: the monitoring query endpoint takes it and does not check it."""
+    return "ya29." + secrets.token_urlsafe(24)
+
+
 def token_valid(data: dict, token: str) -> bool:
     return data["tokens"].get(token, 0) > time.time()
 
@@ -517,6 +522,9 @@ def deploy_service(positional: list[str], flags: dict) -> None:
             "container": None,
             "port": None,
             "args": flags["_args"],
+            "scrape": scrape_endpoint(data, template),
+            "location": one(flags, "region") or data.get("config", {}).get("run/region", ""),
+            "project": one(flags, "project", "stand-in-project"),
         }
         revision["env"].update(google_apis(data))
         service["revisions"].append(revision)
@@ -542,6 +550,7 @@ def deploy_service(positional: list[str], flags: dict) -> None:
         stored.update(container=container, port=port, ready=failure is None, failure=failure)
         if failure is None:
             service["latestReadyRevisionName"] = stored["name"]
+            write_scrape_targets(data)
         for tag in flags.get("tag", []):
             if failure is None:
                 entry = service["tags"].get(tag) or {"url": start_router(data, name, tag)}
@@ -629,6 +638,7 @@ def delete_service(name: str) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 15)
         data["processes"] = [pid for pid in data["processes"] if pid not in routers]
+        write_scrape_targets(data)
     for revision in service["revisions"]:
         docker("rm", "-f", container_of(STATE_DIR, revision["name"]), check=False)
     print(f"Deleted service [{name}].", file=sys.stderr)
@@ -647,6 +657,100 @@ def run_revisions(positional: list[str], flags: dict) -> str:
         for r in (service["revisions"] if service else [])
     ]
     return listed(revisions, flags)
+
+
+# --- Managed Service for Prometheus ------------------------------------------------------------------------
+
+SCRAPE_TARGETS = "scrape-targets.json"
+SCRAPE_INTERVAL = "1s"  # the RunMonitoring says 30 s: shortened, so that a test's traffic is seen at once
+
+
+def scrape_endpoint(data: dict, template: dict) -> dict | None:
+    """What the sidecar of a revision scrapes, from the RunMonitoring in the secret mounted into its collector
+    container (the sidecar's own default where none is mounted); None without a collector."""
+    collector = template["containers"].get("collector")
+    if collector is None:
+        return None
+    name, endpoint = "run-gmp-sidecar", {"port": "8080", "path": "/metrics"}
+    if mounted := collector.get("set-secrets"):
+        secret = mounted.partition("=")[2].rpartition(":")[0]
+        if versions := data["secrets"].get(secret):
+            import yaml
+
+            config = yaml.safe_load(versions[-1])
+            name, endpoint = config["metadata"]["name"], {**endpoint, **config["spec"]["endpoints"][0]}
+    return {"job": name, "path": endpoint["path"]}
+
+
+def write_scrape_targets(data: dict) -> None:
+    """Prometheus's file-based discovery: every ready revision that runs the collector, with the labels the
+    sidecar adds to each of its metrics (run-gmp-sidecar's confgenerator: service_name, revision_name,
+    configuration_name; cluster __run__, namespace the service, job the RunMonitoring's name), and location and
+    project_id as Managed Service for Prometheus stores them."""
+    targets = [
+        {
+            "targets": [f"127.0.0.1:{revision['port']}"],
+            "labels": {
+                "__metrics_path__": revision["scrape"]["path"],
+                "job": revision["scrape"]["job"],
+                "service_name": name,
+                "revision_name": revision["name"],
+                "configuration_name": name,
+                "cluster": "__run__",
+                "namespace": name,
+                "location": revision["location"],
+                "project_id": revision["project"],
+            },
+        }
+        for name, service in data["services"].items()
+        for revision in service["revisions"]
+        if revision["ready"] and revision.get("scrape")
+    ]
+    temporary = STATE_DIR / f"{SCRAPE_TARGETS}.tmp"
+    temporary.write_text(json.dumps(targets))
+    os.replace(temporary, STATE_DIR / SCRAPE_TARGETS)
+
+
+def start_prometheus(state_dir: Path) -> str:
+    """The project's Managed Service for Prometheus query endpoint: a real Prometheus (Debian's) that scrapes
+    what write_scrape_targets lists; started once per project and ended by teardown. Its URL."""
+    global STATE_DIR
+    STATE_DIR = state_dir
+    from scripts.tools import require
+
+    with state() as data:
+        if "prometheus" in data:
+            return data["prometheus"]
+        if not (STATE_DIR / SCRAPE_TARGETS).exists():
+            write_scrape_targets(data)
+        port = free_port()
+        config = {
+            "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL},
+            "scrape_configs": [
+                {
+                    "job_name": "cloud-run",
+                    "file_sd_configs": [{"files": [str(STATE_DIR / SCRAPE_TARGETS)], "refresh_interval": "1s"}],
+                }
+            ],
+        }
+        (STATE_DIR / "prometheus.yml").write_text(json.dumps(config))
+        log = open(STATE_DIR / "prometheus.log", "a")  # noqa: SIM115 - the child keeps it
+        process = subprocess.Popen(
+            [
+                require("prometheus"), f"--config.file={STATE_DIR / 'prometheus.yml'}",
+                f"--storage.tsdb.path={STATE_DIR / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        data["processes"].append(process.pid)
+        data["prometheus"] = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{data['prometheus']}/-/ready", timeout=1).status_code == 200:
+                return data["prometheus"]
+        time.sleep(0.1)
+    raise Failed(f"Prometheus did not start: see {STATE_DIR / 'prometheus.log'}")
 
 
 # --- Cloud Run jobs ----------------------------------------------------------------------------------------
@@ -894,6 +998,8 @@ def dispatch(args: list[str]) -> str | None:
             raise Failed(message)
     if group == ("auth", "print-identity-token"):
         return identity_token()
+    if group == ("auth", "print-access-token"):
+        return access_token()
     if group == ("config", "set"):
         with state() as data:
             data.setdefault("config", {})[positional[2]] = positional[3]

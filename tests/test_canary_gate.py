@@ -1,0 +1,162 @@
+"""The canary gate's judgement (scripts/canary_gate.py) on given figures: each check at its limit and just past
+it, the divergence's bounds, and a step's waiting. The gate against a real Prometheus and real revisions is in
+tests/test_cloud_run_journey.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from penguin_serve.deployment import Canary
+from scripts import canary_gate
+from scripts.canary_gate import Figures, checks, js_divergence
+
+LIMITS = Canary.from_env({})
+MIX = {"Adelie": 44.0, "Chinstrap": 20.0, "Gentoo": 36.0}
+BOUNDS = (0.005, 0.01, 0.02, 0.04, 0.08)
+
+
+def histogram(durations: list[float]) -> dict[str, float]:
+    """The cumulative latency histogram of these answers, keyed as Prometheus's `le` label."""
+    counts = {str(bound): float(sum(d <= bound for d in durations)) for bound in BOUNDS}
+    return {**counts, "+Inf": float(len(durations))}
+
+
+# 1000 answers: 500 of 5-10 ms, 490 of 10-20 ms, 10 of 20-40 ms: p50 10 ms, p99 20 ms.
+USUAL = [0.0075] * 500 + [0.015] * 490 + [0.03] * 10
+STABLE = Figures(
+    requests=1000, server_errors=0, latency=histogram(USUAL), rows=1000, out_of_distribution_rows=10,
+    confidence_sum=950, species=MIX,
+)  # fmt: skip
+
+
+def verdicts(canary: Figures, stable: Figures = STABLE) -> dict[str, bool]:
+    return {check.name: check.passed for check in checks(canary, stable, LIMITS)}
+
+
+def failed(canary: Figures, stable: Figures = STABLE) -> list[str]:
+    return [name for name, passed in verdicts(canary, stable).items() if not passed]
+
+
+def test_the_defaults_are_the_documented_thresholds():
+    assert (LIMITS.min_requests, LIMITS.max_error_ratio, LIMITS.max_error_ratio_increase) == (200, 0.005, 0.002)
+    assert (LIMITS.max_latency_ratio, LIMITS.max_out_of_distribution_increase) == (1.2, 0.01)
+    assert (LIMITS.max_species_divergence, LIMITS.max_confidence_drop) == (0.05, 0.02)
+
+
+def test_a_canary_like_the_stable_revision_passes_every_check():
+    assert verdicts(STABLE) == dict.fromkeys(
+        ["server errors", "latency p50", "latency p99", "inputs", "species mix", "confidence"], True
+    )
+
+
+@pytest.mark.parametrize(
+    ("stable_errors", "canary_errors", "passes"),
+    [(0, 5, True), (0, 6, False), (10, 12, True), (10, 13, False)],  # max(0.5 %, stable + 0.2 points) of 1000
+)
+def test_server_errors_pass_up_to_the_floor_or_the_stable_share_plus_its_margin(stable_errors, canary_errors, passes):
+    stable = dataclasses.replace(STABLE, server_errors=stable_errors)
+    canary = dataclasses.replace(STABLE, server_errors=canary_errors)
+    assert ("server errors" not in failed(canary, stable)) is passes
+
+
+def test_quantiles_are_interpolated_within_their_bucket_as_histogram_quantile_does():
+    assert (STABLE.quantile(0.5), STABLE.quantile(0.99)) == (pytest.approx(0.010), pytest.approx(0.020))
+    assert STABLE.quantile(0.25) == pytest.approx(0.0075)  # rank 250 of the 500 in (5, 10] ms
+    assert STABLE.answered_within(0.015) == pytest.approx(745)  # 500 + half of the 490 in (10, 20] ms
+    assert dataclasses.replace(STABLE, latency={}).quantile(0.5) is None
+
+
+def test_a_slower_canary_fails_both_latency_checks():
+    slower = dataclasses.replace(STABLE, latency=histogram([d * 1.5 for d in USUAL]))
+    assert failed(slower) == ["latency p50", "latency p99"]
+    assert dataclasses.replace(STABLE, latency={}).quantile(0.99) is None
+    assert failed(dataclasses.replace(STABLE, latency={})) == ["latency p50", "latency p99"]
+
+
+@pytest.mark.parametrize(("late", "passes"), [(3, True), (8, True), (9, False)])
+def test_late_answers_fail_p99_only_when_significantly_more_than_one_in_a_hundred(late, passes):
+    """200 canary answers like the stable ones, `late` of them past 1.2 x its p99 (24 ms). Binomial(200, 1 %): 3 or
+    more has p = 0.32, 8 or more p = 0.0010, 9 or more p = 0.00021 (under the 0.001 significance)."""
+    durations = [0.0075] * 100 + [0.015] * (100 - late) + [0.07] * late
+    canary = dataclasses.replace(STABLE, requests=200, rows=200, confidence_sum=190, latency=histogram(durations))
+    assert canary.quantile(0.99) > LIMITS.max_latency_ratio * STABLE.quantile(0.99)  # the raw ratio fails each time
+    assert ("latency p99" not in failed(canary)) is passes
+
+
+def test_inputs_pass_up_to_one_point_more_out_of_distribution():
+    assert failed(dataclasses.replace(STABLE, out_of_distribution_rows=20)) == []
+    assert failed(dataclasses.replace(STABLE, out_of_distribution_rows=21)) == ["inputs"]
+
+
+def test_the_species_mix_fails_when_two_species_trade_places_and_confidence_when_it_drops():
+    swapped = {"Adelie": 20.0, "Chinstrap": 44.0, "Gentoo": 36.0}
+    assert failed(dataclasses.replace(STABLE, species=swapped)) == ["species mix"]
+    assert failed(dataclasses.replace(STABLE, confidence_sum=930)) == []  # exactly 0.02 lower
+    assert failed(dataclasses.replace(STABLE, confidence_sum=929)) == ["confidence"]
+
+
+def test_jensen_shannon_divergence_is_zero_for_one_mix_and_one_bit_for_disjoint_ones():
+    mix = {"Adelie": 0.5, "Chinstrap": 0.5, "Gentoo": 0.0}
+    assert js_divergence(mix, mix) == 0
+    assert js_divergence({"Adelie": 1.0, "Chinstrap": 0.0, "Gentoo": 0.0}, {"Adelie": 0.0, "Chinstrap": 0.0, "Gentoo": 1.0}) == 1
+    assert js_divergence(mix, {"Adelie": 1.0, "Chinstrap": 0.0, "Gentoo": 0.0}) == pytest.approx(0.3113, abs=1e-4)
+
+
+class Series:
+    """A Prometheus that answers every sum with `requests(now)`; the species by an even mix."""
+
+    def __init__(self, requests) -> None:
+        self.requests, self.now, self.queries = requests, 0.0, []
+
+    def value(self, expression: str) -> float:
+        self.queries.append(expression)
+        if "5.." in expression:
+            return 0.0
+        return float(self.requests(self.now))
+
+    def by(self, expression: str, label: str) -> dict[str, float]:
+        if label == "le":
+            return histogram([0.0075] * round(self.requests(self.now)))
+        return dict.fromkeys(MIX, 1.0)
+
+
+def judged(prometheus: Series, limits: Canary, min_wait_s: float) -> canary_gate.Step:
+    def sleep(seconds: float) -> None:
+        prometheus.now += seconds
+
+    return canary_gate.judge_step(prometheus, limits, 10, "canary-rev", ["stable-rev"], min_wait_s, lambda: prometheus.now, sleep)
+
+
+def test_a_step_waits_its_time_and_its_traffic_then_judges_over_the_window_it_waited():
+    limits = dataclasses.replace(LIMITS, min_requests=200, poll_s=5)
+    prometheus = Series(lambda now: 10 * now)  # 10 requests a second each side
+    step = judged(prometheus, limits, min_wait_s=10)
+    assert (step.passed, step.window_s, prometheus.now) == (True, 20, 20)
+    assert any('revision_name=~"canary-rev"' in q and "[20s]" in q for q in prometheus.queries)
+    assert any('revision_name=~"stable-rev"' in q for q in prometheus.queries)
+
+
+def test_a_step_without_enough_traffic_by_its_deadline_fails_naming_the_counts():
+    limits = dataclasses.replace(LIMITS, min_requests=200, poll_s=5, deadline_s=30)
+    step = judged(Series(lambda now: 3), limits, min_wait_s=10)
+    assert not step.passed and [c.name for c in step.checks] == ["traffic"] and step.window_s == 30
+    assert (
+        step.checks[0].words
+        == "the canary served 3 and the stable revision 3 prediction requests in 30 s: fewer than 200 to decide on"
+    )
+
+
+def test_the_record_holds_each_step_and_the_decision_in_words(tmp_path):
+    limits = dataclasses.replace(LIMITS, record_dir=str(tmp_path), poll_s=1)
+    record = canary_gate.Record(limits, "canary-rev")
+    step = judged(Series(lambda now: 500), limits, min_wait_s=1)
+    record.step(step)
+    assert record.decide("promoted", "every check held") == "decision: promoted: every check held"
+    [line, decision] = [json.loads(text) for text in record.path.read_text().splitlines()]
+    assert line["verdict"] == "pass" and line["figures"]["canary"]["requests"] == 500
+    assert line["thresholds"]["max_species_divergence"] == 0.05 and "prometheus_url" not in line["thresholds"]
+    assert decision == {"decision": "promoted", "reason": "every check held"}
+    assert record.path == tmp_path / "canary-rev.jsonl"
