@@ -221,7 +221,7 @@ TOOLS = (
         "PENGUIN_WRITE_EXAMPLES",
         "unset",
         "set: the Cloud Run test writes its good rollout's decision record to docs/canary-record.example.jsonl",
-        "tests/test_cloud_run_journey.py",
+        "tests/test_cloud_run_releases.py",
     ),
     ("FAULT_ERROR_SHARE", "0", "the test wrapper image's share of prediction requests answered 500", "tests/faulty_image"),
     ("FAULT_DELAY_S", "0", "the test wrapper image's delay added to each prediction request", "tests/faulty_image"),

@@ -1,6 +1,6 @@
 """The canary gate's judgement (scripts/canary_gate.py) on given figures: each check at its limit and just past
 it, the divergence's bounds, and a step's waiting. The gate against a real Prometheus and real revisions is in
-tests/test_cloud_run_journey.py."""
+tests/test_cloud_run_releases.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The real service with a fault in front of its prediction routes: the bad canary revisions of
-tests/test_cloud_run_journey.py (its canary gate test). FAULT_ERROR_SHARE of the prediction requests are answered 500 and FAULT_DELAY_S is added
+tests/test_cloud_run_releases.py (its canary gate test). FAULT_ERROR_SHARE of the prediction requests are answered 500 and FAULT_DELAY_S is added
 to each, inside BentoML's metrics middleware, so that the revision's own series show what its clients see. A
 worker's first FAULT_SPARED requests are spared, as a fault that shows under load: the rollout's smoke tests pass
 and the gate is what finds it."""
