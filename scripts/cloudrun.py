@@ -569,6 +569,17 @@ def smoke_test(url: str, token: str | None) -> bool:
     return passed
 
 
+def traffic_steps(text: str) -> list[int]:
+    """--steps: rising percentages of traffic that end at 100 (the last step promotes)."""
+    try:
+        steps = [int(step) for step in text.split(",")]
+    except ValueError:
+        steps = []
+    if not steps or steps != sorted(set(steps)) or not 0 < steps[0] <= steps[-1] == 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: rising percentages that end at 100, such as 10,50,100")
+    return steps
+
+
 def canary(
     config: Deploy,
     gcloud: Gcloud,
@@ -614,8 +625,10 @@ def canary(
             return roll_back(f"before {percent} %", "its smoke test failed")
         gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-tags", f"{tag}={percent}")
         print(f"{revision} takes {percent} % of traffic", flush=True)
-        if percent < 100 and record:
-            access = gcloud("auth", "print-access-token")
+        if percent == 100:
+            break
+        access = gcloud("auth", "print-access-token", placeholder="<access-token>")
+        if record:
             prometheus = canary_gate.Prometheus(limits.prometheus_url, access)
             step = canary_gate.judge_step(prometheus, limits, percent, revision, stable, step_wait_s)
             record.step(step)
@@ -718,7 +731,7 @@ def run_command(argv: list[str] | None) -> int:
         "--no-traffic", action="store_true", help="deploy and smoke-test the revision, but send it no traffic"
     )
     canary_parser = commands.choices["canary"]
-    canary_parser.add_argument("--steps", default="10,50,100", help="traffic percentages, in order")
+    canary_parser.add_argument("--steps", type=traffic_steps, default="10,50,100", help="traffic percentages, rising to 100")
     canary_parser.add_argument("--tag", default="canary", help="revision tag (its URL is smoke-tested)")
     canary_parser.add_argument(
         "--step-wait-s", type=float, default=300, help="the least time a step lasts before the gate judges it"
@@ -761,9 +774,8 @@ def run_command(argv: list[str] | None) -> int:
     if args.command == "deploy":
         return deploy(config, gcloud, args.image, args.model_version, args.public, args.no_traffic)
     if args.command == "canary":
-        steps = [int(step) for step in args.steps.split(",")]
         return canary(
-            config, gcloud, args.image, args.model_version, steps, args.tag, args.step_wait_s, args.public, Canary.from_env()
+            config, gcloud, args.image, args.model_version, args.steps, args.tag, args.step_wait_s, args.public, Canary.from_env()
         )
     if args.command == "rollback":
         return rollback(config, gcloud, args.revision)

@@ -226,10 +226,20 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
         *(
             line
             for percent in (10, 50, 100)
-            for line in (["auth", "print-identity-token"], traffic("--to-tags", f"canary={percent}"))
+            for line in (
+                ["auth", "print-identity-token"],
+                traffic("--to-tags", f"canary={percent}"),
+                *([["auth", "print-access-token"]] if percent < 100 else []),  # the gate's query token
+            )
         ),
         traffic("--to-latest"),
     ]
+
+
+@pytest.mark.parametrize("steps", ["50,10,100", "10,50", "0,100", "10,10,100", "ten,100"])
+def test_canary_refuses_steps_that_do_not_rise_to_100(tmp_path, steps):
+    result, printed = cloudrun(tmp_path, "canary", IMAGE, "--steps", steps, "--dry-run")
+    assert result.returncode == 2 and "rising percentages that end at 100" in result.stderr and printed == []
 
 
 def test_rollback_dry_run_names_the_revision_before_the_serving_one(tmp_path):
