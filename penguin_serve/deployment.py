@@ -118,8 +118,8 @@ class Canary:
     )
     significance: float = setting(
         "CANARY_SIGNIFICANCE",
-        "a latency check fails when the canary's answers slower than its limit are more than the quantile allows "
-        "at this significance (one-sided binomial test)",
+        "the p99 check fails when the canary's answers slower than its limit are significantly more than 1 % "
+        "(one-sided binomial test at this level)",
         0.001,
     )
     max_out_of_distribution_increase: float = setting(
@@ -142,6 +142,16 @@ class Canary:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Canary:
         return from_env(cls, env)
+
+    def thresholds(self) -> dict[str, float]:
+        """What a step is judged by, as its decision record lists it."""
+        return {name: getattr(self, name) for name in CANARY_THRESHOLDS}
+
+
+CANARY_THRESHOLDS = (
+    "min_requests", "deadline_s", "max_error_ratio", "max_error_ratio_increase", "max_latency_ratio", "significance",
+    "max_out_of_distribution_increase", "max_species_divergence", "max_confidence_drop",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

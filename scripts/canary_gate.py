@@ -17,13 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
-from scipy.stats import binom
 
 from penguin_serve.contract import SPECIES
 from penguin_serve.deployment import Canary
 from penguin_serve.serving.endpoints import ENDPOINTS
 
-PREDICTION_ENDPOINTS = "|".join(ENDPOINTS)
+PREDICTION_ENDPOINTS_REGEX = "|".join(ENDPOINTS)
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,16 @@ class Figures:
     out_of_distribution_rows: float
     confidence_sum: float
     species: dict[str, float]
+    missing: tuple[str, ...] = ()  # series this side does not have (an image older than the gate)
 
     def buckets(self) -> list[tuple[float, float]]:
-        return sorted((float(le), count) for le, count in self.latency.items())
+        """(le, answers at most le), rising: increase() extrapolates each bucket on its own, so a running
+        maximum keeps the counts cumulative, as histogram_quantile does."""
+        rising, highest = [], 0.0
+        for le, count in sorted((float(le), count) for le, count in self.latency.items()):
+            highest = max(highest, count)
+            rising.append((le, highest))
+        return rising
 
     def quantile(self, q: float) -> float | None:
         """As PromQL's histogram_quantile: linear within the bucket that holds the rank; None without answers."""
@@ -53,7 +59,7 @@ class Figures:
                     return lower
                 return lower + (upper - lower) * ((rank - below) / (count - below) if count > below else 1.0)
             lower, below = upper, count
-        return lower
+        return lower  # without a +Inf bucket: the highest bound
 
     def answered_within(self, seconds: float) -> float:
         """Answers of at most `seconds`, interpolated within its bucket."""
@@ -99,48 +105,59 @@ class Check:
 
 
 class Prometheus:
-    """Instant PromQL queries against a Prometheus HTTP API (Managed Service for Prometheus: the caller's access
-    token as a bearer token)."""
+    """Instant PromQL queries against a Prometheus HTTP API. The caller's access token (Managed Service for
+    Prometheus) is sent over https only."""
 
     def __init__(self, url: str, token: str | None) -> None:
         self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.headers = {"Authorization": f"Bearer {token}"} if token and self.url.startswith("https://") else {}
 
-    def value(self, expression: str) -> float | None:
-        """The single value of a query that sums to one series; None where it has no series or is NaN."""
-        answer = requests.get(f"{self.url}/api/v1/query", params={"query": expression}, headers=self.headers, timeout=30)
+    def result(self, expression: str, at: float) -> list[dict]:
+        answer = requests.get(
+            f"{self.url}/api/v1/query", params={"query": expression, "time": at}, headers=self.headers, timeout=30
+        )
         answer.raise_for_status()
-        result = answer.json()["data"]["result"]
-        if not result:
-            return None
-        number = float(result[0]["value"][1])
+        return answer.json()["data"]["result"]
+
+    def value(self, expression: str, at: float) -> float | None:
+        """The value of a query that sums to one series; None where it has no series or is NaN."""
+        result = self.result(expression, at)
+        number = float(result[0]["value"][1]) if result else math.nan
         return None if math.isnan(number) else number
 
-    def by(self, expression: str, label: str) -> dict[str, float]:
-        answer = requests.get(f"{self.url}/api/v1/query", params={"query": expression}, headers=self.headers, timeout=30)
-        answer.raise_for_status()
-        return {series["metric"].get(label, ""): float(series["value"][1]) for series in answer.json()["data"]["result"]}
+    def by(self, expression: str, label: str, at: float) -> dict[str, float]:
+        return {series["metric"].get(label, ""): float(series["value"][1]) for series in self.result(expression, at)}
 
 
-def measure(prometheus: Prometheus, revisions: list[str], window_s: int) -> Figures:
-    """The figures of these revisions (summed) over the last window_s seconds."""
+def measure(prometheus: Prometheus, revisions: list[str], window_s: int, at: float) -> Figures:
+    """The figures of these revisions (summed) over the window_s seconds before `at` (a Unix time, the same for
+    both sides)."""
     selector = f'revision_name=~"{"|".join(revisions)}"'
-    endpoints = f'{selector},endpoint=~"{PREDICTION_ENDPOINTS}"'
+    endpoints = f'{selector},endpoint=~"{PREDICTION_ENDPOINTS_REGEX}"'
     window = f"[{window_s}s]"
+    missing = []
 
     def total(metric: str, labels: str = selector) -> float:
-        return prometheus.value(f"sum(increase({metric}{{{labels}}}{window}))") or 0.0
+        value = prometheus.value(f"sum(increase({metric}{{{labels}}}{window}))", at)
+        if value is None:
+            missing.append(metric)
+        return value or 0.0
 
     latency = f"sum by (le) (increase(bentoml_service_request_duration_seconds_bucket{{{endpoints}}}{window}))"
-    return Figures(
-        requests=total("bentoml_service_request_total", endpoints),
-        server_errors=total("bentoml_service_request_total", f'{endpoints},http_response_code=~"5.."'),
-        latency=prometheus.by(latency, "le"),
-        rows=total("penguin_predictions_total"),
-        out_of_distribution_rows=total("penguin_out_of_distribution_rows_total"),
-        confidence_sum=total("penguin_confidence_sum_total"),
-        species=prometheus.by(f"sum by (species) (increase(penguin_predictions_total{{{selector}}}{window}))", "species"),
-    )
+    species = f"sum by (species) (increase(penguin_predictions_total{{{selector}}}{window}))"
+    figures = {
+        "requests": total("bentoml_service_request_total", endpoints),
+        "server_errors": prometheus.value(
+            f'sum(increase(bentoml_service_request_total{{{endpoints},http_response_code=~"5.."}}{window}))', at
+        )
+        or 0.0,  # no 5xx series: none answered
+        "latency": prometheus.by(latency, "le", at),
+        "rows": total("penguin_predictions_total"),
+        "out_of_distribution_rows": total("penguin_out_of_distribution_rows_total"),
+        "confidence_sum": total("penguin_confidence_sum_total"),
+        "species": prometheus.by(species, "species", at),
+    }
+    return Figures(**figures, missing=tuple(missing))
 
 
 def js_divergence(p: dict[str, float], q: dict[str, float]) -> float:
@@ -154,7 +171,10 @@ def js_divergence(p: dict[str, float], q: dict[str, float]) -> float:
 
 
 def checks(canary: Figures, stable: Figures, limits: Canary) -> list[Check]:
-    """Every comparison of the canary with the stable revision; each names its figures and its limit."""
+    """Every comparison of the canary with the stable revision; each names its figures and its limit. Sides
+    without the same series cannot be compared: that alone fails the step."""
+    if problem := incomparable(canary, stable):
+        return [Check("series", None, None, False, problem)]
     found = []
     error_limit = max(limits.max_error_ratio, stable.error_ratio + limits.max_error_ratio_increase)
     found.append(
@@ -167,7 +187,7 @@ def checks(canary: Figures, stable: Figures, limits: Canary) -> list[Check]:
             f"(limit {error_limit:.2%})",
         )
     )
-    found += [latency_check(canary, stable, q, limits) for q in (0.5, 0.99)]
+    found += [median_check(canary, stable, limits), tail_check(canary, stable, limits)]
     ood_limit = stable.out_of_distribution_share + limits.max_out_of_distribution_increase
     found.append(
         Check(
@@ -189,41 +209,79 @@ def checks(canary: Figures, stable: Figures, limits: Canary) -> list[Check]:
             f"Jensen-Shannon divergence {divergence:.3f} between {mix_text(canary)} and the stable revision's {mix_text(stable)}",
         )
     )
-    theirs = stable.mean_confidence
-    confidence_limit = None if theirs is None else theirs - limits.max_confidence_drop
-    ours = canary.mean_confidence
+    canary_confidence, stable_confidence = canary.mean_confidence, stable.mean_confidence
+    confidence_limit = None if stable_confidence is None else stable_confidence - limits.max_confidence_drop
     found.append(
         Check(
             "confidence",
-            ours,
+            canary_confidence,
             confidence_limit,
-            ours is not None and confidence_limit is not None and ours >= confidence_limit,
-            f"mean confidence {number_text(ours)} against the stable revision's {number_text(theirs)}",
+            canary_confidence is not None and confidence_limit is not None and canary_confidence >= confidence_limit,
+            f"mean confidence {number_text(canary_confidence)} against the stable revision's {number_text(stable_confidence)}",
         )
     )
     return found
 
 
-def latency_check(canary: Figures, stable: Figures, q: float, limits: Canary) -> Check:
-    """The canary's quantile q at most max_latency_ratio times the stable one's, judged on the canary's answers
-    slower than that limit: they fail the check only when they are significantly more than the 1 - q share the
-    goal allows (one-sided binomial test at limits.significance). A few hundred answers give a noisy p99 (its
-    2nd-slowest of 200); one late answer is not a regression, a slower revision is."""
-    name = f"latency p{round(q * 100)}"
-    ours, theirs = canary.quantile(q), stable.quantile(q)
-    if ours is None or theirs is None:
-        return Check(name, ours, None, False, f"{seconds_text(ours)} against the stable revision's {seconds_text(theirs)}")
-    limit = limits.max_latency_ratio * theirs
+def incomparable(canary: Figures, stable: Figures) -> str | None:
+    """Why the two sides' series cannot be compared, if they cannot."""
+    for side, figures in (("canary", canary), ("stable revision", stable)):
+        if figures.missing:
+            return f"the {side} has no {', '.join(figures.missing)}: its image predates the gate; deploy it once first"
+    if canary.latency and stable.latency and canary.latency.keys() != stable.latency.keys():
+        return "the revisions' latency histograms have different buckets: one image predates the gate's buckets"
+    return None
+
+
+def median_check(canary: Figures, stable: Figures, limits: Canary) -> Check:
+    """The canary's p50 at most max_latency_ratio times the stable one's: a median of a few hundred answers is
+    steady enough to compare as it is."""
+    canary_p50, stable_p50 = canary.quantile(0.5), stable.quantile(0.5)
+    limit = None if stable_p50 is None else limits.max_latency_ratio * stable_p50
+    passed = canary_p50 is not None and limit is not None and canary_p50 <= limit
+    return Check(
+        "latency p50",
+        canary_p50,
+        limit,
+        passed,
+        f"{seconds_text(canary_p50)} against the stable revision's {seconds_text(stable_p50)}",
+    )
+
+
+def tail_check(canary: Figures, stable: Figures, limits: Canary) -> Check:
+    """The canary's p99 at most max_latency_ratio times the stable one's, judged on the canary's answers slower
+    than that limit: the check fails when they are significantly more than 1 % of its answers (a one-sided
+    binomial test at limits.significance). The p99 of 200 answers is their 2nd slowest, so the ratio of two such
+    p99s moves with one late answer; the share past the limit does not."""
+    canary_p99, stable_p99 = canary.quantile(0.99), stable.quantile(0.99)
+    if canary_p99 is None or stable_p99 is None:
+        words = f"{seconds_text(canary_p99)} against the stable revision's {seconds_text(stable_p99)}"
+        return Check("latency p99", canary_p99, None, False, words)
+    limit = limits.max_latency_ratio * stable_p99
     answers = round(canary.answers)
     slower = answers - round(canary.answered_within(limit))
-    p_value = float(binom.sf(slower - 1, answers, 1 - q))
+    p_value = binomial_tail(slower, answers, 0.01)
     passed = p_value >= limits.significance
     words = (
-        f"{seconds_text(ours)} against the stable revision's {seconds_text(theirs)}: {slower} of {answers} answers "
-        f"slower than {seconds_text(limit)}, {'not ' if passed else ''}significantly more than {1 - q:.0%} "
-        f"(p = {p_value:.2g})"
+        f"{seconds_text(canary_p99)} against the stable revision's {seconds_text(stable_p99)}: {slower} of {answers} "
+        f"answers slower than {seconds_text(limit)}, {'not ' if passed else ''}significantly more than 1 % (p = {p_value:.2g})"
     )
-    return Check(name, ours, limit, passed, words)
+    return Check("latency p99", canary_p99, limit, passed, words)
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    return min(
+        1.0,
+        sum(
+            math.exp(
+                math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+            )
+            for i in range(k, n + 1)
+        ),
+    )
 
 
 def seconds_text(value: float | None) -> str:
@@ -266,17 +324,18 @@ class Step:
             "canary_revision": self.canary_revision,
             "stable_revisions": self.stable_revisions,
             "window_s": self.window_s,
-            "figures": {side: None if value is None else {**asdict(value), **derived(value)} for side, value in figures.items()},
-            "thresholds": {
-                name: value for name, value in asdict(limits).items() if name not in ("prometheus_url", "record_dir", "poll_s")
-            },
+            "figures": {side: None if value is None else recorded(value) for side, value in figures.items()},
+            "thresholds": limits.thresholds(),
             "checks": [asdict(check) for check in self.checks],
             "verdict": "pass" if self.passed else "fail",
         }
 
 
-def derived(figures: Figures) -> dict:
+def recorded(figures: Figures) -> dict:
+    """A side's figures as the record keeps them: as measured (the histogram by rising bound) and as judged."""
     return {
+        **asdict(figures),
+        "latency": {le: figures.latency[le] for le in sorted(figures.latency, key=float)},
         "p50_s": figures.quantile(0.5),
         "p99_s": figures.quantile(0.99),
         "error_ratio": figures.error_ratio,
@@ -293,7 +352,7 @@ def judge_step(
     canary_revision: str,
     stable_revisions: list[str],
     min_wait_s: float,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Step:
     """Waits at least min_wait_s and until both sides have served limits.min_requests prediction requests since
@@ -301,11 +360,12 @@ def judge_step(
     started = clock()
     deadline = max(limits.deadline_s, min_wait_s)
     while True:
-        elapsed = clock() - started
+        now = clock()
+        elapsed = now - started
         if elapsed >= min_wait_s:
             window_s = math.ceil(elapsed)
-            canary = measure(prometheus, [canary_revision], window_s)
-            stable = measure(prometheus, stable_revisions, window_s)
+            canary = measure(prometheus, [canary_revision], window_s, now)
+            stable = measure(prometheus, stable_revisions, window_s, now)
             if min(canary.requests, stable.requests) >= limits.min_requests:
                 return Step(percent, canary_revision, stable_revisions, window_s, canary, stable, checks(canary, stable, limits))
             if elapsed >= deadline:
@@ -313,7 +373,8 @@ def judge_step(
                     f"the canary served {canary.requests:.0f} and the stable revision {stable.requests:.0f} prediction "
                     f"requests in {window_s} s: fewer than {limits.min_requests} to decide on"
                 )
-                check = Check("traffic", min(canary.requests, stable.requests), limits.min_requests, False, words)
+                fewest = min(canary.requests, stable.requests)
+                check = Check("traffic", fewest, limits.min_requests, False, words)
                 return Step(percent, canary_revision, stable_revisions, window_s, canary, stable, [check])
         sleep(limits.poll_s)
 

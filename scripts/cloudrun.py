@@ -570,13 +570,16 @@ def smoke_test(url: str, token: str | None) -> bool:
 
 
 def traffic_steps(text: str) -> list[int]:
-    """--steps: rising percentages of traffic that end at 100 (the last step promotes)."""
+    """--steps: rising percentages of traffic that end at 100 (the last step promotes; straight to 100 % is
+    `deploy`)."""
     try:
         steps = [int(step) for step in text.split(",")]
     except ValueError:
         steps = []
-    if not steps or steps != sorted(set(steps)) or not 0 < steps[0] <= steps[-1] == 100:
-        raise argparse.ArgumentTypeError(f"{text!r}: rising percentages that end at 100, such as 10,50,100")
+    if len(steps) < 2 or steps != sorted(set(steps)) or not 0 < steps[0] or steps[-1] != 100:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: rising percentages that end at 100, at least one below it to judge, such as 10,50,100"
+        )
     return steps
 
 
@@ -596,6 +599,8 @@ def canary(
     have served enough requests; a failed smoke test or check puts traffic back as it was before the rollout.
     The last step is followed by --to-latest. Each judged step and the decision go to the decision record."""
     require_digest(image)
+    if not config.prometheus_sidecar:
+        sys.exit("the canary's gate reads the series the Prometheus sidecar collects: CLOUD_RUN_PROMETHEUS_SIDECAR is off")
     before = describe(config, gcloud, DRY_RUN_SERVICE)
     if before is None:
         sys.exit(f"no service {config.service} yet: deploy its first revision with `deploy`")
@@ -627,14 +632,21 @@ def canary(
         print(f"{revision} takes {percent} % of traffic", flush=True)
         if percent == 100:
             break
-        access = gcloud("auth", "print-access-token", placeholder="<access-token>")
-        if record:
-            prometheus = canary_gate.Prometheus(limits.prometheus_url, access)
+        access_token = gcloud("auth", "print-access-token", placeholder="<access-token>")
+        if gcloud.dry_run:
+            continue
+        prometheus = canary_gate.Prometheus(limits.prometheus_url, access_token)
+        try:
             step = canary_gate.judge_step(prometheus, limits, percent, revision, stable, step_wait_s)
-            record.step(step)
-            if not step.passed:
-                return roll_back(f"at {percent} %", canary_gate.failure_words(step))
-            print(f"{revision} passed every check at {percent} % over {step.window_s} s", flush=True)
+        except BaseException as error:  # an unreadable gate, or Ctrl-C while a step waits: the canary keeps nothing
+            roll_back(f"at {percent} %", f"the gate could not judge the step ({type(error).__name__}: {error})")
+            if isinstance(error, Exception):
+                return 1
+            raise
+        record.step(step)
+        if not step.passed:
+            return roll_back(f"at {percent} %", canary_gate.failure_words(step))
+        print(f"{revision} passed every check at {percent} % over {step.window_s} s", flush=True)
     # Promote: the service follows its newest revision again, so the next deploy is not pinned to this one.
     gcloud("run", "services", "update-traffic", config.service, *config.where, "--to-latest")
     if record:

@@ -42,16 +42,18 @@ def typed(title: str, page: Path = PAGE) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, gcs_emulator):
+def project(request, tmp_path_factory, gcs_emulator):
     """A Google Cloud project of one's own, set up by the page's first section, with the image built and pushed
     (`make image`, then scripts/push-image.sh) once for every test here, on a machine that builds arm64 by
-    default, as an Apple-silicon Mac does."""
+    default, as an Apple-silicon Mac does. Its image is named after the module, so that modules running at once
+    on two cores remove only their own."""
     if reason := engine_unavailable_reason():
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("home")
     state = home / "gcloud-state"
     state.mkdir()
     monitoring = cloud.start_prometheus(state)
+    image_name = f"penguin-cloud-run-test-{request.module.__name__.removeprefix('test_cloud_run_')}"
     with local_registry(tmp_path_factory.mktemp("registry")) as registry:
         env = {
             **os.environ,
@@ -62,10 +64,10 @@ def project(tmp_path_factory, gcs_emulator):
             "GCLOUD_STAND_IN_DOCKER": docker_cli(),
             "STORAGE_EMULATOR_HOST": gcs_emulator.url,
             "REGISTRY": f"{registry}/penguin-serve",  # Artifact Registry's place
-            "PENGUIN_IMAGE": "penguin-cloud-run-test",
+            "PENGUIN_IMAGE": image_name,
             "DOCKER_DEFAULT_PLATFORM": "linux/arm64",
             # The project's Managed Service for Prometheus, and a gate that decides on a test's traffic: steps of
-            # seconds, a few dozen requests each side (docs/configuration.md has the defaults).
+            # seconds, a few dozen requests each side unless a test asks for more (docs/configuration.md has the defaults).
             "CANARY_PROMETHEUS_URL": monitoring,
             "CANARY_MIN_REQUESTS": "30",
             "CANARY_STEP_DEADLINE_S": "25",
@@ -84,7 +86,7 @@ def project(tmp_path_factory, gcs_emulator):
             yield shell, state, built, pushed
         finally:
             cloud.teardown(state)
-            for image in docker("images", "-q", "penguin-cloud-run-test", check=False).stdout.split():
+            for image in docker("images", "-q", image_name, check=False).stdout.split():
                 docker("rmi", "-f", image, check=False)
 
 

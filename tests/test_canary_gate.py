@@ -41,7 +41,8 @@ def failed(canary: Figures, stable: Figures = STABLE) -> list[str]:
 
 
 def test_the_defaults_are_the_documented_thresholds():
-    assert (LIMITS.min_requests, LIMITS.max_error_ratio, LIMITS.max_error_ratio_increase) == (200, 0.005, 0.002)
+    assert (LIMITS.min_requests, LIMITS.deadline_s, LIMITS.significance) == (200, 1800, 0.001)
+    assert (LIMITS.max_error_ratio, LIMITS.max_error_ratio_increase) == (0.005, 0.002)
     assert (LIMITS.max_latency_ratio, LIMITS.max_out_of_distribution_increase) == (1.2, 0.01)
     assert (LIMITS.max_species_divergence, LIMITS.max_confidence_drop) == (0.05, 0.02)
 
@@ -69,11 +70,25 @@ def test_quantiles_are_interpolated_within_their_bucket_as_histogram_quantile_do
     assert dataclasses.replace(STABLE, latency={}).quantile(0.5) is None
 
 
-def test_a_slower_canary_fails_both_latency_checks():
+def test_the_histogram_is_read_cumulative_and_past_its_last_bound_as_promql_does():
+    # increase() extrapolates each bucket alone: a bucket may read below the one before it.
+    uneven = dataclasses.replace(STABLE, latency={"0.005": 10.0, "0.01": 9.5, "+Inf": 20.0})
+    assert uneven.buckets() == [(0.005, 10.0), (0.01, 10.0), (float("inf"), 20.0)]
+    assert uneven.quantile(0.99) == 0.01  # the rank lies in +Inf: the highest finite bound
+    assert uneven.answered_within(1.0) == 10.0  # past the last finite bound: only what it holds
+
+
+def test_a_slower_canary_fails_both_latency_checks_and_one_without_answers_too():
     slower = dataclasses.replace(STABLE, latency=histogram([d * 1.5 for d in USUAL]))
     assert failed(slower) == ["latency p50", "latency p99"]
-    assert dataclasses.replace(STABLE, latency={}).quantile(0.99) is None
     assert failed(dataclasses.replace(STABLE, latency={})) == ["latency p50", "latency p99"]
+
+
+def test_the_median_is_compared_as_it_is():
+    canary = dataclasses.replace(STABLE, latency=histogram([0.0075] * 400 + [0.0115] * 590 + [0.03] * 10))
+    assert failed(canary) == []  # p50 11.7 ms: within 1.2 x 10 ms
+    canary = dataclasses.replace(STABLE, latency=histogram([0.0075] * 300 + [0.0115] * 690 + [0.03] * 10))
+    assert failed(canary) == ["latency p50"]  # p50 12.9 ms
 
 
 @pytest.mark.parametrize(("late", "passes"), [(3, True), (8, True), (9, False)])
@@ -84,6 +99,22 @@ def test_late_answers_fail_p99_only_when_significantly_more_than_one_in_a_hundre
     canary = dataclasses.replace(STABLE, requests=200, rows=200, confidence_sum=190, latency=histogram(durations))
     assert canary.quantile(0.99) > LIMITS.max_latency_ratio * STABLE.quantile(0.99)  # the raw ratio fails each time
     assert ("latency p99" not in failed(canary)) is passes
+
+
+def test_the_binomial_tail_is_the_textbook_one():
+    assert canary_gate.binomial_tail(0, 200, 0.01) == 1.0
+    assert canary_gate.binomial_tail(1, 200, 0.01) == pytest.approx(1 - 0.99**200)
+    assert canary_gate.binomial_tail(9, 200, 0.01) == pytest.approx(0.00021253677, rel=1e-6)
+    assert canary_gate.binomial_tail(201, 200, 0.01) == 0.0
+
+
+def test_sides_without_the_same_series_are_not_compared():
+    older = dataclasses.replace(STABLE, missing=("penguin_confidence_sum_total",))
+    [check] = checks(STABLE, older, LIMITS)
+    assert (check.name, check.passed) == ("series", False)
+    assert "stable revision has no penguin_confidence_sum_total" in check.words
+    other_buckets = dataclasses.replace(STABLE, latency={"0.005": 1.0, "0.1": 900.0, "+Inf": 1000.0})
+    assert [c.name for c in checks(other_buckets, STABLE, LIMITS)] == ["series"]
 
 
 def test_inputs_pass_up_to_one_point_more_out_of_distribution():
@@ -111,13 +142,13 @@ class Series:
     def __init__(self, requests) -> None:
         self.requests, self.now, self.queries = requests, 0.0, []
 
-    def value(self, expression: str) -> float:
-        self.queries.append(expression)
+    def value(self, expression: str, at: float) -> float:
+        self.queries.append((expression, at))
         if "5.." in expression:
             return 0.0
         return float(self.requests(self.now))
 
-    def by(self, expression: str, label: str) -> dict[str, float]:
+    def by(self, expression: str, label: str, at: float) -> dict[str, float]:
         if label == "le":
             return histogram([0.0075] * round(self.requests(self.now)))
         return dict.fromkeys(MIX, 1.0)
@@ -135,8 +166,9 @@ def test_a_step_waits_its_time_and_its_traffic_then_judges_over_the_window_it_wa
     prometheus = Series(lambda now: 10 * now)  # 10 requests a second each side
     step = judged(prometheus, limits, min_wait_s=10)
     assert (step.passed, step.window_s, prometheus.now) == (True, 20, 20)
-    assert any('revision_name=~"canary-rev"' in q and "[20s]" in q for q in prometheus.queries)
-    assert any('revision_name=~"stable-rev"' in q for q in prometheus.queries)
+    assert any('revision_name=~"canary-rev"' in q and "[20s]" in q for q, _ in prometheus.queries)
+    assert any('revision_name=~"stable-rev"' in q for q, _ in prometheus.queries)
+    assert {at for _, at in prometheus.queries[-10:]} == {20}  # both sides evaluated at one time
 
 
 def test_a_step_without_enough_traffic_by_its_deadline_fails_naming_the_counts():

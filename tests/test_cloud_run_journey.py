@@ -1,6 +1,7 @@
 """docs/cloud-run.md as a user types it, against the local Cloud Run of tests/stand_in (real image per revision,
-a router that splits traffic by percent, the private token), a local registry and the Cloud Storage emulator.
-Where traffic went is read from the answers: each revision's /health names it (K_REVISION, as Cloud Run sets).
+a router that splits traffic by percent, the private token), a local registry and the Cloud Storage emulator;
+the project is set up by the page's "Set up a project (once)" and "Deploy" (tests/cloud_project.py). Where
+traffic went is read from the answers: each revision's /health names it (K_REVISION, as Cloud Run sets).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
     assert shares[50][1].keys() <= {first, second} and 0.42 <= shares[50][1][second] / SPLIT_SAMPLE <= 0.58, shares[50]
     assert served_by(url, token(shell)) == Counter({second: SAMPLE})
 
-    # A canary whose instance dies at 10 %: the next smoke test fails and traffic goes back as it was.
+    # A canary whose instance dies at 10 %: its series stop, the step's traffic never reaches the minimum by the
+    # deadline, and traffic goes back as it was.
     status, printed, shares = canary(shell, quick, url, usual_birds, kill_at=10)
     third = shares[10][0]
     assert status == 1 and "rollout stopped at 10 %" in printed and "traffic: the canary served" in printed, printed

@@ -236,10 +236,15 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("steps", ["50,10,100", "10,50", "0,100", "10,10,100", "ten,100"])
+@pytest.mark.parametrize("steps", ["50,10,100", "10,50", "0,100", "10,10,100", "ten,100", "100"])
 def test_canary_refuses_steps_that_do_not_rise_to_100(tmp_path, steps):
     result, printed = cloudrun(tmp_path, "canary", IMAGE, "--steps", steps, "--dry-run")
     assert result.returncode == 2 and "rising percentages that end at 100" in result.stderr and printed == []
+
+
+def test_canary_refuses_to_run_without_the_sidecar_whose_series_its_gate_reads(tmp_path):
+    result, printed = cloudrun(tmp_path, "canary", IMAGE, "--dry-run", CLOUD_RUN_PROMETHEUS_SIDECAR="false")
+    assert result.returncode == 1 and "CLOUD_RUN_PROMETHEUS_SIDECAR is off" in result.stderr and printed == []
 
 
 def test_rollback_dry_run_names_the_revision_before_the_serving_one(tmp_path):
@@ -418,7 +423,6 @@ DRY_RUNS = [
     ),
     (["deploy", IMAGE, "--model-version", "v20261203-abc"], {}),
     (["canary", IMAGE], {}),
-    (["canary", IMAGE], OFF),
     (["canary", IMAGE, "--public", "--steps", "25,100"], {}),
     (["canary", IMAGE], {"CLOUD_RUN_TOKEN_SERVICE_ACCOUNT": "deployer@demo.iam.gserviceaccount.com"}),
     (["rollback"], {}),

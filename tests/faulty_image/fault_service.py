@@ -1,17 +1,16 @@
 """The real service with a fault in front of its prediction routes: the bad canary revisions of
-tests/test_cloud_run_releases.py (its canary gate test). FAULT_ERROR_SHARE of the prediction requests are answered 500 and FAULT_DELAY_S is added
-to each, inside BentoML's metrics middleware, so that the revision's own series show what its clients see. A
-worker's first FAULT_SPARED requests are spared, as a fault that shows under load: the rollout's smoke tests pass
-and the gate is what finds it."""
+tests/test_cloud_run_releases.py. FAULT_ERROR_SHARE of the prediction requests are answered 500 and FAULT_DELAY_S
+is added to each, inside BentoML's metrics middleware, so that the revision's own series show what its clients
+see. A worker's first FAULT_SPARED requests are spared, as a fault that shows under load: the rollout's smoke
+tests pass and the gate is what finds it."""
 
 import asyncio
 import json
 import os
 import random
 
+from penguin_serve.serving.endpoints import ENDPOINTS
 from service import PenguinClassifier
-
-PREDICTION_PATHS = ("/predict", "/predict_batch", "/explain")
 
 
 class Fault:
@@ -19,9 +18,9 @@ class Fault:
         self.app, self.error_share, self.delay_s, self.spared = app, error_share, delay_s, spared
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] in PREDICTION_PATHS and self.spared > 0:
+        if scope["type"] == "http" and scope["path"] in ENDPOINTS and self.spared > 0:
             self.spared -= 1
-        elif scope["type"] == "http" and scope["path"] in PREDICTION_PATHS:
+        elif scope["type"] == "http" and scope["path"] in ENDPOINTS:
             await asyncio.sleep(self.delay_s)
             if random.random() < self.error_share:
                 body = json.dumps({"detail": "injected fault"}).encode()
@@ -34,8 +33,8 @@ class Fault:
 
 # Outermost of the service's own middlewares: in front of the routes that answer predictions.
 FAULT = {
-    "error_share": float(os.environ.get("FAULT_ERROR_SHARE", "0")),
-    "delay_s": float(os.environ.get("FAULT_DELAY_S", "0")),
-    "spared": int(os.environ.get("FAULT_SPARED", "5")),
+    "error_share": float(os.environ.get("FAULT_ERROR_SHARE") or 0),
+    "delay_s": float(os.environ.get("FAULT_DELAY_S") or 0),
+    "spared": int(os.environ.get("FAULT_SPARED") or 5),
 }
 PenguinClassifier.middlewares.insert(0, (Fault, FAULT))
