@@ -137,9 +137,11 @@ def measure(prometheus: Prometheus, revisions: list[str], window_s: int, at: flo
     window = f"[{window_s}s]"
     missing = []
 
-    def total(metric: str, labels: str = selector) -> float:
+    def total(metric: str, labels: str = selector, always_there: bool = True) -> float:
+        """The series' increase; one that is always there and is not is missing (a series that exists only
+        once something happened, such as a 5xx answer, is 0 without it)."""
         value = prometheus.value(f"sum(increase({metric}{{{labels}}}{window}))", at)
-        if value is None:
+        if value is None and always_there:
             missing.append(metric)
         return value or 0.0
 
@@ -147,10 +149,7 @@ def measure(prometheus: Prometheus, revisions: list[str], window_s: int, at: flo
     species = f"sum by (species) (increase(penguin_predictions_total{{{selector}}}{window}))"
     figures = {
         "requests": total("bentoml_service_request_total", endpoints),
-        "server_errors": prometheus.value(
-            f'sum(increase(bentoml_service_request_total{{{endpoints},http_response_code=~"5.."}}{window}))', at
-        )
-        or 0.0,  # no 5xx series: none answered
+        "server_errors": total("bentoml_service_request_total", f'{endpoints},http_response_code=~"5.."', always_there=False),
         "latency": prometheus.by(latency, "le", at),
         "rows": total("penguin_predictions_total"),
         "out_of_distribution_rows": total("penguin_out_of_distribution_rows_total"),

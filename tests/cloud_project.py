@@ -4,7 +4,6 @@ read from the answers which revision served them."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import Counter
@@ -28,13 +27,13 @@ SAMPLE = 100  # requests per check of which revision serves
 def usual_birds(exported_model) -> list[dict]:
     """The table's birds within the model's training ranges: traffic whose out-of-distribution share is 0 on
     every revision, so that a canary's few dozen requests do not differ from the stable one's by chance."""
-    from penguin_serve.contract import MEASUREMENTS
-    from penguin_serve.model import METADATA_FILE
+    from penguin_serve.contract import encode
+    from penguin_serve.model import PenguinModel
     from penguin_serve.training.dataset import load_dataset
 
-    ranges = json.loads((exported_model / METADATA_FILE).read_text())["training_ranges"]
-    birds = [penguin.model_dump(mode="json") for penguin in load_dataset().penguins]
-    return [bird for bird in birds if all(ranges[name][0] <= bird[name] <= ranges[name][1] for name in MEASUREMENTS)]
+    penguins = load_dataset().penguins
+    outside = PenguinModel.from_files(exported_model, source="test", nthread=1).outside_training_ranges(encode(penguins))
+    return [penguin.model_dump(mode="json") for penguin, flags in zip(penguins, outside) if not flags.any()]
 
 
 def typed(title: str, page: Path = PAGE) -> list[str]:

@@ -192,3 +192,30 @@ def test_the_record_holds_each_step_and_the_decision_in_words(tmp_path):
     assert line["thresholds"]["max_species_divergence"] == 0.05 and "prometheus_url" not in line["thresholds"]
     assert decision == {"decision": "promoted", "reason": "every check held"}
     assert record.path == tmp_path / "canary-rev.jsonl"
+
+
+def test_late_answers_within_the_ratio_are_not_counted_against_p99():
+    """Ten answers in 200 past the stable p99 (20 ms) but within 1.2 x of it (24 ms): as slow as the limit allows."""
+    durations = [0.0075] * 100 + [0.015] * 90 + [0.022] * 10
+    canary = dataclasses.replace(STABLE, requests=200, rows=200, confidence_sum=190, latency=histogram(durations))
+    assert "latency p99" not in failed(canary)
+
+
+def test_a_step_waits_for_the_stable_side_too():
+    """The canary has its requests at once; the stable side never has: the step fails at its deadline."""
+    limits = dataclasses.replace(LIMITS, min_requests=200, poll_s=5, deadline_s=30)
+    prometheus = Series(lambda now: 500)
+    prometheus.value = lambda expression, at: 500.0 if 'revision_name=~"canary-rev"' in expression else 10.0
+    step = judged(prometheus, limits, min_wait_s=10)
+    assert [c.name for c in step.checks] == ["traffic"] and step.window_s == 30
+
+
+def test_a_series_the_service_always_has_is_missing_when_absent_and_5xx_is_not():
+    class Older(Series):
+        def value(self, expression: str, at: float) -> float | None:
+            if "penguin_confidence_sum_total" in expression or "5.." in expression:
+                return None
+            return 100.0
+
+    figures = canary_gate.measure(Older(lambda now: 100), ["old-rev"], 10, 0.0)
+    assert figures.missing == ("penguin_confidence_sum_total",) and figures.server_errors == 0.0
