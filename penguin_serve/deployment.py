@@ -118,8 +118,8 @@ class Canary:
     )
     significance: float = setting(
         "CANARY_SIGNIFICANCE",
-        "the p99 check fails when the canary's answers slower than its limit are significantly more than 1 % "
-        "(one-sided binomial test at this level)",
+        "a latency check fails when the canary's answers slower than its limit are significantly more than 50 % "
+        "(p50) or 1 % (p99) of them (one-sided binomial test at this level)",
         0.001,
     )
     max_out_of_distribution_increase: float = setting(
@@ -224,6 +224,12 @@ TOOLS = (
         "unset",
         "set by `make bench` for its memory phase: where each process writes its samples",
         "benchmarks/probe/sitecustomize.py",
+    ),
+    (
+        "MUTATE_STARTED",
+        "now",
+        "set by `make mutate`: when the run began, for the report's duration",
+        "scripts/mutation_report.py",
     ),
     ("CI", "unset", "`true` on CI: a skipped test fails the run", "tests/conftest.py, scripts/test-fresh.sh"),
     ("PENGUIN_TEST_TIMINGS", "unset", "set by `make timings`: where the test run records its duration", "tests/conftest.py"),

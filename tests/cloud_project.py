@@ -15,6 +15,8 @@ from conftest import REPO_ROOT
 from containers import docker, docker_cli, engine_unavailable_reason, local_registry
 from readme import Shell, commands, section
 
+from penguin_serve.storage import make_client
+
 sys.path.insert(0, str(REPO_ROOT / "tests" / "stand_in"))
 import cloud  # noqa: E402 - the stand-in's own module, for teardown and fault injection
 
@@ -85,6 +87,11 @@ def project(request, tmp_path_factory, gcs_emulator):
             yield shell, state, built, pushed
         finally:
             cloud.teardown(state)
+            # The emulator outlives the module: a test that failed before the page's clean-up leaves its bucket,
+            # which the next module's set-up would find taken (409).
+            if bucket_name := shell.run('printf %s "$GCS_BUCKET_NAME"').stdout:
+                if bucket := make_client(gcs_emulator.url).lookup_bucket(bucket_name):
+                    bucket.delete(force=True)
             for image in docker("images", "-q", image_name, check=False).stdout.split():
                 docker("rmi", "-f", image, check=False)
 

@@ -9,18 +9,19 @@ needs credentials, saying so (PARSED), or, needing none, succeeds; anything else
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import REPO_ROOT
 
 STAND_IN = REPO_ROOT / "tests" / "stand_in"
+FORKS = REPO_ROOT / "tests" / "gcloud_forks.py"
 # Where a parsed line stops: at the missing account, or at the sign-in prompt of `auth login` (no terminal here).
 PARSED = ("You do not currently have an active account selected", "enter the verification code provided in your browser")
 # The one skip that the CI rule on skips allows: these machines on Debian 13 have no gcloud, and no registry
@@ -59,27 +60,42 @@ class Verdict:
         return f"gcloud {' '.join(self.line)}\n  -> exit {self.returncode}: {self.message.strip()}"
 
 
-def judge_one(line: Sequence[str], cwd: Path) -> Verdict:
+def _environment(home: str, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": home,
+        "CLOUDSDK_CONFIG": f"{home}/config",
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+        "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
+        **extra,
+    }
+
+
+def judge_one(line: Sequence[str], cwd: Path = REPO_ROOT) -> Verdict:
+    """One line, as typed: gcloud's launcher and a process of its own."""
     with tempfile.TemporaryDirectory(prefix="gcloud-judge-") as home:
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": home,
-            "CLOUDSDK_CONFIG": f"{home}/config",
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-            "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
-        }
         result = subprocess.run(
             ["unshare", "--net", "--", real_gcloud(), *line],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+            cwd=cwd, env=_environment(home), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     return Verdict(tuple(line), result.returncode, result.stderr + result.stdout)
 
 
 def judge(lines: Iterable[Sequence[str]], cwd: Path = REPO_ROOT) -> list[Verdict]:
-    """Each distinct line's verdict, in the order first given (gcloud takes about two seconds a line, so
-    they run side by side)."""
-    distinct = list(dict.fromkeys(tuple(line) for line in lines))
-    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
-        return list(pool.map(lambda line: judge_one(line, cwd), distinct))
+    """Each distinct line's verdict, in the order first given. gcloud spends about a second of CPU importing
+    itself for every line, so the lines run in processes forked after one import (tests/gcloud_forks.py),
+    each as judge_one would run it."""
+    distinct = [list(line) for line in dict.fromkeys(tuple(line) for line in lines)]
+    with tempfile.TemporaryDirectory(prefix="gcloud-judge-") as home:
+        forks = shutil.copy(FORKS, home)  # the launcher splits CLOUDSDK_PYTHON_ARGS on spaces
+        (Path(home) / "lines.json").write_text(json.dumps(distinct))
+        result = subprocess.run(
+            ["unshare", "--net", "--", real_gcloud(), f"{home}/lines.json", f"{home}/verdicts.json"],
+            cwd=cwd, env=_environment(home, CLOUDSDK_PYTHON_ARGS=f"-S {forks}"), capture_output=True, text=True,
+            timeout=600, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert result.returncode == 0, f"the forking judge failed: {result.stderr}"
+        verdicts = json.loads((Path(home) / "verdicts.json").read_text())
+    return [Verdict(tuple(line), status, stderr + stdout) for line, (status, stderr, stdout) in zip(distinct, verdicts)]

@@ -17,9 +17,9 @@ READS = (
     r"\$\{([A-Z_]+)[:}]",
     r"^([A-Z_]+) \?=",
 )
-# Set by the system, by BentoML for its workers, or for the tests (their documented-command ledger, make
-# mutate's model cache, their Cloud Run stand-in): not a user's.
-NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR", "PENGUIN_DOCS_LEDGER", "PENGUIN_TEST_MODEL_CACHE"}
+# Set by the system, by BentoML for its workers, by gcloud's judge for each line, or for the tests (their
+# documented-command ledger, make mutate's model cache, their Cloud Run stand-in): not a user's.
+NOT_SETTINGS = {"PATH", "HOME", "PROMETHEUS_MULTIPROC_DIR", "CLOUDSDK_CONFIG", "PENGUIN_DOCS_LEDGER", "PENGUIN_TEST_MODEL_CACHE"}
 STAND_IN_PREFIX = "GCLOUD_STAND_IN_"
 
 

@@ -95,6 +95,17 @@ def test_the_columnar_forms_are_derived_field_by_field():
                for name in Prediction.model_fields)  # fmt: skip
 
 
+def test_an_answer_column_says_per_row_what_its_field_says_and_nothing_for_a_field_that_says_nothing():
+    from pydantic import create_model
+
+    from penguin_serve import contract
+
+    grown = create_model("GrownPrediction", __base__=contract.Prediction, runner_up=(str | None, None))
+    columns = contract._answer_columns_of(grown).model_fields
+    assert columns["confidence"].description == "Per row, in the order of the input rows: Probability of the predicted species."
+    assert columns["runner_up"].description is None
+
+
 def test_every_form_of_the_answers_comes_from_the_one_built(exported_model):
     """Records, slices and the scoring job's CSV rows, from one build: each agrees with the others."""
     from penguin_serve import answers

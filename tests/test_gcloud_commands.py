@@ -479,6 +479,17 @@ def test_the_real_gcloud_refuses_the_deploy_line_with_service_flags_after_a_cont
     assert "--no-allow-unauthenticated" in verdict.message and "--no-traffic" in verdict.message
 
 
+def test_the_forked_judge_says_what_gcloud_run_as_typed_says(judge):
+    """The judge runs lines in processes forked after one import of gcloud (tests/gcloud_forks.py): each verdict,
+    exit status and every word, is the one of gcloud run as typed, for lines it accepts, refuses, or runs."""
+    lines = [MISORDERED, ["run", "services", "describe", "penguin-serve", "--project", "demo"],
+             ["run", "services", "update-traffic", "penguin-serve", "--to-latest", "--region", "europe-west1", "--project", "demo"],
+             ["auth", "configure-docker", "europe-west1-docker.pkg.dev", "--quiet"], ["auth", "print-identity-token"]]  # fmt: skip
+    forked = judge(lines)
+    assert [verdict.parsed for verdict in forked] == [False, False, True, True, True]
+    assert forked == [real_gcloud.judge_one(line) for line in lines]
+
+
 # Lines both the real gcloud and the stand-in refuse, with what each says.
 REFUSED = [
     (MISORDERED, 2, "unrecognized arguments: --no-allow-unauthenticated --quiet --no-traffic --tag"),

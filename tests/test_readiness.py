@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from penguin_serve.serving.readiness import InstanceReadiness
 
 
@@ -22,6 +24,20 @@ def test_the_instance_is_ready_once_as_many_live_workers_as_it_has_said_so(tmp_p
     assert readiness.ready_workers() == 1 and not readiness.all_ready()
     (tmp_path / "ready" / str(os.getppid())).touch()  # a second live process: the other worker
     assert readiness.ready_workers() == 2 and readiness.all_ready()
+
+
+def test_looking_at_a_live_worker_leaves_it_running(tmp_path):
+    readiness = InstanceReadiness(1, tmp_path / "ready")
+    (tmp_path / "ready").mkdir()
+    worker = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "ready" / str(worker.pid)).touch()
+        assert readiness.ready_workers() == 1
+        with pytest.raises(subprocess.TimeoutExpired):  # no signal was sent to it (signal 0 only asks)
+            worker.wait(timeout=0.5)
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_a_dead_workers_mark_does_not_count_and_is_removed(tmp_path):

@@ -319,6 +319,17 @@ def test_confidence_is_observed_for_one_prediction_in_64_whatever_the_calls(api)
     assert sample("penguin_prediction_confidence_count") - before == sum(sizes) / CONFIDENCE_SAMPLE_EVERY
 
 
+def test_one_row_in_n_is_picked_at_a_fixed_stride_across_calls_of_any_size():
+    from penguin_serve.serving.metrics import EveryNth
+
+    every_64, seen, picked = EveryNth(64), 0, []
+    for size in [1, 5, 100, 3, 1, 50, 160, 10, 10, 10, 10, 10, 10, 10, 64, 63, 1]:
+        rows = every_64.rows(size)
+        picked += [] if rows is None else [seen + index for index in range(size)[rows]]
+        seen += size
+    assert picked == list(range(0, seen, 64))
+
+
 def test_metrics_count_validation_failures_by_field_with_bounded_labels(api):
     before = (
         sample("penguin_validation_failures_total", field="island"),

@@ -59,7 +59,22 @@ _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 _PREDICTED = [PREDICTIONS.labels(species=species) for species in SPECIES]
 _INPUT_BINS = [INPUT_ROWS.labels(feature=feature, bin=str(index)) for feature in MEASUREMENTS for index in range(10)]
 _BIN_OFFSETS = np.arange(len(MEASUREMENTS)) * 10
-_confidence_stride = 0  # rows to skip before the next observed one
+
+
+class EveryNth:
+    """One row in every `n` across calls of any size: the rows 0, n, 2n, ... of all the rows it was shown."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.skip = n, 0  # rows to skip before the next picked one
+
+    def rows(self, count: int) -> slice | None:
+        """The picked rows of the next `count`, None where none is (most calls: no slicing)."""
+        picked = slice(self.skip, None, self.n) if self.skip < count else None
+        self.skip = (self.skip - count) % self.n
+        return picked
+
+
+_CONFIDENCE_ROWS = EveryNth(CONFIDENCE_SAMPLE_EVERY)
 
 
 def record_model_loaded(model: PenguinModel) -> None:
@@ -83,15 +98,13 @@ def record_model_call(model: PenguinModel, features: np.ndarray, probabilities: 
     """Counts one model call's rows (all the requests that shared it) by predicted species, confidence and
     training-decile bin of each measurement: one counter increment per species and bin that occurred, and
     one confidence observation per CONFIDENCE_SAMPLE_EVERY rows."""
-    global _confidence_stride
     rows = len(probabilities)
     MODEL_CALL_ROWS.observe(rows)
     _count(_PREDICTED, probabilities.argmax(axis=1))
     CONFIDENCE_SUM.inc(float(probabilities.max(axis=1).sum()))
-    if _confidence_stride < rows:
-        for confidence in probabilities[_confidence_stride::CONFIDENCE_SAMPLE_EVERY].max(axis=1).tolist():
+    if (picked := _CONFIDENCE_ROWS.rows(rows)) is not None:
+        for confidence in probabilities[picked].max(axis=1).tolist():
             CONFIDENCE.observe(confidence)
-    _confidence_stride = (_confidence_stride - rows) % CONFIDENCE_SAMPLE_EVERY
     _count(_INPUT_BINS, decile_bins(model.drift_edges, features) + _BIN_OFFSETS)  # feature * 10 + bin
 
 
