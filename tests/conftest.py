@@ -83,8 +83,8 @@ def required(program: str) -> str:
 
 
 def record_duration(session) -> None:
-    """PENGUIN_TEST_TIMINGS=docs/test-timings.json (set by `make timings`) records this run's wall time under its
-    tier, the figure the README quotes for `make test` and `make test-fast`."""
+    """PENGUIN_TEST_TIMINGS=FILE (set by `make timings`, which then moves it to docs/test-timings.json) records
+    this run's wall time under its tier, the figure the README quotes for `make test` and `make test-fast`."""
     path = os.environ.get("PENGUIN_TEST_TIMINGS")
     if not path or session.testsfailed or getattr(session.config, "workerinput", None) is not None:
         return
