@@ -1,5 +1,6 @@
 """docs/mutation-report.md from the last `mutmut run` (make mutate): each module's mutants by outcome, and every
-mutant that no test killed with its change and the reason it stands (EQUIVALENT below), or "unexplained".
+mutant that no test killed with its change and the reason it stands (EQUIVALENT below), or "unexplained"; and
+any reason that no survivor needs any more (its code changed, or a test now kills the mutant), to be removed.
 
 mutmut runs against each mutant only the tests that called its function. Code that runs once per process, at
 import or while the service starts, is called before the first test and so given to that test alone
@@ -109,8 +110,6 @@ EQUIVALENT = (
      "create_model's module defaults to its caller's: this module either way"),
     ("serving.metrics.x__count", "minlength=len(series)", "",
      "only the indexes that occur are read: the padding to every series is never used"),
-    ("serving.metrics.x_record_model_call", "if _confidence_stride < rows:", "<=",
-     "at equality the strided slice is empty: nothing is observed either way"),
     ("contract.x__columns_of", "_COLUMN_FORMS.get(hint)", "get(None)",
      "a list of the record's own type validates and documents a column the same: the column's own form is there "
      "for speed (one validator call per column, not per value), which make bench measures"),
@@ -126,15 +125,17 @@ EQUIVALENT = (
      "in-process the service runs from source, with no bento: the bento's name is checked on the built image "
      "(test_image.py, outside this selection)"),
 )  # fmt: skip
-# Why other survivors stand, by function (the mutant's name up to `__mutmut_`) or by mutant name.
-REASONS: dict[str, str] = {}
+
+
+def equivalence(name: str) -> tuple[str, str, str, str] | None:
+    """The entry of EQUIVALENT that explains a mutant (by its function, the name up to `__mutmut_`), if any."""
+    function = name.split("__mutmut_")[0].removeprefix("penguin_serve.")
+    before, after = changed_lines(name)
+    return next((entry for entry in EQUIVALENT if entry[0] == function and entry[1] in before and entry[2] in after), None)
 
 
 def reason(name: str) -> str | None:
-    function = name.split("__mutmut_")[0].removeprefix("penguin_serve.")
-    before, after = changed_lines(name)
-    equivalent = next((why for f, old, new, why in EQUIVALENT if f == function and old in before and new in after), None)
-    return equivalent or REASONS.get(name) or REASONS.get(function)
+    return entry[3] if (entry := equivalence(name)) else None
 
 
 @cache
@@ -180,6 +181,11 @@ def rechecked(results: dict[str, str]) -> dict[str, str]:
     return {name: "killed at start-up" if killed.get(name) else outcome for name, outcome in results.items()}
 
 
+def code(text: str) -> str:
+    """A table cell of code; an empty text in EQUIVALENT matches any line."""
+    return f"`{text}`".replace("|", "\\|") if text else "(any)"
+
+
 def change(name: str) -> str:
     before, after = changed_lines(name)
     return f"`{before}` → `{after}`".replace("|", "\\|")
@@ -202,6 +208,7 @@ def report(results: dict[str, str]) -> str:
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # one `mutmut show` each, a second apiece
         list(pool.map(changed_lines, survivors))
     unexplained = [name for name in survivors if not reason(name)]
+    unneeded = [entry for entry in EQUIVALENT if entry not in {equivalence(name) for name in survivors}]
     lines = [
         "# Mutation testing report",
         "",
@@ -227,6 +234,9 @@ def report(results: dict[str, str]) -> str:
         "|---|---|---|",
         *[f"| `{name}` | {change(name)} | {reason(name) or '**unexplained**'} |" for name in survivors],
     ]
+    if unneeded:  # a reason for code that changed or a mutant a test now kills: remove it from EQUIVALENT
+        lines += ["", "## Reasons no survivor needs", "", "| function | line before | line after |", "|---|---|---|"]
+        lines += [f"| `{function}` | {code(old)} | {code(new)} |" for function, old, new, _ in unneeded]
     return "\n".join(lines) + "\n"
 
 
