@@ -66,11 +66,11 @@ profile: install $(SERVE_VENV)/.installed
 
 # Everything: style, then every test (Docker, browser, Prometheus, benchmark and fuzzing included), with coverage,
 # in random order (the seed is printed; `--randomly-seed=N` repeats an order), one test file per
-# process on every core.
+# process on every core, the longest files first (by docs/test-timings.json).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # The inner loop: code, data and model tests, no servers, containers, browsers or benchmarks.
 test-fast: install

@@ -82,9 +82,19 @@ def required(program: str) -> str:
         pytest.skip(str(missing))
 
 
+TEST_TIMINGS = REPO_ROOT / "docs" / "test-timings.json"
+FILE_SECONDS: dict[str, float] = {}  # this run's time in each test file, set-up and tear-down included
+
+
+def pytest_runtest_logreport(report):
+    file = report.nodeid.split("::")[0]
+    FILE_SECONDS[file] = FILE_SECONDS.get(file, 0) + report.duration
+
+
 def record_duration(session) -> None:
     """PENGUIN_TEST_TIMINGS=FILE (set by `make timings`, which then moves it to docs/test-timings.json) records
-    this run's wall time under its tier, the figure the README quotes for `make test` and `make test-fast`."""
+    this run's wall time under its tier, the figure the README quotes for `make test` and `make test-fast`, and
+    the time in each test file, longest first (the order `make test` hands them out)."""
     path = os.environ.get("PENGUIN_TEST_TIMINGS")
     if not path or session.testsfailed or getattr(session.config, "workerinput", None) is not None:
         return
@@ -98,6 +108,7 @@ def record_duration(session) -> None:
         "measured_on": date.today().isoformat(),
         "seconds": round(time.monotonic() - session.started),
         "tests": passed,
+        "files": {file: round(seconds) for file, seconds in sorted(FILE_SECONDS.items(), key=lambda f: -f[1])},
     }
     Path(path).write_text(json.dumps(timings, indent=2) + "\n")
 
@@ -116,6 +127,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if EMULATOR_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.emulator)
+    # The longest test files first, by the last `make timings`: `--dist loadfile --no-loadscope-reorder` hands
+    # out whole files in this order, so the Cloud Run modules start at once. xdist's own order (most tests first)
+    # puts those few-test, several-minute files last, where one core idles while the other finishes them. The
+    # sort is stable: pytest-randomly's shuffle stays within each file and among files with no record.
+    import json
+
+    seconds = json.loads(TEST_TIMINGS.read_text())["test"].get("files", {})
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0))
 
 
 def pytest_sessionstart(session):
