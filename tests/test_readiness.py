@@ -26,11 +26,26 @@ def test_the_instance_is_ready_once_as_many_live_workers_as_it_has_said_so(tmp_p
     assert readiness.ready_workers() == 2 and readiness.all_ready()
 
 
+# A process that names any signal that reaches it and ends: one its parent ignores (nohup ignores SIGHUP, and
+# what a parent ignores its children inherit) would not end a plain `sleep`.
+LISTENER = """
+import signal, sys, time
+for number in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+    try:
+        signal.signal(number, lambda n, _: sys.exit(signal.Signals(n).name))
+    except (OSError, ValueError):
+        pass
+print("listening", flush=True)
+time.sleep(30)
+"""
+
+
 def test_looking_at_a_live_worker_leaves_it_running(tmp_path):
     readiness = InstanceReadiness(1, tmp_path / "ready")
     (tmp_path / "ready").mkdir()
-    worker = subprocess.Popen(["sleep", "30"])
+    worker = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert worker.stdout.readline() == "listening\n"
         (tmp_path / "ready" / str(worker.pid)).touch()
         assert readiness.ready_workers() == 1
         with pytest.raises(subprocess.TimeoutExpired):  # no signal was sent to it (signal 0 only asks)
