@@ -47,7 +47,8 @@ def test_front_page_is_the_services_own_and_try_it_out_classifies_a_penguin(serv
     header = browser.find_element(By.TAG_NAME, "header").text
     model_version = served.get("/health").json()["model_version"]
     assert f"model {model_version}" in header and "/predict" in header
-    assert "XGBoost" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info").text
+    # Swagger UI writes the spec's description into .info after the element exists: wait for it, do not read it once.
+    assert wait.until(page.text_to_be_present_in_element((By.CSS_SELECTOR, ".swagger-ui .info"), "XGBoost"))
     for boilerplate in ("BentoML", "Slack", "Twitter", "Contact", "customize this README"):
         assert boilerplate not in browser.find_element(By.TAG_NAME, "body").text
 
