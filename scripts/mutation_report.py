@@ -208,7 +208,8 @@ def report(results: dict[str, str]) -> str:
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # one `mutmut show` each, a second apiece
         list(pool.map(changed_lines, survivors))
     unexplained = [name for name in survivors if not reason(name)]
-    unneeded = [entry for entry in EQUIVALENT if entry not in {equivalence(name) for name in survivors}]
+    used = {equivalence(name) for name in survivors}
+    unneeded = [entry for entry in EQUIVALENT if entry not in used]
     lines = [
         "# Mutation testing report",
         "",

@@ -4,6 +4,7 @@ set here before anything imports bentoml."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -98,7 +99,6 @@ def record_duration(session) -> None:
     path = os.environ.get("PENGUIN_TEST_TIMINGS")
     if not path or session.testsfailed or getattr(session.config, "workerinput", None) is not None:
         return
-    import json
     from datetime import date
 
     tier = "test-fast" if session.config.getoption("markexpr") == "not slow" else "test"
@@ -131,8 +131,6 @@ def pytest_collection_modifyitems(items):
     # out whole files in this order, so the Cloud Run modules start at once. xdist's own order (most tests first)
     # puts those few-test, several-minute files last, where one core idles while the other finishes them. The
     # sort is stable: pytest-randomly's shuffle stays within each file and among files with no record.
-    import json
-
     seconds = json.loads(TEST_TIMINGS.read_text())["test"].get("files", {})
     items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0))
 
