@@ -23,7 +23,7 @@ from cloud_project import DESCRIBE, SAMPLE, cloud, latest_ready, project, served
 from conftest import REPO_ROOT
 from containers import docker, docker_cli
 from readme import README, Shell, commands, troubleshooting
-from traffic import PredictionLoad
+from traffic import SHARED_CORES_LATENCY_RATIO, PredictionLoad
 
 BULK_SCORING = REPO_ROOT / "docs" / "bulk-scoring.md"
 SPLIT_SAMPLE = 800  # requests per measured split: at 10 %, a standard deviation of 1.1 points
@@ -88,7 +88,9 @@ def test_the_cloud_journey_deploy_canary_rollback_deploy_again_locust_score_and_
 
     # Canary at 10, 50, 100 %: shares measured at each step (binomial bounds far outside chance). Its identity
     # tokens last 10 s, shorter than a step, as an hour is shorter than a long rollout's steps.
-    quick = "GCLOUD_STAND_IN_TOKEN_LIFETIME_S=10 " + canary_command.replace("--step-wait-s 300", "--step-wait-s 20")
+    quick = f"GCLOUD_STAND_IN_TOKEN_LIFETIME_S=10 {SHARED_CORES_LATENCY_RATIO} " + canary_command.replace(
+        "--step-wait-s 300", "--step-wait-s 20"
+    )
     status, printed, shares = canary(shell, quick, url, usual_birds)
     assert status == 0, printed
     assert re.search(r"^decision: promoted: \S+ passed every check at 10 %, 50 % and serves all traffic$", printed, re.MULTILINE)

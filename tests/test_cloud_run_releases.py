@@ -20,7 +20,7 @@ from cloud_project import DESCRIBE, SAMPLE, cloud, project, served_by, token, us
 from conftest import REPO_ROOT
 from containers import docker, docker_cli
 from readme import Shell
-from traffic import PredictionLoad
+from traffic import SHARED_CORES_LATENCY_RATIO, PredictionLoad
 
 
 def pushed_model(client, bucket: str, folder: Path, version: str, tmp_path: Path) -> None:
@@ -239,7 +239,9 @@ def test_the_canary_gate_rolls_back_each_bad_revision_at_its_first_step_and_prom
             # past the limit by chance in about one draw in sixty; at 200, in none of 100,000 simulated. The 10 %
             # step's 200 take the canary 25 s alone and longer beside the rest of the suite: the project's 25 s
             # deadline would fail it for want of traffic.
-            at_its_minimum = f"CANARY_MIN_REQUESTS={Canary().min_requests} CANARY_STEP_DEADLINE_S=300"
+            at_its_minimum = (
+                f"CANARY_MIN_REQUESTS={Canary().min_requests} CANARY_STEP_DEADLINE_S=300 {SHARED_CORES_LATENCY_RATIO}"
+            )
             status, printed, record = rollout(image, "model-stable", "10,50,100", at_its_minimum)
             assert status == 0, printed
             answers = load.taken()
