@@ -12,11 +12,10 @@ from collections.abc import Callable
 import requests
 
 # A good canary's rollout runs with this latency tolerance. The stand-in's revisions share this machine's cores with
-# each other and with the rest of the suite: at a 10 % step the canary answers its sparse requests from a cold
-# process beside the busy stable one, and with the other test worker building images it answered slower than the
-# gate's default ratio with the very image and model of the stable revision (CI's decision records: rolled back on
-# p50). A Cloud Run instance has its vCPU to itself. The gate's own default is judged where a fault is sized
-# against it (the slow canary of tests/test_cloud_run_releases.py).
+# each other and with the rest of the suite, where a Cloud Run instance has its vCPU to itself: in CI, a canary at
+# its 10 % step, with the very image and model of the stable revision, answered slower than the gate's default
+# ratio allows and was rolled back on p50 (its decision records); one loaded core here did not reproduce it. The
+# gate's own default is judged where a fault is sized against it (the slow canary of test_cloud_run_releases.py).
 SHARED_CORES_LATENCY_RATIO = "CANARY_MAX_LATENCY_RATIO=3"
 
 
