@@ -8,11 +8,10 @@ import bentoml
 from starlette.middleware.cors import CORSMiddleware
 
 from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
-from penguin_serve.serving import bentoml_timeout, pages, request_log
-from penguin_serve.serving.endpoints import ENDPOINTS, EXPLAIN, PREDICT, PREDICT_BATCH
+from penguin_serve.serving import bentoml_timeout, endpoints, pages, request_log
 from penguin_serve.serving.predictor import Predictor
 from penguin_serve.serving.readiness import InstanceReadiness
-from penguin_serve.serving.routes import ApiRoutes, unserved_apis
+from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.serving.worker import start_worker
 from penguin_serve.settings import SETTINGS
 
@@ -32,8 +31,7 @@ IMAGE = (
 # answer, so a quantile could not tell 2 ms from 4 ms, and the canary's gate compares p50 and p99 at 1.2 x.
 LATENCY_BUCKETS_S = tuple(round(0.001 * 1.2**index, 6) for index in range(58))
 
-# One per worker process: the typed methods below and the HTTP routes (penguin_serve/serving/routes.py) both
-# answer through it.
+# One per worker process: the model the methods below answer with, and its readiness.
 PREDICTOR = Predictor(InstanceReadiness(SETTINGS.workers), SETTINGS.load_wait_s)
 
 
@@ -43,12 +41,7 @@ PREDICTOR = Predictor(InstanceReadiness(SETTINGS.workers), SETTINGS.load_wait_s)
     traffic={"timeout": SETTINGS.request_timeout_s},
     logging={"access": {"enabled": False}},  # replaced by request_log's JSON lines
     metrics={"duration": {"buckets": list(LATENCY_BUCKETS_S)}},
-    # BentoML's OpenTelemetry middleware cost more CPU than the prediction itself. Its spans are exported only
-    # where an exporter is configured; to trace these routes too, set BENTOML_CONFIG_OVERRIDES to
-    # {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
-    tracing={"excluded_urls": list(ENDPOINTS)},
 )
-@bentoml.asgi_app(pages.create_app(PREDICTOR), path="/")
 class PenguinClassifier:
     bento_model = bentoml.models.BentoModel(SETTINGS.model_tag)
 
@@ -64,31 +57,47 @@ class PenguinClassifier:
     def __is_ready__(self) -> bool:
         return self.predictor.instance_ready
 
-    # HTTP requests to these routes never reach the methods below: ApiRoutes answers them in one ASGI step,
-    # without BentoML's per-request overhead. The methods are the typed API (BentoML's clients and schema) and
-    # serve in-process callers (`.local`); both call the same endpoint answers.
-    @bentoml.api(route=PREDICT.path)
+    # The API: each method is an endpoint (POST to its name), its docstring the spec's summary and description.
+    # HTTP requests reach it through penguin_serve/serving/routes.py, which validates the body as the
+    # parameter's type; it answers with its return type's JSON data (penguin_serve/serving/endpoints.py).
+    @bentoml.api
     async def predict(self, penguin: Penguin, /) -> Prediction:
-        """Classify one penguin. Invalid input: 422 listing each field and reason."""
-        return PREDICT.typed(await PREDICT.answer(self.predictor, penguin))
+        """Classify one penguin
 
-    @bentoml.api(route=PREDICT_BATCH.path)
+        A flat JSON object with the penguin's measurements. Invalid input: 422 naming each field and reason.
+        """
+        return await endpoints.predict(self.predictor, penguin)
+
+    @bentoml.api
     async def predict_batch(self, penguins: BatchRequest, /) -> list[Prediction] | PredictionColumns:
-        """Classify up to 10,000 penguins, sent as records or as columns; answers in order, in the same form."""
-        return PREDICT_BATCH.typed(await PREDICT_BATCH.answer(self.predictor, penguins))
+        """Classify up to 10,000 penguins
 
-    @bentoml.api(route=EXPLAIN.path)
+        A JSON array of records, or an object of columns (one array per field, as pandas'
+        `df.to_dict(orient="list")` writes them; several times cheaper to serve). Answers come in order, in the
+        same form. One invalid value fails the whole request with 422 naming its index and field.
+        """
+        return await endpoints.predict_batch(self.predictor, penguins)
+
+    @bentoml.api
     async def explain(self, penguin: Penguin, /) -> Explanation:
-        """Classify one penguin and say why: each field's contribution to each species' margin (log-odds)."""
-        return EXPLAIN.typed(await EXPLAIN.answer(self.predictor, penguin))
+        """Classify one penguin and say why
+
+        The same body as /predict; the answer adds each field's contribution to each species' margin (log-odds,
+        exact TreeSHAP) and the base value. It costs about two predictions; there is no batch form (per row, a
+        batch of explanations costs many times a batch of predictions: docs/PERFORMANCE.md gives both).
+        """
+        return await endpoints.explain(self.predictor, penguin)
 
 
-# Every typed API is served the same way (the HTTP routes, the spec) or the service does not start.
-if problems := unserved_apis({api.route for api in PenguinClassifier.apis.values()}, ENDPOINTS):
-    raise RuntimeError("; ".join(problems))
+ROUTES = endpoints.routes_of(PenguinClassifier.apis)  # a method the HTTP lane cannot serve stops the service here
+# BentoML's OpenTelemetry middleware cost more CPU than the prediction itself. Its spans are exported only where
+# an exporter is configured; to trace these routes too, set BENTOML_CONFIG_OVERRIDES to
+# {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
+PenguinClassifier.config["tracing"] = {"excluded_urls": list(ROUTES)}
+PenguinClassifier.mount_asgi_app(pages.create_app(PREDICTOR, ROUTES), path="/")
 
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API
-# routes' answers too, and ApiRoutes answers the prediction endpoints.
+# routes' answers too, and ApiRoutes answers the typed methods' routes.
 PenguinClassifier.add_asgi_middleware(
     request_log.RequestLog, project=SETTINGS.google_cloud_project, log_successes=SETTINGS.log_successes
 )
@@ -101,8 +110,8 @@ if SETTINGS.cors_origins:
     )
 PenguinClassifier.add_asgi_middleware(
     ApiRoutes,
-    predictor=PREDICTOR,
-    endpoints=ENDPOINTS,
+    routes=ROUTES,
+    service=bentoml.get_current_service,
     max_body_bytes=SETTINGS.max_body_bytes,
     max_in_flight=SETTINGS.max_in_flight,
 )

@@ -20,9 +20,9 @@ import requests
 
 from penguin_serve.contract import SPECIES
 from penguin_serve.deployment import Canary
-from penguin_serve.serving.endpoints import ENDPOINTS
+from service import ROUTES
 
-PREDICTION_ENDPOINTS_REGEX = "|".join(ENDPOINTS)
+PREDICTION_ENDPOINTS_REGEX = "|".join(ROUTES)
 
 
 @dataclass(frozen=True)

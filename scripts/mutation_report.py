@@ -45,7 +45,7 @@ EQUIVALENT = (
      "pydantic writes `X | None` as [X, null]: the first option that is not the changed one is X either way"),
     ("serving.openapi.x__as_openapi_30", "_as_openapi_30(value)", "_as_openapi_30(None)",
      "the schemas in this API's lists (oneOf of the two batch forms) are $refs, with nothing to convert"),
-    ("serving.openapi.x_build_spec", 'endpoint.path.strip("/")', "strip(",
+    ("serving.openapi.x_build_spec", 'route.path.strip("/")', "strip(",
      "strip removes a set of characters: no path starts or ends with an X"),
     ("serving.routes.x_invalid_body", "error.errors(include_url=False", "",
      "the answer takes only each error's loc, msg and type (contract.field_errors): the other keys are never read"),

@@ -8,6 +8,7 @@ answer, so here it reads `bento BENTO, model MODEL`.
 import json
 
 from penguin_serve.serving.pages import published_spec
+from service import ROUTES
 
 if __name__ == "__main__":
-    print(json.dumps(published_spec("BENTO", "MODEL"), indent=2, ensure_ascii=False))
+    print(json.dumps(published_spec(ROUTES, "BENTO", "MODEL"), indent=2, ensure_ascii=False))

@@ -31,9 +31,9 @@ def penguins():
 
 
 def explain(predictor, penguin):
-    from penguin_serve.serving.endpoints import EXPLAIN
+    from penguin_serve.serving.endpoints import explain as explain_answer
 
-    return asyncio.run(EXPLAIN.answer(predictor, penguin))
+    return asyncio.run(explain_answer(predictor, penguin))
 
 
 def test_contributions_add_up_to_the_margins_and_their_softmax_to_the_probabilities(predictor, penguins):
@@ -47,13 +47,11 @@ def test_contributions_add_up_to_the_margins_and_their_softmax_to_the_probabilit
 
 
 def test_every_dataset_row_explains_its_own_prediction(predictor, penguins):
-    from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.endpoints import predict
 
     for penguin in penguins:
         answer = explain(predictor, penguin)
-        assert {key: answer[key] for key in asyncio.run(PREDICT.answer(predictor, penguin))} == asyncio.run(
-            PREDICT.answer(predictor, penguin)
-        )
+        assert {key: answer[key] for key in asyncio.run(predict(predictor, penguin))} == asyncio.run(predict(predictor, penguin))
         margins = np.array([answer["base_value"][s] + sum(answer["contributions"][f][s] for f in FIELD_COLUMNS) for s in SPECIES])
         probabilities = np.exp(margins) / np.exp(margins).sum()
         np.testing.assert_allclose(probabilities, [answer["probabilities"][s] for s in SPECIES], atol=1e-5)
@@ -61,7 +59,7 @@ def test_every_dataset_row_explains_its_own_prediction(predictor, penguins):
 
 
 def test_explanations_asked_together_share_one_treeshap_call_and_equal_those_asked_alone(predictor, penguins):
-    from penguin_serve.serving.endpoints import EXPLAIN
+    from penguin_serve.serving.endpoints import explain as explain_answer
 
     calls = []
     model = predictor.checked_model()
@@ -75,7 +73,7 @@ def test_explanations_asked_together_share_one_treeshap_call_and_equal_those_ask
     try:
 
         async def together():
-            return await asyncio.gather(*(EXPLAIN.answer(predictor, penguin) for penguin in penguins[:20]))
+            return await asyncio.gather(*(explain_answer(predictor, penguin) for penguin in penguins[:20]))
 
         answers = asyncio.run(together())
         assert calls == [20]

@@ -7,7 +7,7 @@ from typing import Any
 
 from conftest import ADELIE
 
-from penguin_serve.serving.endpoints import Endpoint
+from penguin_serve.serving.endpoints import ApiRoute
 from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.settings import SETTINGS
 
@@ -25,7 +25,7 @@ def test_cors_is_off_by_default(api):
     assert "access-control-allow-origin" not in response.headers
 
 
-PREDICTOR = object()  # what the routes hand each answer
+SERVICE = object()  # the service instance the routes call each method on
 
 
 def run_requests(max_body_bytes, max_in_flight, requests, answers=None, answer=None):
@@ -35,15 +35,13 @@ def run_requests(max_body_bytes, max_in_flight, requests, answers=None, answer=N
     release = asyncio.Event()
     answers = [] if answers is None else answers
 
-    async def held_answer(predictor, request):
-        assert predictor is PREDICTOR
+    async def held_answer(service, request):
+        assert service is SERVICE
         await release.wait()
         return {}
 
-    endpoint = Endpoint("/predict", Any, Any, "held", "held", answer or held_answer, {})
-    routes = ApiRoutes(
-        None, predictor=PREDICTOR, endpoints={"/predict": endpoint}, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight
-    )
+    route = ApiRoute("/predict", Any, Any, "held", "held", answer or held_answer)
+    routes = ApiRoutes(None, {"/predict": route}, lambda: SERVICE, max_body_bytes=max_body_bytes, max_in_flight=max_in_flight)
 
     async def one(headers, chunks):
         sent, queue = [], list(chunks)
@@ -130,7 +128,7 @@ def test_an_undecodable_content_type_is_named_in_its_415():
 def test_an_endpoint_not_ready_answers_503_with_retry_after():
     from penguin_serve.serving.predictor import NOT_READY_MESSAGE, NotReady
 
-    async def not_ready(predictor, request):
+    async def not_ready(service, request):
         raise NotReady()
 
     answers = []

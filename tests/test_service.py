@@ -2,6 +2,7 @@
 
 import asyncio
 import html
+import inspect
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import bentoml
 import pytest
 from conftest import ADELIE
 
-from penguin_serve.contract import FEATURE_NAMES, SPECIES, Penguin
+from penguin_serve.contract import FEATURE_NAMES, SPECIES, Penguin, Prediction
 
 
 def test_model_info_reports_version_source_classes_and_metrics(api, exported_model):
@@ -85,7 +86,7 @@ def test_liveness(api):
 def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_check(exported_model, monkeypatch, tmp_path):
     # The one timing we cannot cause for real in-process: hold the loader until the test lets it go.
     from penguin_serve.model import PenguinModel
-    from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.endpoints import predict
     from penguin_serve.serving.predictor import NOT_READY_MESSAGE, NotReady, Predictor
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
@@ -103,17 +104,17 @@ def test_not_ready_and_refusing_predictions_until_the_model_passed_its_self_chec
     loader.start()
     assert predictor.ready is False and predictor.instance_ready is False
     with pytest.raises(NotReady, match=NOT_READY_MESSAGE) as refused:
-        asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))
+        asyncio.run(predict(predictor, Penguin(**ADELIE)))
     assert refused.value.error_code == 503  # BentoML answers in-process callers' NotReady with 503 too
     release.set()
     loader.join(10)
     assert predictor.ready is True and predictor.instance_ready is True
-    assert asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
+    assert asyncio.run(predict(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
 
 
 def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(exported_model, monkeypatch, tmp_path):
     from penguin_serve.model import PenguinModel
-    from penguin_serve.serving.endpoints import PREDICT
+    from penguin_serve.serving.endpoints import predict
     from penguin_serve.serving.predictor import Predictor
     from penguin_serve.serving.readiness import InstanceReadiness
     from penguin_serve.settings import SETTINGS
@@ -133,7 +134,7 @@ def test_a_prediction_that_reaches_a_worker_still_loading_waits_for_its_model(ex
     loader.start()
     try:
         assert predictor.ready is False
-        assert asyncio.run(PREDICT.answer(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
+        assert asyncio.run(predict(predictor, Penguin(**ADELIE)))["prediction"] == "Adelie"
         assert time.monotonic() - loaded_at[0] < 0.5  # answered soon after the model loaded: it polls often
     finally:
         loader.join(10)
@@ -347,56 +348,63 @@ def test_metrics_count_validation_failures_by_field_with_bounded_labels(api):
     assert sample("penguin_validation_failures_total", field="client-chosen-name") == 0
 
 
-def test_typed_methods_answer_in_process_like_the_http_routes(api):
-    from penguin_serve.contract import PenguinColumns, PredictionColumns
+def test_typed_methods_answer_in_process_with_the_json_data_of_their_return_type_that_http_clients_read(api):
+    from pydantic import TypeAdapter
+
+    import service
+    from penguin_serve.contract import PenguinColumns
 
     instance = bentoml.get_current_service()  # the one the api fixture's app started
     penguin = Penguin(**ADELIE)
-    single = asyncio.run(instance.predict.local(penguin))  # .local: BentoML's in-process call, no self-proxy
-    records = asyncio.run(instance.predict_batch.local([penguin, penguin]))
-    columns = asyncio.run(instance.predict_batch.local(PenguinColumns(**{name: [value] * 2 for name, value in ADELIE.items()})))
-    over_http = api.post("/predict", json=ADELIE).json()
-    assert single.model_dump() == over_http and [r.model_dump() for r in records] == [over_http] * 2
-    assert isinstance(columns, PredictionColumns)
-    assert columns.model_dump() == api.post("/predict_batch", json={name: [value] * 2 for name, value in ADELIE.items()}).json()
+    columns = {name: [value] * 2 for name, value in ADELIE.items()}
+    asked = {  # .local: BentoML's in-process call, no self-proxy
+        "/predict": (instance.predict.local(penguin), ADELIE),
+        "/predict_batch": (instance.predict_batch.local([penguin, penguin]), [ADELIE, ADELIE]),
+        "/explain": (instance.explain.local(penguin), ADELIE),
+    }
+    for path, (in_process, body) in asked.items():
+        answer = asyncio.run(in_process)
+        assert answer == api.post(path, json=body).json(), path
+        response_type = service.ROUTES[path].response
+        assert TypeAdapter(response_type).dump_python(TypeAdapter(response_type).validate_python(answer)) == answer, path
+    in_columns = asyncio.run(instance.predict_batch.local(PenguinColumns(**columns)))
+    assert in_columns == api.post("/predict_batch", json=columns).json() and set(in_columns) == set(Prediction.model_fields)
 
 
-def test_every_typed_api_is_an_endpoint_the_http_routes_answer_and_the_spec_documents():
+def test_every_typed_method_is_a_route_the_http_lane_answers_and_the_spec_documents(api):
     import service
-    from penguin_serve.serving.endpoints import ENDPOINTS
-    from penguin_serve.serving.routes import unserved_apis
+    from penguin_serve.contract import BatchRequest, Explanation, PredictionColumns
 
-    assert {api.route for api in service.PenguinClassifier.apis.values()} == set(ENDPOINTS)
-    # A plain @bentoml.api added without its Endpoint, and an Endpoint without its method, are named.
-    [added] = unserved_apis({*ENDPOINTS, "/predict_later"}, ENDPOINTS)
-    assert added == (
-        "@bentoml.api route /predict_later has no Endpoint: add one to ENDPOINTS in penguin_serve/serving/endpoints.py "
-        "(path, request and response types, answer) so that the HTTP routes answer it and /docs.json documents it"
-    )
-    [orphan] = unserved_apis(set(ENDPOINTS) - {"/explain"}, ENDPOINTS)
-    assert orphan == (
-        "Endpoint /explain has no typed method: add a @bentoml.api(route='/explain') method to service.py that "
-        "returns its answer, for BentoML's clients and in-process callers"
-    )
+    assert {path: (route.request, route.response) for path, route in service.ROUTES.items()} == {
+        "/predict": (Penguin, Prediction),
+        "/predict_batch": (BatchRequest, list[Prediction] | PredictionColumns),
+        "/explain": (Penguin, Explanation),
+    }
+    assert list(service.ROUTES) == ["/predict", "/predict_batch", "/explain"]  # service.py's order, the spec's
+    assert sorted(service.ROUTES) == sorted(api.route for api in service.PenguinClassifier.apis.values())
+    assert service.PenguinClassifier.config["tracing"] == {
+        "excluded_urls": list(service.ROUTES)
+    }  # BentoML's spans cost more than the model
+    spec = api.get("/docs.json").json()
+    for path in service.ROUTES:
+        summary, description = inspect.cleandoc(service.PenguinClassifier.apis[path[1:]].doc).split("\n\n", 1)
+        assert spec["paths"][path]["post"]["summary"] == summary
+        assert spec["paths"][path]["post"]["description"] == " ".join(description.split())
+        assert api.post(path, json={}).status_code == 422  # the lane's contract, not BentoML's 400
 
 
 @pytest.mark.slow  # starts a Python process that imports BentoML
-def test_a_service_with_a_typed_api_the_routes_do_not_answer_refuses_to_start(tmp_path):
-    """The check runs where the service module is imported, so `bentoml serve` stops with the message."""
+def test_a_service_with_a_typed_method_the_http_lane_cannot_answer_refuses_to_start(tmp_path):
+    """The routes are read where the service module is imported, so `bentoml serve` stops with the message."""
     import subprocess
     import sys
 
     from conftest import REPO_ROOT
 
-    extended = (
-        (REPO_ROOT / "service.py")
-        .read_text()
-        .replace(
-            "    @bentoml.api(route=EXPLAIN.path)",
-            "    @bentoml.api(route='/predict_later')\n    async def later(self, penguin: Penguin, /) -> Prediction: ...\n\n"
-            "    @bentoml.api(route=EXPLAIN.path)",
-        )
-    )
+    source = (REPO_ROOT / "service.py").read_text()
+    later = '    @bentoml.api\n    async def later(self, penguin: Penguin) -> Prediction:\n        """Later\n\n        Soon.\n        """\n\n'
+    extended = source.replace("    @bentoml.api\n    async def explain", later + "    @bentoml.api\n    async def explain")
+    assert extended != source
     (tmp_path / "extended_service.py").write_text(extended)
     result = subprocess.run(
         [sys.executable, "-c", "import extended_service"],
@@ -406,7 +414,10 @@ def test_a_service_with_a_typed_api_the_routes_do_not_answer_refuses_to_start(tm
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0 and "@bentoml.api route /predict_later has no Endpoint" in result.stderr
+    assert result.returncode != 0
+    assert (
+        "UnservableMethod: @bentoml.api method later must take its request body as one positional-only parameter" in result.stderr
+    )
 
 
 def test_front_page_names_the_service_the_source_and_the_model_with_a_curl_line_for_this_origin(api):
@@ -435,10 +446,11 @@ def test_before_the_model_loads_every_page_says_loading_and_the_model_pages_answ
 
     from starlette.testclient import TestClient
 
+    import service
     from penguin_serve.serving.pages import create_app
     from penguin_serve.serving.predictor import NOT_READY_MESSAGE
 
-    client = TestClient(create_app(SimpleNamespace(model=None, instance_ready=False)))
+    client = TestClient(create_app(SimpleNamespace(model=None, instance_ready=False), service.ROUTES))
     for path in ("/model", "/model/card"):
         answer = client.get(path)
         assert (answer.status_code, answer.json()) == (503, {"error": NOT_READY_MESSAGE})

@@ -1,15 +1,19 @@
-"""The prediction API, each endpoint defined once: its path, request and response types, and how it answers.
+"""The prediction API's answers, and its HTTP routes read from the typed BentoML methods that declare them.
 
-The HTTP routes (routes.py) validate JSON bytes against `request` and send what `answer` returns; the typed
-BentoML methods in service.py call the same `answer` for in-process callers; the OpenAPI spec (openapi.py)
-is generated from the same table.
+An endpoint is one `@bentoml.api` method of service.PenguinClassifier: its route, its positional-only request
+type, its return type and its docstring (the summary, a blank line, the description), and its answer below.
+`routes_of(PenguinClassifier.apis)` reads each method once: the HTTP lane (routes.py) validates JSON bytes
+against the request type and calls the method, the published spec (openapi.py) documents it. The answers are
+their return type's JSON data (lists and dicts): the lane writes them in one call, and building a pydantic
+object per answer cost more than the model on a batch (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 from pydantic import TypeAdapter
 
@@ -20,40 +24,12 @@ from ..contract import (
     FIELD_COLUMNS,
     SPECIES,
     BatchRequest,
-    Explanation,
     Penguin,
     PenguinColumns,
-    Prediction,
-    PredictionColumns,
     encode,
     encode_batch,
 )
 from .predictor import Predictor
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    path: str
-    request: Any  # the body's type
-    response: Any  # the 200 answer's type
-    summary: str
-    description: str
-    answer: Callable[[Predictor, Any], Awaitable[Any]]  # a validated request -> the answer as plain JSON data
-    examples: dict[str, Any]  # named request bodies for the spec: real penguins
-    _request: TypeAdapter = field(init=False, repr=False)
-    _response: TypeAdapter = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_request", TypeAdapter(self.request))
-        object.__setattr__(self, "_response", TypeAdapter(self.response))
-
-    def parse(self, body: bytes) -> Any:
-        """The request validated from JSON bytes (pydantic.ValidationError when invalid)."""
-        return self._request.validate_json(body)
-
-    def typed(self, answer: Any) -> Any:
-        """An answer as the response type's objects, for in-process callers."""
-        return self._response.validate_python(answer)
 
 
 async def predict(predictor: Predictor, penguin: Penguin) -> dict[str, Any]:
@@ -76,35 +52,67 @@ async def explain(predictor: Predictor, penguin: Penguin) -> dict[str, Any]:
     }
 
 
-PREDICT = Endpoint(
-    "/predict",
-    Penguin,
-    Prediction,
-    "Classify one penguin",
-    "A flat JSON object with the penguin's measurements. Invalid input: 422 naming each field and reason.",
-    predict,
-    {species: example for species, example in zip(SPECIES, EXAMPLES)},
-)
-PREDICT_BATCH = Endpoint(
-    "/predict_batch",
-    BatchRequest,
-    list[Prediction] | PredictionColumns,
-    "Classify up to 10,000 penguins",
-    "A JSON array of records, or an object of columns (one array per field, as pandas' "
-    '`df.to_dict(orient="list")` writes them; several times cheaper to serve). Answers come in order, in the '
-    "same form. One invalid value fails the whole request with 422 naming its index and field.",
-    predict_batch,
-    {"records": list(EXAMPLES), "columns": EXAMPLE_COLUMNS},
-)
-EXPLAIN = Endpoint(
-    "/explain",
-    Penguin,
-    Explanation,
-    "Classify one penguin and say why",
-    "The same body as /predict; the answer adds each field's contribution to each species' margin (log-odds, "
-    "exact TreeSHAP) and the base value. It costs about two predictions; there is no batch form (per row, a batch "
-    "of explanations costs many times a batch of predictions: docs/PERFORMANCE.md gives both).",
-    explain,
-    {species: example for species, example in zip(SPECIES, EXAMPLES)},
-)
-ENDPOINTS = {endpoint.path: endpoint for endpoint in (PREDICT, PREDICT_BATCH, EXPLAIN)}
+# Named request bodies for the spec, by request type: real penguins.
+REQUEST_EXAMPLES: dict[Any, dict[str, Any]] = {
+    Penguin: dict(zip(SPECIES, EXAMPLES)),
+    BatchRequest: {"records": list(EXAMPLES), "columns": EXAMPLE_COLUMNS},
+}
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One typed method as an HTTP route."""
+
+    path: str
+    request: Any  # the body's type
+    response: Any  # the 200 answer's type
+    summary: str
+    description: str
+    call: Callable[[Any, Any], Awaitable[Any]]  # (the service instance, a validated request) -> the answer
+    _request: TypeAdapter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_request", TypeAdapter(self.request))
+
+    def parse(self, body: bytes) -> Any:
+        """The request validated from JSON bytes (pydantic.ValidationError when invalid)."""
+        return self._request.validate_json(body)
+
+    @property
+    def examples(self) -> dict[str, Any]:
+        return REQUEST_EXAMPLES.get(self.request, {})
+
+
+class UnservableMethod(TypeError):
+    """A typed method the HTTP lane cannot answer: the service refuses to start, naming it."""
+
+
+def route_of(api: Any) -> ApiRoute:
+    """The route of one of Service.apis' methods (BentoML's APIMethod: route, func, doc)."""
+    parameters = list(inspect.signature(api.func).parameters.values())[1:]  # after self
+    if len(parameters) != 1 or parameters[0].kind is not inspect.Parameter.POSITIONAL_ONLY:
+        raise UnservableMethod(
+            f"@bentoml.api method {api.name} must take its request body as one positional-only parameter "
+            f"(def {api.name}(self, body: Type, /) -> Answer), not ({', '.join(map(str, parameters))})"
+        )
+    hints = get_type_hints(api.func, include_extras=True)
+    if parameters[0].name not in hints or "return" not in hints:
+        raise UnservableMethod(f"@bentoml.api method {api.name} must annotate its request and its return type")
+    summary, _, description = inspect.cleandoc(api.doc or "").partition("\n\n")
+    if not summary or not description:
+        raise UnservableMethod(f"@bentoml.api method {api.name} needs a docstring: a summary, a blank line, a description")
+    return ApiRoute(
+        path=api.route,
+        request=hints[parameters[0].name],
+        response=hints["return"],
+        summary=" ".join(summary.split()),
+        description=" ".join(description.split()),
+        call=api.func,
+    )
+
+
+def routes_of(apis: Mapping[str, Any]) -> dict[str, ApiRoute]:
+    """The HTTP routes of a service's typed methods (Service.apis, by name), by path, in the order the service
+    defines them (the spec's order)."""
+    in_order = sorted(apis.values(), key=lambda api: api.func.__code__.co_firstlineno)
+    return {route.path: route for route in map(route_of, in_order)}

@@ -1,4 +1,4 @@
-"""The published OpenAPI 3.0 spec (GET /docs.json), generated from the endpoint table and the contract.
+"""The published OpenAPI 3.0 spec (GET /docs.json), generated from the typed methods' routes and the contract.
 
 BentoML's own spec documents only 200/400/404/500, lists its internal schemas, carries no examples, and
 declares OpenAPI 3.0 while embedding JSON Schema 2020-12. This one lists every public endpoint with the
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from .endpoints import Endpoint
+from .endpoints import ApiRoute
 
 REF = "#/components/schemas/{model}"
 _ERROR = {"$ref": REF.format(model="Error")}
@@ -94,7 +94,7 @@ INFRASTRUCTURE = (
 )  # fmt: skip
 
 
-def build_spec(endpoints: dict[str, Endpoint], title: str, version: str, description: str) -> dict[str, Any]:
+def build_spec(routes: dict[str, ApiRoute], title: str, version: str, description: str) -> dict[str, Any]:
     components: dict[str, Any] = {}
 
     def schema_of(python_type: Any) -> dict[str, Any]:
@@ -107,26 +107,26 @@ def build_spec(endpoints: dict[str, Endpoint], title: str, version: str, descrip
         return schema
 
     paths: dict[str, Any] = {}
-    for endpoint in endpoints.values():
-        paths[endpoint.path] = {
+    for route in routes.values():
+        paths[route.path] = {
             "post": {
                 "tags": ["Prediction"],
-                "summary": endpoint.summary,
-                "description": endpoint.description,
-                "operationId": endpoint.path.strip("/"),
+                "summary": route.summary,
+                "description": route.description,
+                "operationId": route.path.strip("/"),
                 "requestBody": {
                     "required": True,
                     "content": {
                         "application/json": {
-                            "schema": schema_of(endpoint.request),
-                            "examples": {name: {"value": value} for name, value in endpoint.examples.items()},
+                            "schema": schema_of(route.request),
+                            "examples": {name: {"value": value} for name, value in route.examples.items()},
                         }
                     },
                 },
                 "responses": {
                     "200": {
                         "description": "The answer",
-                        "content": {"application/json": {"schema": schema_of(endpoint.response)}},
+                        "content": {"application/json": {"schema": schema_of(route.response)}},
                     },
                     **ERROR_RESPONSES,
                 },

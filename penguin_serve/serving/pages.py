@@ -17,7 +17,7 @@ from starlette.routing import Route
 from ..contract import EXAMPLE
 from ..model_card import render as render_model_card
 from ..settings import SETTINGS
-from .endpoints import ENDPOINTS
+from .endpoints import ApiRoute
 from .openapi import build_spec
 from .predictor import NOT_READY_MESSAGE, Predictor
 
@@ -60,17 +60,18 @@ PAGE = """<!DOCTYPE html>
 """
 
 
-def published_spec(bento: str, model: str) -> dict[str, Any]:
+def published_spec(routes: dict[str, ApiRoute], bento: str, model: str) -> dict[str, Any]:
     """The OpenAPI spec served at /docs.json, naming the bento and the model (docs/openapi.json: BENTO, MODEL)."""
-    return build_spec(ENDPOINTS, NAME, f"bento {bento}, model {model}", DESCRIPTION)
+    return build_spec(routes, NAME, f"bento {bento}, model {model}", DESCRIPTION)
 
 
 class Pages:
     """The GET routes over one predictor. Methods, not closures in create_app: each request calls them, so a
     test that requests a page is known to cover it (make mutate runs that test for each change to it)."""
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Predictor, routes: dict[str, ApiRoute]) -> None:
         self.predictor = predictor
+        self.routes = routes
 
     def versions(self) -> tuple[str, str]:
         """The bento (none under `bentoml serve service:...`, which serves the source) and the model."""
@@ -89,7 +90,7 @@ class Pages:
         )  # fmt: skip
 
     async def spec(self, _: Request) -> JSONResponse:
-        return JSONResponse(published_spec(*self.versions()))
+        return JSONResponse(published_spec(self.routes, *self.versions()))
 
     async def model_info(self, _: Request) -> JSONResponse:
         if self.predictor.model is None:
@@ -112,8 +113,8 @@ class Pages:
         return RedirectResponse("/")
 
 
-def create_app(predictor: Predictor) -> Starlette:
-    pages = Pages(predictor)
+def create_app(predictor: Predictor, routes: dict[str, ApiRoute]) -> Starlette:
+    pages = Pages(predictor, routes)
     return Starlette(
         routes=[
             Route("/", pages.front_page),

@@ -9,8 +9,7 @@ import json
 import os
 import random
 
-from penguin_serve.serving.endpoints import ENDPOINTS
-from service import PenguinClassifier
+from service import ROUTES, PenguinClassifier
 
 
 class Fault:
@@ -18,9 +17,9 @@ class Fault:
         self.app, self.error_share, self.delay_s, self.spared = app, error_share, delay_s, spared
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] in ENDPOINTS and self.spared > 0:
+        if scope["type"] == "http" and scope["path"] in ROUTES and self.spared > 0:
             self.spared -= 1
-        elif scope["type"] == "http" and scope["path"] in ENDPOINTS:
+        elif scope["type"] == "http" and scope["path"] in ROUTES:
             await asyncio.sleep(self.delay_s)
             if random.random() < self.error_share:
                 body = json.dumps({"detail": "injected fault"}).encode()
