@@ -12,7 +12,7 @@ from penguin_serve.serving import bentoml_timeout, endpoints, pages, request_log
 from penguin_serve.serving.predictor import Predictor
 from penguin_serve.serving.readiness import InstanceReadiness
 from penguin_serve.serving.routes import ApiRoutes
-from penguin_serve.serving.worker import start_worker
+from penguin_serve.serving.worker import configure_worker
 from penguin_serve.settings import SETTINGS
 
 bentoml_timeout.install()  # before BentoML builds this worker's app
@@ -48,7 +48,7 @@ class PenguinClassifier:
     def __init__(self) -> None:
         # Load in the background: /livez answers at once, /readyz says 503 until every worker's model has
         # loaded and passed its self-check.
-        start_worker(SETTINGS)
+        configure_worker(SETTINGS)
         self.predictor = PREDICTOR
         threading.Thread(
             target=self.predictor.load, args=(SETTINGS, self.bento_model.path), name="model-loader", daemon=True

@@ -70,7 +70,7 @@ import json, os, statistics, sys, time
 import numpy as np
 import xgboost as xgb
 from penguin_serve.model import PenguinModel
-from penguin_serve.serving.metrics import record_model_call
+from penguin_serve.serving.metrics import ModelCalls
 model = PenguinModel.from_files(sys.argv[1], "bench", nthread=1)
 booster = model.booster
 rows = np.load(sys.argv[2])
@@ -79,15 +79,20 @@ def per_call(n, repeat, call=booster.inplace_predict):
     for _ in range(repeat):
         started = time.perf_counter(); call(rows[:n]); times.append(time.perf_counter() - started)
     return statistics.median(times[1:])
-def metrics_us(n, repeat):
+def metrics_us(n, calls):
+    # The service counts a second's model calls in one pass: `calls` calls of n rows, then their pass, per call.
     probabilities = booster.inplace_predict(rows[:n]).reshape(n, 3)
+    counted = ModelCalls(every_s=3600)  # its pass runs here, not in its thread
     times = []
-    for _ in range(repeat):
-        started = time.perf_counter(); record_model_call(model, rows[:n], probabilities); times.append(time.perf_counter() - started)
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(calls):
+            counted.add(model, rows[:n], probabilities)
+        counted.count(); times.append((time.perf_counter() - started) / calls)
     return 1e6 * statistics.median(times[1:])
 print(json.dumps({"floor_rows_per_s": 10_000 / per_call(10_000, 21), "call_1_row_ms": 1000 * per_call(1, 201),
-                  "call_32_rows_ms": 1000 * per_call(32, 201), "metrics_us_per_call": metrics_us(1, 201),
-                  "metrics_us_per_row": metrics_us(1000, 21) / 1000,
+                  "call_32_rows_ms": 1000 * per_call(32, 201), "metrics_us_per_call": metrics_us(1, 1000),
+                  "metrics_us_per_row": metrics_us(1000, 10) / 1000,
                   "model_us_per_row": 1e6 * per_call(1000, 21, model.probabilities) / 1000,
                   "explain_1_row_ms": 1000 * per_call(1, 201, model.contributions),
                   "explain_us_per_row": 1e6 * per_call(1000, 21, model.contributions) / 1000}))
@@ -410,6 +415,7 @@ TARGETS = (
     ("a worker's live objects after 60 s of saturation / at rest", "objects_growth", "<=", 1.1),
     ("a worker's live objects once the load is over / at rest", "objects_left_after_timeout", "<=", 1.1),
     ("metrics per row / the model's own cost per row, 1,000-row call", "metrics_row_share", "<=", 0.1),
+    ("metrics per model call of 1 row, µs (1,000 calls counted in one pass)", "metrics_us_per_call", "<=", 10),
     ("1,000-row batch (columns) rows per CPU-second / the in-process floor", "batch_floor_ratio", ">=", 0.5),
     ("scoring job rows/s on one CPU / the in-process floor", "scoring_floor_ratio", ">=", 0.5),
     ("/explain requests/s / /predict's", "explain_ratio", ">=", 0.5),
@@ -473,6 +479,7 @@ def summarize(figures: dict) -> dict:
         "objects_left_after_timeout": memory["objects_after_timeout"] / memory["objects_at_rest"],
         "rss_growth_mb": memory["rss_mb_after"] - memory["rss_mb_at_rest"],
         "metrics_row_share": costs["metrics_us_per_row"] / costs["model_us_per_row"],
+        "metrics_us_per_call": costs["metrics_us_per_call"],
     }
 
 
@@ -500,7 +507,7 @@ def report(figures: dict) -> str:
     lines += [
         f"in-process: inplace_predict floor {floor:,.0f} rows/s (1 thread, 10,000-row batch); one call of 1 row "
         f"{costs['call_1_row_ms']:.3f} ms, of 32 rows {costs['call_32_rows_ms']:.3f} ms; metrics (species, confidence, drift bins) "
-        f"{costs['metrics_us_per_call']:.0f} µs per call of 1 row, {costs['metrics_us_per_row']:.2f} µs per row in a 1,000-row call; "
+        f"{costs['metrics_us_per_call']:.1f} µs per call of 1 row, {costs['metrics_us_per_row']:.2f} µs per row in a 1,000-row call; "
         f"explanations (TreeSHAP) {costs['explain_1_row_ms']:.3f} ms for 1 row, {costs['explain_us_per_row']:.0f} µs per row in a 1,000-row call",
         f"/predict_batch, {BATCH_ROWS:,} rows: "
         + "; ".join(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, required
 from containers import docker, docker_cli, engine_unavailable_reason, local_registry
 from readme import Shell, commands, section
 
@@ -50,6 +50,7 @@ def project(request, tmp_path_factory, gcs_emulator):
     on two cores remove only their own."""
     if reason := engine_unavailable_reason():
         pytest.skip(reason)
+    required("curl")  # the page's commands call the service with it; a fresh machine may have none
     home = tmp_path_factory.mktemp("home")
     state = home / "gcloud-state"
     state.mkdir()

@@ -38,6 +38,7 @@ FIGURES = (
     "objects_left_after_timeout",
     "rss_growth_mb",
     "metrics_row_share",
+    "metrics_us_per_call",
 )
 
 

@@ -235,19 +235,23 @@ def test_each_worker_sets_its_logging_and_the_young_garbage_collection_threshold
 def test_a_starting_worker_logs_the_services_info_lines_and_leaves_other_loggers_alone(monkeypatch):
     import logging
 
-    from penguin_serve.serving.worker import start_worker
+    from penguin_serve.serving.worker import configure_worker
     from penguin_serve.settings import SETTINGS
 
     root = logging.getLogger()
     monkeypatch.setattr(logging.getLogger("penguin_serve"), "level", logging.NOTSET)
     monkeypatch.setattr(root, "level", logging.WARNING)
-    start_worker(SETTINGS)
+    configure_worker(SETTINGS)
     assert (logging.getLogger("penguin_serve").level, root.level) == (logging.INFO, logging.WARNING)
 
 
 def sample(name, **labels):
+    """A series' value once this process's model calls so far are counted (their thread does it each second)."""
     from prometheus_client import REGISTRY
 
+    from penguin_serve.serving.metrics import MODEL_CALLS
+
+    MODEL_CALLS.count()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -318,6 +322,57 @@ def test_confidence_is_observed_for_one_prediction_in_64_whatever_the_calls(api)
         api.post("/predict_batch", json=[KNOWN_RECORDS[2][0]] * size)
     assert sum(sizes) % CONFIDENCE_SAMPLE_EVERY == 0
     assert sample("penguin_prediction_confidence_count") - before == sum(sizes) / CONFIDENCE_SAMPLE_EVERY
+
+
+def test_model_calls_reach_their_series_within_a_period_without_anyone_asking(exported_model):
+    from prometheus_client import REGISTRY
+
+    from penguin_serve.contract import encode
+    from penguin_serve.model import PenguinModel
+    from penguin_serve.serving.metrics import ModelCalls
+
+    model = PenguinModel.from_files(exported_model, source="test", nthread=1)
+    features = encode([Penguin(**ADELIE)] * 3)
+    probabilities = model.probabilities(features)
+    series = ("penguin_predictions_total", {"species": SPECIES[int(probabilities[0].argmax())]})
+    before = sample(*series[:1], **series[1])
+    calls = ModelCalls(every_s=0.05)
+    calls.add(model, features[:1], probabilities[:1])  # two calls: counted in one pass
+    calls.add(model, features[1:], probabilities[1:])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and REGISTRY.get_sample_value(*series) < before + 3:
+        time.sleep(0.02)
+    assert REGISTRY.get_sample_value(*series) == before + 3
+
+
+@pytest.mark.slow  # starts a Python process that imports the serving code
+def test_a_worker_that_exits_counts_the_model_calls_it_still_holds(exported_model, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    one_call_then_exit = (
+        "import sys; from penguin_serve.contract import EXAMPLE, Penguin, encode; "
+        "from penguin_serve.model import PenguinModel; from penguin_serve.serving.metrics import MODEL_CALLS; "
+        "model = PenguinModel.from_files(sys.argv[1], source='test', nthread=1); rows = encode([Penguin(**EXAMPLE)] * 2); "
+        "MODEL_CALLS.add(model, rows, model.probabilities(rows))"  # and exits at once, long before a period ends
+    )
+    subprocess.run(
+        [sys.executable, "-c", one_call_then_exit, str(exported_model)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        check=True,
+        timeout=120,
+    )
+    counted = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in MultiProcessCollector.merge([str(path) for path in tmp_path.glob("*.db")])
+        for sample in family.samples
+    }
+    assert sum(value for (name, _), value in counted.items() if name == "penguin_predictions_total") == 2
+    assert counted[("penguin_model_call_rows_count", ())] == 1
 
 
 def test_one_row_in_n_is_picked_at_a_fixed_stride_across_calls_of_any_size():

@@ -130,8 +130,11 @@ def test_metrics_sum_what_both_workers_counted(two_workers):
     from prometheus_client.multiprocess import MultiProcessCollector
     from prometheus_client.parser import text_string_to_metric_families
 
+    from penguin_serve.serving.metrics import MODEL_CALLS
+
     two_workers.readyz_history()
     assert burst(two_workers.url) == [200] * BURST
+    time.sleep(2 * MODEL_CALLS.every_s)  # each worker counts its model calls once per period
     families = {family.name: family for family in text_string_to_metric_families(two_workers.get("/metrics").text)}
     predictions = {s.labels["species"]: s.value for s in families["penguin_predictions"].samples if s.name.endswith("_total")}
     assert predictions == {"Adelie": BURST, "Chinstrap": 0, "Gentoo": 0}

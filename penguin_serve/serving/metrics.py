@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import collections
-from collections.abc import Iterable
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -75,6 +80,7 @@ class EveryNth:
 
 
 _CONFIDENCE_ROWS = EveryNth(CONFIDENCE_SAMPLE_EVERY)
+logger = logging.getLogger(__name__)
 
 
 def record_model_loaded(model: PenguinModel) -> None:
@@ -94,18 +100,64 @@ def record_model_loaded(model: PenguinModel) -> None:
     MODEL_READY.set(1)
 
 
-def record_model_call(model: PenguinModel, features: np.ndarray, probabilities: np.ndarray) -> None:
-    """Counts one model call's rows (all the requests that shared it) by predicted species, confidence and
-    training-decile bin of each measurement: one counter increment per species and bin that occurred, and
-    one confidence observation per CONFIDENCE_SAMPLE_EVERY rows."""
-    rows = len(probabilities)
-    MODEL_CALL_ROWS.observe(rows)
-    _count(_PREDICTED, probabilities.argmax(axis=1))
-    CONFIDENCE_SUM.inc(float(probabilities.max(axis=1).sum()))
-    if (picked := _CONFIDENCE_ROWS.rows(rows)) is not None:
-        for confidence in probabilities[picked].max(axis=1).tolist():
+class ModelCalls:
+    """A worker's model calls, counted into their series (rows per call, species, confidence, drift bins) by
+    a thread every `every_s` seconds, all the calls since the last time in one pass. Counted call by call,
+    the numpy steps' fixed costs and one file write per series touched (multiprocess mode) came to about 30 µs
+    per call of one row, several times the model's own work for that row (docs/PERFORMANCE.md). So /metrics
+    is at most `every_s` behind the answers; a worker that exits counts what it holds first."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._pending: list[tuple[PenguinModel, np.ndarray, np.ndarray]] = []
+        self._taking = threading.Lock()  # guards _pending: the event loop adds, the counting thread takes
+        self._counting = threading.Lock()  # one pass at a time: the confidence stride runs across passes
+        self._thread: threading.Thread | None = None
+
+    def add(self, model: PenguinModel, features: np.ndarray, probabilities: np.ndarray) -> None:
+        """One model call's rows and probabilities (arrays nobody changes afterwards), counted soon."""
+        with self._taking:
+            self._pending.append((model, features, probabilities))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._count_every_period, name="model-call-metrics", daemon=True)
+                self._thread.start()
+                atexit.register(self.count)
+
+    def count(self) -> None:
+        """Counts every call added so far into the series."""
+        with self._counting:
+            with self._taking:
+                pending, self._pending = self._pending, []
+            for _, calls in itertools.groupby(pending, key=lambda call: id(call[0])):  # one model, but in tests
+                models, features, probabilities = zip(*calls)
+                record_model_calls(models[0], features, probabilities)
+
+    def _count_every_period(self) -> None:
+        while True:
+            time.sleep(self.every_s)
+            try:
+                self.count()
+            except Exception:  # the next pass counts afresh; an answer never waits for its metrics
+                logger.exception("counting model calls into /metrics failed")
+
+
+def record_model_calls(model: PenguinModel, features: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]) -> None:
+    """Counts model calls' rows (each call: all the requests that shared it) by predicted species,
+    confidence and training-decile bin of each measurement: one counter increment per species and bin that
+    occurred, and one confidence observation per CONFIDENCE_SAMPLE_EVERY rows."""
+    for call in probabilities:
+        MODEL_CALL_ROWS.observe(len(call))
+    rows, every = np.concatenate(features), np.concatenate(probabilities)
+    _count(_PREDICTED, every.argmax(axis=1))
+    CONFIDENCE_SUM.inc(float(every.max(axis=1).sum()))
+    if (picked := _CONFIDENCE_ROWS.rows(len(every))) is not None:
+        for confidence in every[picked].max(axis=1).tolist():
             CONFIDENCE.observe(confidence)
-    _count(_INPUT_BINS, decile_bins(model.drift_edges, features) + _BIN_OFFSETS)  # feature * 10 + bin
+    _count(_INPUT_BINS, decile_bins(model.drift_edges, rows) + _BIN_OFFSETS)  # feature * 10 + bin
+
+
+# Counted once a second: far below any scrape interval (Managed Prometheus' sidecar: 30 s).
+MODEL_CALLS = ModelCalls(every_s=1.0)
 
 
 def _count(series: list, indexes: np.ndarray) -> None:

@@ -20,7 +20,7 @@ from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import Settings
 from .batching import MicroBatcher, slice_rows
-from .metrics import MODEL_READY, record_model_call, record_model_loaded, record_out_of_distribution
+from .metrics import MODEL_CALLS, MODEL_READY, record_model_loaded, record_out_of_distribution
 from .readiness import InstanceReadiness
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,6 @@ class Predictor:
         model = self.checked_model()
         probabilities = model.probabilities(rows)
         built = answers.build(model, rows, probabilities)
-        record_model_call(model, rows, probabilities)
+        MODEL_CALLS.add(model, rows, probabilities)
         record_out_of_distribution(built["out_of_distribution"])
         return built

@@ -10,7 +10,7 @@ from ..settings import Settings
 from . import request_log
 
 
-def start_worker(settings: Settings) -> None:
+def configure_worker(settings: Settings) -> None:
     logging.getLogger("penguin_serve").setLevel(logging.INFO)
     request_log.configure(settings.log_level)
     configure_garbage_collector(settings.gc_young_allocations)
