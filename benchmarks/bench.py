@@ -506,7 +506,7 @@ def report(figures: dict) -> str:
         lines.append(f"{name:<15} {columns} {errors:>7.0f} {r['cold_start_s']:>7.2f} {r['rss_mb']:>7.0f}")
     lines += [
         f"in-process: inplace_predict floor {floor:,.0f} rows/s (1 thread, 10,000-row batch); one call of 1 row "
-        f"{costs['call_1_row_ms']:.3f} ms, of 32 rows {costs['call_32_rows_ms']:.3f} ms; metrics (species, confidence, drift bins) "
+        f"{costs['call_1_row_ms']:.3f} ms, of 32 rows {costs['call_32_rows_ms']:.3f} ms; metrics (species, confidence, out-of-distribution flags, drift bins) "
         f"{costs['metrics_us_per_call']:.1f} µs per call of 1 row, {costs['metrics_us_per_row']:.2f} µs per row in a 1,000-row call; "
         f"explanations (TreeSHAP) {costs['explain_1_row_ms']:.3f} ms for 1 row, {costs['explain_us_per_row']:.0f} µs per row in a 1,000-row call",
         f"/predict_batch, {BATCH_ROWS:,} rows: "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import collections
 import itertools
 import logging
 import threading
@@ -62,6 +61,7 @@ VALIDATION_FAILURES = Counter("penguin_validation_failures", "Invalid request fi
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 # The labelled series the per-call counting touches, looked up once.
 _PREDICTED = [PREDICTIONS.labels(species=species) for species in SPECIES]
+_OUTSIDE = [OUT_OF_DISTRIBUTION.labels(field=feature) for feature in MEASUREMENTS]
 _INPUT_BINS = [INPUT_ROWS.labels(feature=feature, bin=str(index)) for feature in MEASUREMENTS for index in range(10)]
 _BIN_OFFSETS = np.arange(len(MEASUREMENTS)) * 10
 
@@ -101,11 +101,11 @@ def record_model_loaded(model: PenguinModel) -> None:
 
 
 class ModelCalls:
-    """A worker's model calls, counted into their series (rows per call, species, confidence, drift bins) by
-    a thread every `every_s` seconds, all the calls since the last time in one pass. Counted call by call,
-    the numpy steps' fixed costs and one file write per series touched (multiprocess mode) came to about 30 µs
-    per call of one row, several times the model's own work for that row (docs/PERFORMANCE.md). So /metrics
-    is at most `every_s` behind the answers; a worker that exits counts what it holds first."""
+    """A worker's model calls, counted into their series (rows per call, species, confidence, measurements out
+    of the training ranges, drift bins) by a thread every `every_s` seconds, all the calls since the last time
+    in one pass. Counted call by call, the numpy steps' fixed costs and a file write per series touched
+    (multiprocess mode) added a sizeable share of a one-row call's cost (docs/PERFORMANCE.md). So /metrics is
+    at most `every_s` behind the answers; a worker that exits counts what it holds first."""
 
     def __init__(self, every_s: float) -> None:
         self.every_s = every_s
@@ -143,8 +143,10 @@ class ModelCalls:
 
 def record_model_calls(model: PenguinModel, features: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]) -> None:
     """Counts model calls' rows (each call: all the requests that shared it) by predicted species,
-    confidence and training-decile bin of each measurement: one counter increment per species and bin that
-    occurred, and one confidence observation per CONFIDENCE_SAMPLE_EVERY rows."""
+    confidence, measurements outside the training ranges and training-decile bin of each measurement: one
+    counter increment per species, field and bin that occurred, and one confidence observation per
+    CONFIDENCE_SAMPLE_EVERY rows. All in one pass, so that the shares the rules and the canary's gate divide
+    (out-of-distribution rows, confidence sum, per prediction) never see one counted before the other."""
     for call in probabilities:
         MODEL_CALL_ROWS.observe(len(call))
     rows, every = np.concatenate(features), np.concatenate(probabilities)
@@ -154,6 +156,10 @@ def record_model_calls(model: PenguinModel, features: Sequence[np.ndarray], prob
         for confidence in every[picked].max(axis=1).tolist():
             CONFIDENCE.observe(confidence)
     _count(_INPUT_BINS, decile_bins(model.drift_edges, rows) + _BIN_OFFSETS)  # feature * 10 + bin
+    outside = model.outside_training_ranges(rows)
+    if flagged := int(outside.any(axis=1).sum()):
+        OUT_OF_DISTRIBUTION_ROWS.inc(flagged)
+        _count(_OUTSIDE, np.flatnonzero(outside) % len(MEASUREMENTS))  # row-major: the flag's field
 
 
 # Counted once a second: far below any scrape interval (Managed Prometheus' sidecar: 30 s).
@@ -165,13 +171,6 @@ def _count(series: list, indexes: np.ndarray) -> None:
     counts = np.bincount(indexes.ravel(), minlength=len(series))
     for index in np.flatnonzero(counts).tolist():
         series[index].inc(int(counts[index]))
-
-
-def record_out_of_distribution(fields_per_row: list[list[str]]) -> None:
-    if flagged := sum(1 for fields in fields_per_row if fields):
-        OUT_OF_DISTRIBUTION_ROWS.inc(flagged)
-    for name, count in collections.Counter(field for fields in fields_per_row for field in fields).items():
-        OUT_OF_DISTRIBUTION.labels(field=name).inc(count)
 
 
 def record_validation_failures(field_names: Iterable[str]) -> None:

@@ -20,7 +20,7 @@ from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import Settings
 from .batching import MicroBatcher, slice_rows
-from .metrics import MODEL_CALLS, MODEL_READY, record_model_loaded, record_out_of_distribution
+from .metrics import MODEL_CALLS, MODEL_READY, record_model_loaded
 from .readiness import InstanceReadiness
 
 logger = logging.getLogger(__name__)
@@ -104,5 +104,4 @@ class Predictor:
         probabilities = model.probabilities(rows)
         built = answers.build(model, rows, probabilities)
         MODEL_CALLS.add(model, rows, probabilities)
-        record_out_of_distribution(built["out_of_distribution"])
         return built
