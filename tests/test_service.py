@@ -345,7 +345,6 @@ def test_model_calls_reach_their_series_within_a_period_without_anyone_asking(ex
     assert REGISTRY.get_sample_value(*series) == before + 3
 
 
-@pytest.mark.slow  # starts a Python process that imports the serving code
 def test_a_worker_that_exits_counts_the_model_calls_it_still_holds(exported_model, tmp_path):
     import subprocess
     import sys
@@ -446,6 +445,63 @@ def test_every_typed_method_is_a_route_the_http_lane_answers_and_the_spec_docume
         assert spec["paths"][path]["post"]["summary"] == summary
         assert spec["paths"][path]["post"]["description"] == " ".join(description.split())
         assert api.post(path, json={}).status_code == 422  # the lane's contract, not BentoML's 400
+
+
+def test_a_typed_method_becomes_a_route_and_one_the_lane_cannot_answer_is_named_with_what_to_change():
+    from types import SimpleNamespace
+
+    from penguin_serve.contract import EXAMPLES
+    from penguin_serve.serving.endpoints import UnservableMethod, route_of
+
+    async def well(self, penguin: Penguin, /) -> Prediction:
+        """Classify
+        one penguin
+
+        Its measurements
+        as JSON.
+        """
+
+    async def keyword(self, penguin: Penguin) -> Prediction:
+        """Summary\n\nDescription."""
+
+    async def two(self, penguin: Penguin, other: Penguin, /) -> Prediction:
+        """Summary\n\nDescription."""
+
+    async def untyped(self, penguin, /):
+        """Summary\n\nDescription."""
+
+    async def unanswered(self, penguin: Penguin, /):
+        """Summary\n\nDescription."""
+
+    async def undocumented(self, penguin: Penguin, /) -> Prediction: ...
+
+    async def unexampled(self, penguin: dict, /) -> Prediction:
+        """Summary\n\nDescription."""
+
+    async def summary_only(self, penguin: Penguin, /) -> Prediction:
+        """Summary"""
+
+    def method(func):
+        return SimpleNamespace(name=func.__name__, route=f"/{func.__name__}", func=func, doc=func.__doc__)
+
+    route = route_of(method(well))
+    assert (route.path, route.request, route.response, route.call) == ("/well", Penguin, Prediction, well)
+    assert (route.summary, route.description) == ("Classify one penguin", "Its measurements as JSON.")
+    assert route.examples == dict(zip(SPECIES, EXAMPLES))
+    one_body = "must take its request body as one positional-only parameter"
+    expected = {
+        keyword: f"@bentoml.api method keyword {one_body} (def keyword(self, body: Type, /) -> Answer), not (penguin)",
+        two: f"@bentoml.api method two {one_body} (def two(self, body: Type, /) -> Answer), not (penguin, other)",
+        untyped: "@bentoml.api method untyped must annotate its request and its return type",
+        unanswered: "@bentoml.api method unanswered must annotate its request and its return type",
+        unexampled: "@bentoml.api method unexampled's request type has no examples for the spec: add them to REQUEST_EXAMPLES",
+        undocumented: "@bentoml.api method undocumented needs a docstring: a summary, a blank line, a description",
+        summary_only: "@bentoml.api method summary_only needs a docstring: a summary, a blank line, a description",
+    }
+    for func, message in expected.items():
+        with pytest.raises(UnservableMethod) as refused:
+            route_of(method(func))
+        assert str(refused.value) == message
 
 
 @pytest.mark.slow  # starts a Python process that imports BentoML

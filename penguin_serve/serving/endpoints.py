@@ -80,7 +80,7 @@ class ApiRoute:
 
     @property
     def examples(self) -> dict[str, Any]:
-        return REQUEST_EXAMPLES.get(self.request, {})
+        return REQUEST_EXAMPLES[self.request]
 
 
 class UnservableMethod(TypeError):
@@ -93,11 +93,15 @@ def route_of(api: Any) -> ApiRoute:
     if len(parameters) != 1 or parameters[0].kind is not inspect.Parameter.POSITIONAL_ONLY:
         raise UnservableMethod(
             f"@bentoml.api method {api.name} must take its request body as one positional-only parameter "
-            f"(def {api.name}(self, body: Type, /) -> Answer), not ({', '.join(map(str, parameters))})"
+            f"(def {api.name}(self, body: Type, /) -> Answer), not ({', '.join(parameter.name for parameter in parameters)})"
         )
     hints = get_type_hints(api.func, include_extras=True)
     if parameters[0].name not in hints or "return" not in hints:
         raise UnservableMethod(f"@bentoml.api method {api.name} must annotate its request and its return type")
+    if hints[parameters[0].name] not in REQUEST_EXAMPLES:
+        raise UnservableMethod(
+            f"@bentoml.api method {api.name}'s request type has no examples for the spec: add them to REQUEST_EXAMPLES"
+        )
     summary, _, description = inspect.cleandoc(api.doc or "").partition("\n\n")
     if not summary or not description:
         raise UnservableMethod(f"@bentoml.api method {api.name} needs a docstring: a summary, a blank line, a description")
