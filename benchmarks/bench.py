@@ -9,6 +9,8 @@ Servers, each started here with 2 workers on 127.0.0.1 and driven by wrk (Debian
                    (PENGUIN_GC_YOUNG_ALLOCATIONS=700): what the service's garbage-collector setting buys
   bentoml-floor    benchmarks/bentoml_floor.py under `bentoml serve`: the same fixed answer from a BentoML
                    service configured like ours, i.e. what BentoML's server costs per request
+  bentoml-api      benchmarks/bentoml_api.py: penguin-serve's own methods on BentoML's own @bentoml.api path
+                   (BentoML validates and serializes; no ApiRoutes in front), /predict and /predict_batch
   fastapi-numpy    benchmarks/numpy_app.py: FastAPI + a numpy row + inplace_predict (1 thread)
   reference        benchmarks/reference_app.py: the usual FastAPI + pandas DataFrame + one-hot per request
 plus in-process figures: Booster.inplace_predict on a 10,000-row batch (the floor, rows/s on 1 thread), one
@@ -331,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             Server("penguin-serve", ours, ours_env),
             Server("gc-default", ours, {**ours_env, "PENGUIN_GC_YOUNG_ALLOCATIONS": "700"}),
             Server("http-ceiling", uvicorn(args.peers_venv, "benchmarks.ceiling_app:app"), {}),
+            Server("bentoml-api", bentoml_serve(args.service_venv, "benchmarks.bentoml_api:PenguinClassifier"), ours_env),
             Server(
                 "bentoml-floor",
                 bentoml_serve(args.service_venv, "benchmarks.bentoml_floor:BentoMLFloor"),
@@ -363,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                     for connections in CONNECTIONS:
                         runs = [wrk(wrk_binary, server, "/explain", body, connections, args.duration) for _ in range(args.reps)]
                         result[f"explain_c{connections}"] = median_run(runs)
+                if server.name in ("penguin-serve", "bentoml-api"):
                     for form, batch_body in batch_bodies.items():
                         runs = [wrk(wrk_binary, server, "/predict_batch", batch_body, 4, args.duration) for _ in range(args.reps)]
                         run = median_run(runs)
@@ -449,8 +453,8 @@ def targets_table(summary: dict) -> str:
 def summarize(figures: dict) -> dict:
     """The ratios to the peers and the ceiling, and the other figures the performance goals name."""
     results, costs, scoring = figures["results"], figures["in_process"], figures["scoring"]
-    ours, reference, numpy_app, ceiling, bentoml_floor = (
-        results[name] for name in ("penguin-serve", "reference", "fastapi-numpy", "http-ceiling", "bentoml-floor")
+    ours, reference, numpy_app, ceiling, bentoml_floor, bentoml_api = (
+        results[name] for name in ("penguin-serve", "reference", "fastapi-numpy", "http-ceiling", "bentoml-floor", "bentoml-api")
     )
     floor, memory = costs["floor_rows_per_s"], ours["memory"]
     return {
@@ -459,6 +463,9 @@ def summarize(figures: dict) -> dict:
         "ceiling_cpu_ratio": ours["c64"]["rps_per_cpu_s"] / ceiling["c64"]["rps_per_cpu_s"],
         "bentoml_floor_ratio": ours["c64"]["rps"] / bentoml_floor["c64"]["rps"],
         "bentoml_floor_p99_c64_ms": bentoml_floor["c64"]["p99"],
+        "bentoml_api_ratio": ours["c64"]["rps"] / bentoml_api["c64"]["rps"],
+        "bentoml_api_batch_ratio": ours["batch_columns"]["rows_per_s"] / bentoml_api["batch_columns"]["rows_per_s"],
+        "bentoml_api_records_ratio": ours["batch_records"]["rows_per_s"] / bentoml_api["batch_records"]["rows_per_s"],
         "gc_default_p99_c64_ms": results["gc-default"]["c64"]["p99"],
         "numpy_fastapi_rps_ratio": ours["c64"]["rps"] / numpy_app["c64"]["rps"],
         "predict_rps_ratio": ours["c64"]["rps"] / reference["c64"]["rps"],
@@ -514,6 +521,13 @@ def report(figures: dict) -> str:
             f"as {form} {ours[f'batch_{form}']['rows_per_s']:,.0f} rows/s, {ours[f'batch_{form}']['rows_per_cpu_s']:,.0f} per server "
             f"CPU-second ({ours[f'batch_{form}']['rows_per_cpu_s'] / floor:.0%} of the floor)"
             for form in ("columns", "records")
+        ),
+        "the same methods on BentoML's own @bentoml.api path (bentoml-api), against penguin-serve's lane: /predict "
+        f"{results['bentoml-api']['c64']['rps']:,.0f} requests/s at 64 connections ({summary['bentoml_api_ratio']:.2f}x), "
+        + "; ".join(
+            f"/predict_batch as {form} {results['bentoml-api'][f'batch_{form}']['rows_per_s']:,.0f} rows/s "
+            f"({summary[key]:.2f}x)"
+            for form, key in (("columns", "bentoml_api_batch_ratio"), ("records", "bentoml_api_records_ratio"))
         ),
         f"bulk scoring job, one task: {scoring['rows_per_s']:,.0f} rows/s over {scoring['rows']:,} rows "
         f"({scoring['rows_per_s'] / floor:.0%} of the floor)",

@@ -39,6 +39,9 @@ FIGURES = (
     "rss_growth_mb",
     "metrics_row_share",
     "metrics_us_per_call",
+    "bentoml_api_ratio",
+    "bentoml_api_batch_ratio",
+    "bentoml_api_records_ratio",
 )
 
 
