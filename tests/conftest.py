@@ -121,7 +121,7 @@ EMULATOR_FIXTURES = {"gcs_emulator", "bucket", "fault_proxy"}
 SLOW_FIXTURES = {"served", "image", "make_image", "prometheus", "browser", *EMULATOR_FIXTURES}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
@@ -130,7 +130,10 @@ def pytest_collection_modifyitems(items):
     # The longest test files first, by the last `make timings`: `--dist loadfile --no-loadscope-reorder` hands
     # out whole files in this order, so the Cloud Run modules start at once. xdist's own order (most tests first)
     # puts those few-test, several-minute files last, where one core idles while the other finishes them. The
-    # sort is stable: pytest-randomly's shuffle stays within each file and among files with no record.
+    # sort is stable: pytest-randomly's shuffle stays within each file and among files with no record. Without
+    # xdist the files run in the order given (make mutate's first test must stay first).
+    if config.getoption("dist", "no") != "loadfile":
+        return
     seconds = json.loads(TEST_TIMINGS.read_text())["test"].get("files", {})
     items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0))
 

@@ -283,6 +283,14 @@ def test_a_loaded_model_publishes_its_identity_its_training_reference_and_every_
         assert [
             series for series in sorted(present) if REGISTRY.get_sample_value(series[0], {series[1]: series[2]}) is None
         ] == []
+        flagged_fields = {
+            series.labels["field"]
+            for family in REGISTRY.collect()
+            if family.name == "penguin_out_of_distribution"
+            for series in family.samples
+            if series.name == "penguin_out_of_distribution_total"
+        }
+        assert flagged_fields == set(MEASUREMENTS)  # bounded: the measurements, nothing else
     finally:
         MODEL_INFO.remove("v-test", "test")
 
@@ -343,6 +351,65 @@ def test_model_calls_reach_their_series_within_a_period_without_anyone_asking(ex
     while time.monotonic() < deadline and REGISTRY.get_sample_value(*series) < before + 3:
         time.sleep(0.02)
     assert REGISTRY.get_sample_value(*series) == before + 3
+
+
+def model_and_one_call(exported_model):
+    from penguin_serve.contract import encode
+    from penguin_serve.model import PenguinModel
+
+    model = PenguinModel.from_files(exported_model, source="test", nthread=1)
+    rows = encode([Penguin(**ADELIE)])
+    return model, rows, model.probabilities(rows)
+
+
+def test_a_pass_counts_each_call_by_its_own_models_training_ranges(exported_model):
+    import dataclasses
+
+    from penguin_serve.contract import MEASUREMENTS
+    from penguin_serve.serving.metrics import ModelCalls
+
+    model, rows, probabilities = model_and_one_call(exported_model)
+    narrow = dataclasses.replace(model, metadata={**model.metadata, "training_ranges": dict.fromkeys(MEASUREMENTS, [0, 1])})
+
+    def counted() -> list[float]:
+        fields = [sample("penguin_out_of_distribution_total", field=name) for name in MEASUREMENTS]
+        return [sample("penguin_out_of_distribution_rows_total"), *fields]
+
+    before = counted()
+    calls = ModelCalls(every_s=3600)  # counted below, in one pass
+    for each in (model, narrow, narrow):  # the same rows: in range for the model, outside the narrow one's ranges
+        calls.add(each, rows, probabilities)
+    calls.count()
+    assert [after - earlier for earlier, after in zip(before, counted())] == [2] * (1 + len(MEASUREMENTS))
+
+
+def test_a_pass_that_fails_is_logged_and_the_next_counts_afresh(exported_model, caplog):
+    import dataclasses
+
+    from penguin_serve.serving.metrics import ModelCalls
+
+    model, rows, probabilities = model_and_one_call(exported_model)
+    broken = dataclasses.replace(model, metadata={**model.metadata, "training_ranges": {}})
+    series = {"species": SPECIES[int(probabilities[0].argmax())]}
+    calls = ModelCalls(every_s=0.05)
+
+    def within_seconds(condition) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.02)
+        return condition()
+
+    def logged():
+        return [record for record in caplog.records if record.name == "penguin_serve.serving.metrics"]
+
+    with caplog.at_level("ERROR", logger="penguin_serve.serving.metrics"):
+        calls.add(broken, rows, probabilities)
+        assert within_seconds(logged)
+    (record,) = logged()
+    assert record.getMessage() == "counting model calls into /metrics failed" and record.exc_info
+    counted = sample("penguin_predictions_total", **series)
+    calls.add(model, rows, probabilities)
+    assert within_seconds(lambda: sample("penguin_predictions_total", **series) == counted + 1)
 
 
 def test_a_worker_that_exits_counts_the_model_calls_it_still_holds(exported_model, tmp_path):
@@ -459,6 +526,8 @@ def test_a_typed_method_becomes_a_route_and_one_the_lane_cannot_answer_is_named_
 
         Its measurements
         as JSON.
+
+        One answer.
         """
 
     async def keyword(self, penguin: Penguin) -> Prediction:
@@ -486,7 +555,7 @@ def test_a_typed_method_becomes_a_route_and_one_the_lane_cannot_answer_is_named_
 
     route = route_of(method(well))
     assert (route.path, route.request, route.response, route.call) == ("/well", Penguin, Prediction, well)
-    assert (route.summary, route.description) == ("Classify one penguin", "Its measurements as JSON.")
+    assert (route.summary, route.description) == ("Classify one penguin", "Its measurements as JSON. One answer.")
     assert route.examples == dict(zip(SPECIES, EXAMPLES))
     one_body = "must take its request body as one positional-only parameter"
     expected = {
