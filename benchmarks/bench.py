@@ -525,8 +525,7 @@ def report(figures: dict) -> str:
         "the same methods on BentoML's own @bentoml.api path (bentoml-api), against penguin-serve's lane: /predict "
         f"{results['bentoml-api']['c64']['rps']:,.0f} requests/s at 64 connections ({summary['bentoml_api_ratio']:.2f}x), "
         + "; ".join(
-            f"/predict_batch as {form} {results['bentoml-api'][f'batch_{form}']['rows_per_s']:,.0f} rows/s "
-            f"({summary[key]:.2f}x)"
+            f"/predict_batch as {form} {results['bentoml-api'][f'batch_{form}']['rows_per_s']:,.0f} rows/s ({summary[key]:.2f}x)"
             for form, key in (("columns", "bentoml_api_batch_ratio"), ("records", "bentoml_api_records_ratio"))
         ),
         f"bulk scoring job, one task: {scoring['rows_per_s']:,.0f} rows/s over {scoring['rows']:,} rows "
