@@ -39,7 +39,10 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/sha
   "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/log/* \
   "$rootfs"/usr/share/locale/*/LC_MESSAGES  # translations: as in Debian's slim images
 
-tar -C "$rootfs" -c . | $docker import \
+# The rootfs's own architecture, said: without --platform the CLI sends DOCKER_DEFAULT_PLATFORM, which newer
+# engines (Debian 13's) honour, so a shell that defaults to arm64 would label this amd64 tree arm64, and an amd64
+# build would then look for its base in a registry.
+tar -C "$rootfs" -c . | $docker import --platform "linux/$(dpkg --print-architecture)" \
   --change 'ENV LANG=C.UTF-8 SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
   --change 'CMD ["python3"]' - "$name" >&2
 echo "$name"
