@@ -453,7 +453,10 @@ def wait_ready(container: str, port: str, probe: dict | None) -> str | None:
     for _ in range(probe["failures"]):
         inspected = json.loads(docker("inspect", "--format", "{{json .State}}", container).stdout)
         if not inspected["Running"]:
-            reason = "out of memory" if inspected.get("OOMKilled") else f"exit code {inspected['ExitCode']}"
+            # Nothing but the kernel's OOM killer sends a starting instance SIGKILL (exit code 137). Debian 12's
+            # engine (docker.io 20.10) on cgroup v2 often leaves OOMKilled false for it (hashicorp/nomad#13119).
+            killed = inspected.get("OOMKilled") or inspected["ExitCode"] == 137
+            reason = "out of memory" if killed else f"exit code {inspected['ExitCode']}"
             return f"The user-provided container failed to start and listen on the port defined by PORT=8080 ({reason})."
         try:
             if (
