@@ -8,7 +8,8 @@ import bentoml
 from starlette.middleware.cors import CORSMiddleware
 
 from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
-from penguin_serve.serving import bentoml_timeout, endpoints, pages, request_log
+from penguin_serve.serving import bentoml_timeout, endpoints, inference_protocol, pages, request_log
+from penguin_serve.serving.inference_protocol import InferenceRequest, InferenceResponse
 from penguin_serve.serving.predictor import Predictor
 from penguin_serve.serving.readiness import InstanceReadiness
 from penguin_serve.serving.routes import ApiRoutes
@@ -88,12 +89,30 @@ class PenguinClassifier:
         """
         return await endpoints.explain(self.predictor, penguin)
 
+    # The Open Inference Protocol v2 (KServe, Triton, MLServer): the same model and answers as tensors.
+    @bentoml.api(route="/v2/models/{model}/infer")
+    async def infer(self, request: InferenceRequest, /) -> InferenceResponse:
+        """Classify penguins as Open Inference Protocol tensors
+
+        One input tensor of shape [N] per field (GET /v2/models/penguin_classifier lists them); the answer is
+        `probabilities` (FP32, [N, 3]) and `label` (BYTES, [N]). Invalid input: 400 naming the tensor and reason.
+        """
+        return await inference_protocol.infer(self.predictor, request)
+
+    @bentoml.api(route="/v2/models/{model}/versions/{version}/infer")
+    async def infer_version(self, request: InferenceRequest, /) -> InferenceResponse:
+        """Classify penguins as Open Inference Protocol tensors, with a named model version
+
+        As infer; 404 unless the version is the one this instance serves.
+        """
+        return await inference_protocol.infer(self.predictor, request)
+
 
 ROUTES = endpoints.routes_of(PenguinClassifier.apis)  # a method the HTTP lane cannot serve stops the service here
 # BentoML's OpenTelemetry middleware cost more CPU than the prediction itself. Its spans are exported only where
 # an exporter is configured; to trace these routes too, set BENTOML_CONFIG_OVERRIDES to
 # {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
-PenguinClassifier.config["tracing"] = {"excluded_urls": list(ROUTES)}
+PenguinClassifier.config["tracing"] = {"excluded_urls": [route.traced_as for route in ROUTES.values()]}
 PenguinClassifier.mount_asgi_app(pages.create_app(PREDICTOR, ROUTES), path="/")
 
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API

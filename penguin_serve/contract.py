@@ -163,14 +163,20 @@ _CELL_READERS: dict[str | None, Callable[[str], Any]] = {"number": float, "integ
 
 
 @cache
-def _cell_readers(record: type[BaseModel]) -> dict[str, Callable[[str], Any]]:
-    """Each field's reader of a table's text cell, by the JSON type the record's own schema gives the field: a
-    string field keeps its text (a ring id `123` stays "123")."""
+def json_types(record: type[BaseModel]) -> dict[str, str | None]:
+    """Each field's JSON type ("number", "integer", "string", ...) in the record's own schema, null aside."""
     properties = record.model_json_schema()["properties"]
     return {
-        name: _CELL_READERS.get(next((kind.get("type") for kind in prop.get("anyOf", [prop]) if kind.get("type") != "null"), None), str)
+        name: next((kind.get("type") for kind in prop.get("anyOf", [prop]) if kind.get("type") != "null"), None)
         for name, prop in properties.items()
-    }  # fmt: skip
+    }
+
+
+@cache
+def _cell_readers(record: type[BaseModel]) -> dict[str, Callable[[str], Any]]:
+    """Each field's reader of a table's text cell, by its JSON type: a string field keeps its text (a ring id
+    `123` stays "123")."""
+    return {name: _CELL_READERS.get(kind, str) for name, kind in json_types(record).items()}
 
 
 def table_columns(cells: dict[str, list[str]], record: type[BaseModel] | None = None) -> dict[str, list[Any]]:

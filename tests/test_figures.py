@@ -123,6 +123,7 @@ CLAIMS = [
     ("docs/image.md", r"holds the bento under (\d+) MB", megabytes(MAX_BENTO_BYTES)),
     ("docs/image.md", r"that rest under ([\d.]+) MB", megabytes(MAX_REST_BYTES, 3)),
     ("README.md", r"all (\d+) birds of the table", str(len(load_dataset().penguins))),
+    ("docs/api.md", r"compares all (\d+) birds with", str(len(load_dataset().penguins))),
     *[
         (page, pattern, count(MAX_BATCH_RECORDS))
         for page, pattern in [

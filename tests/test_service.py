@@ -493,25 +493,37 @@ def test_typed_methods_answer_in_process_with_the_json_data_of_their_return_type
 
 
 def test_every_typed_method_is_a_route_the_http_lane_answers_and_the_spec_documents(api):
+    import re
+
     import service
     from penguin_serve.contract import BatchRequest, Explanation, PredictionColumns
+    from penguin_serve.serving.inference_protocol import InferenceRequest, InferenceResponse
 
+    flat = ["/predict", "/predict_batch", "/explain"]
+    protocol = ["/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"]
     assert {path: (route.request, route.response) for path, route in service.ROUTES.items()} == {
         "/predict": (Penguin, Prediction),
         "/predict_batch": (BatchRequest, list[Prediction] | PredictionColumns),
         "/explain": (Penguin, Explanation),
+        **{path: (InferenceRequest, InferenceResponse) for path in protocol},
     }
-    assert list(service.ROUTES) == ["/predict", "/predict_batch", "/explain"]  # service.py's order, the spec's
+    assert list(service.ROUTES) == flat + protocol  # service.py's order, the spec's
     assert sorted(service.ROUTES) == sorted(api.route for api in service.PenguinClassifier.apis.values())
-    assert service.PenguinClassifier.config["tracing"] == {
-        "excluded_urls": list(service.ROUTES)
-    }  # BentoML's spans cost more than the model
+    # BentoML's spans cost more than the model: none for any route, whatever its path's values.
+    excluded = re.compile("|".join(service.PenguinClassifier.config["tracing"]["excluded_urls"]))
+    for url in ("/predict", "/predict_batch", "/explain", "/v2/models/a/infer", "/v2/models/a/versions/1/infer"):
+        assert excluded.search(f"http://127.0.0.1:3000{url}"), url
+    assert not excluded.search("http://127.0.0.1:3000/v2/models/a/versions/1")
     spec = api.get("/docs.json").json()
-    for path in service.ROUTES:
+    for path in flat:
         summary, description = inspect.cleandoc(service.PenguinClassifier.apis[path[1:]].doc).split("\n\n", 1)
         assert spec["paths"][path]["post"]["summary"] == summary
         assert spec["paths"][path]["post"]["description"] == " ".join(description.split())
         assert api.post(path, json={}).status_code == 422  # the lane's contract, not BentoML's 400
+    # The protocol's routes follow its own document (tests/test_inference_protocol.py), and its 400.
+    assert not any(path.startswith("/v2") for path in spec["paths"])
+    for path in ("/v2/models/penguin_classifier/infer", "/v2/models/penguin_classifier/versions/1/infer"):
+        assert api.post(path, json={}).status_code == 400
 
 
 def test_a_typed_method_becomes_a_route_and_one_the_lane_cannot_answer_is_named_with_what_to_change():

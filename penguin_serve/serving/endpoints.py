@@ -11,11 +11,13 @@ object per answer cost more than the model on a batch (docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
+from starlette.routing import compile_path
 
 from ..answers import records
 from ..contract import (
@@ -29,6 +31,7 @@ from ..contract import (
     encode,
     encode_batch,
 )
+from .inference_protocol import InferenceRequest, invalid_request
 from .predictor import Predictor
 
 
@@ -57,30 +60,47 @@ REQUEST_EXAMPLES: dict[Any, dict[str, Any]] = {
     Penguin: dict(zip(SPECIES, EXAMPLES)),
     BatchRequest: {"records": list(EXAMPLES), "columns": EXAMPLE_COLUMNS},
 }
+# Request types of a protocol with its own document and error answers (the Open Inference Protocol's 400 with
+# one error line, not the flat API's 422 per field), by the answer to a body that fails validation. /docs.json
+# documents the flat API only.
+PROTOCOL_REQUESTS: dict[Any, Callable[[ValidationError], tuple[int, dict]]] = {InferenceRequest: invalid_request}
 
 
 @dataclass(frozen=True)
 class ApiRoute:
     """One typed method as an HTTP route."""
 
-    path: str
+    path: str  # with {name} parameters where the URL carries values (the request's validation context)
     request: Any  # the body's type
     response: Any  # the 200 answer's type
     summary: str
     description: str
     call: Callable[[Any, Any], Awaitable[Any]]  # (the service instance, a validated request) -> the answer
     _request: TypeAdapter = field(init=False, repr=False, compare=False)
+    pattern: re.Pattern | None = field(init=False, compare=False)  # a path with parameters matches this
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_request", TypeAdapter(self.request))
+        object.__setattr__(self, "pattern", compile_path(self.path)[0] if "{" in self.path else None)
 
-    def parse(self, body: bytes) -> Any:
+    def parse(self, body: bytes, path_parameters: dict[str, str] | None = None) -> Any:
         """The request validated from JSON bytes (pydantic.ValidationError when invalid)."""
-        return self._request.validate_json(body)
+        return self._request.validate_json(body, context=path_parameters)
 
     @property
-    def examples(self) -> dict[str, Any]:
-        return REQUEST_EXAMPLES[self.request]
+    def examples(self) -> dict[str, Any] | None:
+        """Named bodies for /docs.json; None for a protocol's route (PROTOCOL_REQUESTS), which it leaves out."""
+        return REQUEST_EXAMPLES.get(self.request)
+
+    @property
+    def rejection(self) -> Callable[[ValidationError], tuple[int, dict]] | None:
+        """A protocol's own answer to a body that fails validation; None: the flat API's."""
+        return PROTOCOL_REQUESTS.get(self.request)
+
+    @property
+    def traced_as(self) -> str:
+        """The path as OpenTelemetry's excluded_urls matches URLs (a regular expression searched for)."""
+        return re.sub(r"\{\w+\}", "[^/]+", self.path)
 
 
 class UnservableMethod(TypeError):
@@ -98,7 +118,7 @@ def route_of(api: Any) -> ApiRoute:
     hints = get_type_hints(api.func, include_extras=True)
     if parameters[0].name not in hints or "return" not in hints:
         raise UnservableMethod(f"@bentoml.api method {api.name} must annotate its request and its return type")
-    if hints[parameters[0].name] not in REQUEST_EXAMPLES:
+    if hints[parameters[0].name] not in REQUEST_EXAMPLES and hints[parameters[0].name] not in PROTOCOL_REQUESTS:
         raise UnservableMethod(
             f"@bentoml.api method {api.name}'s request type has no examples for the spec: add them to REQUEST_EXAMPLES"
         )

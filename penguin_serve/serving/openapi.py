@@ -108,6 +108,8 @@ def build_spec(routes: dict[str, ApiRoute], title: str, version: str, descriptio
 
     paths: dict[str, Any] = {}
     for route in routes.values():
+        if route.examples is None:  # a protocol's route: its own document covers it
+            continue
         paths[route.path] = {
             "post": {
                 "tags": ["Prediction"],

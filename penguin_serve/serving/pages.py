@@ -1,6 +1,6 @@
 """The service's GET pages: its front page (Swagger UI with this service's own header, whose spec documents
 /predict, /predict_batch and /explain), the OpenAPI spec, model information, the model card and the health
-endpoint existing clients poll. Mounted at / by service.py."""
+endpoint existing clients poll, and the Open Inference Protocol's GET routes. Mounted at / by service.py."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..contract import EXAMPLE
 from ..model_card import render as render_model_card
 from ..settings import SETTINGS
 from .endpoints import ApiRoute
+from .inference_protocol import GetRoutes
 from .openapi import build_spec
 from .predictor import NOT_READY_MESSAGE, Predictor
 
@@ -123,5 +124,6 @@ def create_app(predictor: Predictor, routes: dict[str, ApiRoute]) -> Starlette:
             Route("/model", pages.model_info),
             Route("/model/card", pages.model_card),
             Route("/health", pages.health),
+            *GetRoutes(predictor, NAME, lambda: pages.versions()[0]).routes(),
         ]
     )

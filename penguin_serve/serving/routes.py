@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 from ..contract import BATCH_FORMS, field_errors
 from .endpoints import ApiRoute
 from .http import ASGIApp, Receive, Scope, Send, send_json
 from .metrics import record_validation_failures
-from .predictor import NotReady
 
 JSON_MEDIA_TYPE = b"application/json"
 EMPTY_BODY = {"error": "empty request body: send a JSON document (Content-Type: application/json)"}
@@ -36,7 +36,8 @@ class ApiRoutes:
         max_in_flight: int,
     ) -> None:
         self.app = app
-        self.routes = routes
+        self.routes = {path: route for path, route in routes.items() if route.pattern is None}
+        self.with_parameters = [route for route in routes.values() if route.pattern is not None]
         self.service = service  # the service instance the methods are called on (bentoml.get_current_service)
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
@@ -45,7 +46,7 @@ class ApiRoutes:
         self.too_many = {"error": f"too many requests in flight (limit {max_in_flight} per worker): retry shortly"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        route, parameters = self._route(scope) if scope["type"] == "http" and scope["method"] == "POST" else (None, None)
         if route is None:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_in_flight:
@@ -63,11 +64,22 @@ class ApiRoutes:
 
         self.in_flight += 1
         try:
-            await self._answer(route, receive, send)
+            await self._answer(route, parameters, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, route: ApiRoute, receive: Receive, send: Send) -> None:
+    def _route(self, scope: Scope) -> tuple[ApiRoute | None, dict[str, str] | None]:
+        """The route of a POST's path, and the values of its path's parameters."""
+        route = self.routes.get(scope["path"])
+        if route is not None:
+            return route, None
+        for route in self.with_parameters:
+            matched = route.pattern.match(scope["path"])
+            if matched:
+                return route, matched.groupdict()
+        return None, None
+
+    async def _answer(self, route: ApiRoute, parameters: dict[str, str] | None, receive: Receive, send: Send) -> None:
         body = bytearray()
         more = True
         while more:  # an undeclared (chunked) body is limited too
@@ -81,13 +93,14 @@ class ApiRoutes:
         if not body:
             return await send_json(send, 400, EMPTY_BODY)
         try:
-            request = route.parse(body)
+            request = route.parse(body, parameters)
         except ValidationError as error:
-            return await send_json(send, *invalid_body(error))
+            return await send_json(send, *(route.rejection or invalid_body)(error))
         try:
             answer = await route.call(self.service(), request)
-        except NotReady as error:
-            return await send_json(send, 503, {"error": error.message}, RETRY_SHORTLY)
+        except BentoMLException as error:  # NotReady's 503, a protocol's 400 or 404: the status it names
+            status = int(error.error_code)
+            return await send_json(send, status, {"error": error.message}, RETRY_SHORTLY if status == 503 else None)
         await send_json(send, 200, answer)
 
 
