@@ -21,15 +21,22 @@ from penguin_serve.training.dataset import load_dataset
 PROTOCOL = yaml.safe_load((Path(__file__).parent / "protocols" / "open_inference_rest.yaml").read_text())
 MODEL = f"/v2/models/{MODEL_NAME}"
 INFER = f"{MODEL}/infer"
-# The document's path of each route here ("versions" is optional in the protocol; the document lists it in).
+# The document's operation of each route here, by its summary (the document lists only the versioned form of a
+# model's routes; "versions" is optional in the protocol).
+OPERATIONS = {
+    operation["summary"]: operation
+    for methods in PROTOCOL["paths"].values()
+    for operation in methods.values()
+    if "summary" in operation
+}
 DOCUMENTED = {
-    "/v2": "/v2/",
-    "/v2/": "/v2/",
-    "/v2/health/live": "/v2/health/live",
-    "/v2/health/ready": "/v2/health/ready",
-    MODEL: "/v2/models/${MODEL_NAME}/versions/${MODEL_VERSION}",
-    f"{MODEL}/ready": "/v2/models/${MODEL_NAME}/versions/${MODEL_VERSION}/ready",
-    INFER: "/v2/models/${MODEL_NAME}/versions/${MODEL_VERSION}/infer",
+    "/v2": "Server Metadata",
+    "/v2/": "Server Metadata",
+    "/v2/health/live": "Server Live",
+    "/v2/health/ready": "Server Ready",
+    MODEL: "Model Metadata",
+    f"{MODEL}/ready": "Model Ready",
+    INFER: "Inference",
 }
 
 
@@ -40,8 +47,7 @@ def schema(name: str) -> jsonschema_rs.Draft4Validator:
 def conforming(response, route: str):
     """The response's JSON, after checking it against the document: a documented status with its schema, or an
     error status with the protocol's error object."""
-    method = "post" if route.endswith("/infer") else "get"
-    operation = PROTOCOL["paths"][DOCUMENTED[route]][method]
+    operation = OPERATIONS[DOCUMENTED[route]]
     documented = operation["responses"].get(str(response.status_code))
     body = response.json()
     if documented is not None and "content" in documented:
