@@ -29,19 +29,19 @@ train: install
 
 # Builds the OCI image (starts a Docker engine and builds a Debian base image where needed).
 image: install
-	scripts/image.sh
+	scripts/image/image.sh
 
 # From a trained model to a serving URL: the image, pushed to Artifact Registry, deployed by digest to Cloud Run,
 # smoke-tested, then given all traffic (docs/cloud-run.md). DEPLOY_ARGS: e.g. --public or --no-traffic.
 deploy: install
-	image=$$(scripts/image.sh) && digest=$$(scripts/push-image.sh "$$image") && \
-	$(BIN)/python -m scripts.cloudrun deploy "$$digest" $(DEPLOY_ARGS)
+	image=$$(scripts/image/image.sh) && digest=$$(scripts/image/push-image.sh "$$image") && \
+	$(BIN)/python -m scripts.deploy.cloudrun deploy "$$digest" $(DEPLOY_ARGS)
 
 # Locust scenarios against URL (default: starts the local container; a private Cloud Run URL gets an identity
 # token from gcloud), with a report under load_results/<timestamp>/. E.g. make loadtest URL=https://...
 # LOADTEST_ARGS="--scenarios normal,step"
 loadtest: install
-	$(BIN)/python -m scripts.loadtest $(if $(URL),--url $(URL)) $(LOADTEST_ARGS)
+	$(BIN)/python -m scripts.load.loadtest $(if $(URL),--url $(URL)) $(LOADTEST_ARGS)
 
 # The service alone with the image's dependencies (no pandas or scikit-learn, which xgboost imports when
 # present): what make bench measures.
@@ -78,7 +78,7 @@ test-fast: install
 
 # `make test` on a clean clone of HEAD in a fresh Debian container with only what the README's set-up installs.
 test-fresh:
-	scripts/test-fresh.sh
+	scripts/dev/test-fresh.sh
 
 # Mutation testing of the serving core ([tool.mutmut] in pyproject.toml) into docs/mutation-report.md: every
 # mutant no test kills is listed there, with its reason or as unexplained. Not part of `make test`.
@@ -90,7 +90,7 @@ mutate: $(VENV)/.mutate-installed
 	rm -rf mutants .mutate-model
 	# Compiled modules are kept (PYTHONDONTWRITEBYTECODE off): each of the thousands of runs imports them.
 	started=$$(date +%s) && env -u PYTHONDONTWRITEBYTECODE PENGUIN_TEST_MODEL_CACHE=$(CURDIR)/.mutate-model $(BIN)/mutmut run && \
-	MUTATE_STARTED=$$started $(BIN)/python -m scripts.mutation_report > docs/mutation-report.md
+	MUTATE_STARTED=$$started $(BIN)/python -m scripts.dev.mutation_report > docs/mutation-report.md
 	@grep "mutants of the serving core" docs/mutation-report.md
 
 # Times both tiers on this machine into docs/test-timings.json, the durations the README quotes. Each tier is

@@ -8,11 +8,11 @@ import bentoml
 from starlette.middleware.cors import CORSMiddleware
 
 from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
-from penguin_serve.serving import bentoml_timeout, endpoints, inference_protocol, pages, request_log
+from penguin_serve.serving import bentoml_timeout, endpoints, get_app, inference_protocol, request_log
+from penguin_serve.serving.fast_lane import ApiRoutes
 from penguin_serve.serving.inference_protocol import InferenceRequest, InferenceResponse
 from penguin_serve.serving.predictor import Predictor
 from penguin_serve.serving.readiness import InstanceReadiness
-from penguin_serve.serving.routes import ApiRoutes
 from penguin_serve.serving.worker import configure_worker
 from penguin_serve.settings import SETTINGS
 
@@ -59,7 +59,7 @@ class PenguinClassifier:
         return self.predictor.instance_ready
 
     # The API: each method is an endpoint (POST to its name), its docstring the spec's summary and description.
-    # HTTP requests reach it through penguin_serve/serving/routes.py, which validates the body as the
+    # HTTP requests reach it through penguin_serve/serving/fast_lane.py, which validates the body as the
     # parameter's type; it answers with its return type's JSON data (penguin_serve/serving/endpoints.py).
     @bentoml.api
     async def predict(self, penguin: Penguin, /) -> Prediction:
@@ -113,7 +113,7 @@ ROUTES = endpoints.routes_of(PenguinClassifier.apis)  # a method the HTTP lane c
 # an exporter is configured; to trace these routes too, set BENTOML_CONFIG_OVERRIDES to
 # {"services": {"PenguinClassifier": {"tracing": {"excluded_urls": []}}}}.
 PenguinClassifier.config["tracing"] = {"excluded_urls": [route.traced_as for route in ROUTES.values()]}
-PenguinClassifier.mount_asgi_app(pages.create_app(PREDICTOR, ROUTES), path="/")
+PenguinClassifier.mount_asgi_app(get_app.create_app(PREDICTOR, ROUTES), path="/")
 
 # Outermost first: the request log sees every answer, CORS (off unless origins are configured) covers the API
 # routes' answers too, and ApiRoutes answers the typed methods' routes.

@@ -23,9 +23,10 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, MODEL_NAME, SPECIES, encode
 from penguin_serve.model import PenguinModel, decile_bins, decile_edges, field_contributions
 from penguin_serve.settings import Settings
-from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, push_model, version_prefix
+from penguin_serve.storage import PushConflict, UploadCorrupted, make_client, version_prefix
 from penguin_serve.training.dataset import DatasetError, load_dataset
 from penguin_serve.training.evaluate import classification_metrics, format_report, reliability, summarize
+from penguin_serve.training.publish import push_model
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,9 +47,9 @@ from benchmarks.page import replace_section
 from penguin_serve.contract import EXAMPLE, EXAMPLE_COLUMNS
 from penguin_serve.settings import SETTINGS
 from penguin_serve.training.dataset import load_dataset
-from scripts.loadtest import machine
-from scripts.processes import die_with_parent, free_port, stop
-from scripts.tools import ToolMissing, require
+from scripts.dev.processes import die_with_parent, free_port, stop
+from scripts.dev.tools import ToolMissing, require
+from scripts.load.loadtest import machine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

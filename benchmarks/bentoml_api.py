@@ -10,7 +10,7 @@ import functools
 
 from pydantic import TypeAdapter
 
-from penguin_serve.serving.routes import ApiRoutes
+from penguin_serve.serving.fast_lane import ApiRoutes
 from service import ROUTES, PenguinClassifier
 
 

@@ -37,7 +37,7 @@ LAYERS = (
     ("OpenTelemetryMiddleware (route excluded)", "asgi/__init__.py"),  # py-spy shortens the package path
     ("TimeoutMiddleware (BentoML's, its timer cancelled)", "penguin_serve/serving/bentoml_timeout.py"),
     ("RequestLog (errors, and successes where on)", "penguin_serve/serving/request_log.py"),
-    ("ApiRoutes (limits, parsing, validation, answer)", "penguin_serve/serving/routes.py"),
+    ("ApiRoutes (limits, parsing, validation, answer)", "penguin_serve/serving/fast_lane.py"),
     ("Predictor (model call, metrics)", "penguin_serve/serving/predictor.py"),
     ("uvicorn (HTTP parsing and writes)", "uvicorn/protocols/http/httptools_impl.py"),
 )

@@ -1,5 +1,5 @@
 """Settings read from environment variables, each declared once as a dataclass field: its variable, default,
-type and meaning. `from_env` reads them; scripts/configuration.py writes docs/configuration.md from the same
+type and meaning. `from_env` reads them; scripts/dev/configuration.py writes docs/configuration.md from the same
 fields, so the reference cannot drift from the code."""
 
 from __future__ import annotations

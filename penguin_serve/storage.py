@@ -1,4 +1,5 @@
-"""The model in Google Cloud Storage: push a trained model safely, fetch one within a deadline.
+"""The model in Google Cloud Storage: its layout, a create-only upload, and fetching one within a deadline
+(pushing a trained model is training's: penguin_serve/training/publish.py).
 
 Layout under gs://BUCKET/PREFIX/:
     VERSION/booster.json    XGBoost JSON, never overwritten
@@ -10,20 +11,14 @@ Layout under gs://BUCKET/PREFIX/:
 from __future__ import annotations
 
 import json
-import logging
 import posixpath
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .model import BOOSTER_FILE, METADATA_FILE, PenguinModel, crc32c_base64
-from .model_card import MODEL_CARD_FILE
-
-logger = logging.getLogger(__name__)
 
 LATEST = "latest"
 MAX_CALL_TIMEOUT_S = 3.0  # one HTTP attempt; retries fit in the caller's deadline
@@ -54,33 +49,7 @@ def version_prefix(prefix: str, version: str) -> str:
     return posixpath.join(prefix, version)  # an empty prefix gives just the version
 
 
-# --- push -------------------------------------------------------------------------------------------
-
-
-def push_model(client: storage.Client, bucket_name: str, prefix: str, model_dir: Path) -> str:
-    """Upload an exported model (models/) as a new version and move `latest` to it; returns the version."""
-    bucket = client.bucket(bucket_name)
-    metadata = json.loads((model_dir / METADATA_FILE).read_bytes())
-    version = metadata["model_version"]
-    pointer = bucket.blob(posixpath.join(prefix, LATEST))
-    # Read the pointer's generation before uploading: if another push moves it meanwhile, ours fails.
-    expected_generation = current_generation(pointer)
-    folder = version_prefix(prefix, version)
-    upload_new(bucket.blob(posixpath.join(folder, BOOSTER_FILE)), (model_dir / BOOSTER_FILE).read_bytes())
-    upload_new(bucket.blob(posixpath.join(folder, METADATA_FILE)), (model_dir / METADATA_FILE).read_bytes())
-    upload_new(bucket.blob(posixpath.join(folder, MODEL_CARD_FILE)), (model_dir / MODEL_CARD_FILE).read_bytes(), "text/markdown")
-    move_pointer(pointer, version, expected_generation)
-    logger.info("pushed model %s to gs://%s/%s/ and moved %s", version, bucket_name, folder, LATEST)
-    return version
-
-
-def current_generation(blob: storage.Blob) -> int:
-    """The object's generation, 0 when it does not exist (the precondition for 'create only')."""
-    try:
-        blob.reload()
-    except gexc.NotFound:
-        return 0
-    return blob.generation
+# --- create-only upload (a model version, a scoring output) -----------------------------------------
 
 
 def upload_new(blob: storage.Blob, data: bytes, content_type: str = "application/json") -> None:
@@ -93,18 +62,6 @@ def upload_new(blob: storage.Blob, data: bytes, content_type: str = "application
     if blob.crc32c != local_crc32c:
         blob.delete(if_generation_match=blob.generation)
         raise UploadCorrupted(f"gs://{blob.bucket.name}/{blob.name}: stored crc32c {blob.crc32c} != local {local_crc32c}")
-
-
-def move_pointer(pointer: storage.Blob, version: str, expected_generation: int) -> None:
-    body = {"version": version, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    try:
-        pointer.upload_from_string(json.dumps(body), content_type="application/json", if_generation_match=expected_generation)
-    except gexc.PreconditionFailed as exc:
-        raise PushConflict(
-            f"gs://{pointer.bucket.name}/{pointer.name} was moved by another push while this one ran: "
-            f"version {version} is uploaded but {LATEST} does not point to it; check the other push, then "
-            f"point {LATEST} at the version you want"
-        ) from exc
 
 
 # --- fetch ------------------------------------------------------------------------------------------

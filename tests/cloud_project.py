@@ -45,7 +45,7 @@ def typed(title: str, page: Path = PAGE) -> list[str]:
 @pytest.fixture(scope="module")
 def project(request, tmp_path_factory, gcs_emulator):
     """A Google Cloud project of one's own, set up by the page's first section, with the image built and pushed
-    (`make image`, then scripts/push-image.sh) once for every test here, on a machine that builds arm64 by
+    (`make image`, then scripts/image/push-image.sh) once for every test here, on a machine that builds arm64 by
     default, as an Apple-silicon Mac does. Its image is named after the module, so that modules running at once
     on two cores remove only their own."""
     if reason := engine_unavailable_reason():

@@ -73,9 +73,9 @@ ADELIE = {**KNOWN_RECORDS[0][0], "year": 2009}
 
 
 def required(program: str) -> str:
-    """An external program's path from the one helper that installs it (scripts/tools.py); a test skips, with
+    """An external program's path from the one helper that installs it (scripts/dev/tools.py); a test skips, with
     the command to run, where this user cannot install it (a skip fails the run under CI=true)."""
-    from scripts.tools import ToolMissing, require
+    from scripts.dev.tools import ToolMissing, require
 
     try:
         return require(program)
@@ -252,7 +252,7 @@ def served(exported_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A real fake-gcs-server on a free port, stopped at the end (and by the kernel if pytest is killed)."""
-    from scripts.gcs_emulator import FakeGcsServer
+    from scripts.dev.gcs_emulator import FakeGcsServer
 
     server = FakeGcsServer()
     try:

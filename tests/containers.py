@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 from conftest import REPO_ROOT, required
 
-from scripts.processes import die_with_parent, free_port
+from scripts.dev.processes import die_with_parent, free_port
 
 SERVICE_UID = 1034  # the user BentoML's Dockerfile runs the service as (docs/image.md and OPERATIONS quote it)
 # Debian 12's docker.io is 20.10, whose BuildKit is built in: troubleshooting 11's failure cannot happen with it.
@@ -23,9 +23,9 @@ NO_DOCKER_23 = "no Docker CLI 23+ on this machine (Debian 12's docker.io is 20.1
 
 @functools.cache
 def docker_cli() -> str:
-    """The Docker CLI that scripts/container-engine.sh prints once an engine answers (it installs and starts
+    """The Docker CLI that scripts/image/container-engine.sh prints once an engine answers (it installs and starts
     one where it may); a CalledProcessError says why it could not."""
-    engine = subprocess.run(["scripts/container-engine.sh"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    engine = subprocess.run(["scripts/image/container-engine.sh"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     if engine.returncode != 0:
         raise subprocess.CalledProcessError(engine.returncode, engine.args, engine.stdout, engine.stderr)
     return engine.stdout.strip().splitlines()[-1]
@@ -47,7 +47,7 @@ def engine_unavailable_reason() -> str | None:
 def build_image(bentoml_home: str) -> str:
     """`make image`'s script; the image name it prints."""
     result = subprocess.run(
-        ["scripts/image.sh"],
+        ["scripts/image/image.sh"],
         cwd=REPO_ROOT,
         env={**os.environ, "BENTOML_HOME": bentoml_home, "PENGUIN_IMAGE": "penguin-serve-test"},
         capture_output=True,
@@ -68,7 +68,9 @@ def user_environment(bentoml_home: str) -> dict[str, str]:
         docker("image", "inspect", base, check=False).returncode != 0
         and docker("pull", base, check=False, timeout=300).returncode != 0
     ):
-        subprocess.run(["scripts/base-image.sh", base], cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=900)
+        subprocess.run(
+            ["scripts/image/base-image.sh", base], cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=900
+        )
     return env
 
 

@@ -30,7 +30,7 @@ class Command:
 # Where each console block's commands run as typed: (page, its `## ` section, or None before any) -> the files
 # that read that section and run it. A runner must name the page and the section it reads.
 RUNNERS = {
-    ("README.md", "Set up: two commands"): ["scripts/test-fresh.sh", "tests/test_readme.py", ".ci/run"],
+    ("README.md", "Set up: two commands"): ["scripts/dev/test-fresh.sh", "tests/test_readme.py", ".ci/run"],
     ("README.md", "Call it"): ["tests/test_readme.py"],
     ("README.md", "Deploy to Cloud Run"): ["tests/test_cloud_run_journey.py"],
     ("README.md", "Load test the URL"): ["tests/test_cloud_run_journey.py"],
@@ -52,7 +52,7 @@ NOT_AS_TYPED = {
         "30 s of load: tests/test_loadtest.py runs this line with -t 6s",
     "make loadtest": "all five scenarios at full length (about 15 minutes): tests/test_loadtest.py runs two, shortened",
     'make loadtest LOADTEST_ARGS="--target server --time-scale 0.1"':
-        "tests/test_loadtest.py runs scripts/loadtest.py with --target server and two scenarios",
+        "tests/test_loadtest.py runs scripts/load/loadtest.py with --target server and two scenarios",
     "make bench": "about 15 minutes: tests/test_bench.py runs benchmarks.bench with short durations",
     "make profile": "tests/test_bench.py runs benchmarks.profile with a short duration",
     ".venv/bin/python benchmarks/plot.py docs/performance.json docs/performance.png":
@@ -60,11 +60,11 @@ NOT_AS_TYPED = {
     ".venv/bin/python -m benchmarks.bench --duration 3 --reps 1": "tests/test_bench.py runs it shorter still",
     "make test": "what CI (.ci/run) runs; a test cannot run the suite that contains it",
     "sudo apt-get install python3 python3-venv make git":
-        "needs a fresh machine: scripts/test-fresh.sh (make test-fresh) runs it in a fresh container as root",
-    ".venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak":
+        "needs a fresh machine: scripts/dev/test-fresh.sh (make test-fresh) runs it in a fresh container as root",
+    ".venv/bin/python -m scripts.load.soak --target container --minutes 10 --users 10 --out docs/soak":
         "ten minutes, and rewrites committed figures: tests/test_loadtest.py runs a short soak into a temporary folder",
-    "scripts/audit.sh": "needs PyPI's JSON API or OSV, which the test machines cannot reach",
-    ".venv/bin/python -m scripts.cloudrun canary $IMAGE --steps 10,50,100 --step-wait-s 300":
+    "scripts/dev/audit.sh": "needs PyPI's JSON API or OSV, which the test machines cannot reach",
+    ".venv/bin/python -m scripts.deploy.cloudrun canary $IMAGE --steps 10,50,100 --step-wait-s 300":
         "five minutes a step: tests/test_cloud_run_journey.py runs this line with --step-wait-s 20",
 }  # fmt: skip
 

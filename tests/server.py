@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from scripts.processes import die_with_parent, free_port, stop
+from scripts.dev.processes import die_with_parent, free_port, stop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENTOML = Path(sys.executable).with_name("bentoml")

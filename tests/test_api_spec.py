@@ -14,4 +14,4 @@ def test_the_served_spec_is_the_published_one(api):
     model = api.get("/model").json()["version"]
     assert served["info"]["version"] == f"bento none (source), model {model}"
     served["info"]["version"] = "bento BENTO, model MODEL"
-    assert served == json.loads(PUBLISHED.read_text()), "regenerate: .venv/bin/python -m scripts.openapi > docs/openapi.json"
+    assert served == json.loads(PUBLISHED.read_text()), "regenerate: .venv/bin/python -m scripts.dev.openapi > docs/openapi.json"

@@ -1,4 +1,4 @@
-"""The canary gate's judgement (scripts/canary_gate.py) on given figures: each check at its limit and just past
+"""The canary gate's judgement (scripts/deploy/canary_gate.py) on given figures: each check at its limit and just past
 it, the divergence's bounds, and a step's waiting. The gate against a real Prometheus and real revisions is in
 tests/test_cloud_run_releases.py."""
 
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from penguin_serve.deployment import Canary
-from scripts import canary_gate
-from scripts.canary_gate import Figures, checks, js_divergence
+from scripts.deploy import canary_gate
+from scripts.deploy.canary_gate import Figures, checks, js_divergence
+from scripts.deploy.settings import Canary
 
 LIMITS = Canary.from_env({})
 MIX = {"Adelie": 44.0, "Chinstrap": 20.0, "Gentoo": 36.0}

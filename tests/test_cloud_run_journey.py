@@ -212,6 +212,8 @@ def test_cloud_run_refuses_an_arm64_image(project, tmp_path):
     [digest] = [reference for reference in references if reference.startswith(shell.env["REGISTRY"])]
     docker("rmi", "-f", docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip())
     # No model bucket: the image is refused before any model matters (the journey may have removed the bucket).
-    refused = shell.run(f"CLOUD_RUN_SERVICE=arm64-only GCS_BUCKET_NAME= .venv/bin/python -m scripts.cloudrun deploy {digest}")
+    refused = shell.run(
+        f"CLOUD_RUN_SERVICE=arm64-only GCS_BUCKET_NAME= .venv/bin/python -m scripts.deploy.cloudrun deploy {digest}"
+    )
     assert refused.returncode == 1 and troubleshooting(9).search(refused.stderr), refused.stderr
     assert shell.run(DESCRIBE.replace("penguin-serve", "arm64-only", 1) + " --format=json").returncode == 1

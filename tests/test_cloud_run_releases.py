@@ -27,7 +27,7 @@ def pushed_model(client, bucket: str, folder: Path, version: str, tmp_path: Path
     """An exported model pushed to the bucket as train.py --push does, under a version of the test's naming."""
     from penguin_serve.contract import MODEL_NAME
     from penguin_serve.model import METADATA_FILE
-    from penguin_serve.storage import push_model
+    from penguin_serve.training.publish import push_model
 
     copy = tmp_path / version
     shutil.copytree(folder, copy)
@@ -56,7 +56,7 @@ def test_a_revision_serves_the_model_pinned_at_its_deploy_also_after_a_push_a_re
 
     settings = f"GCS_BUCKET_NAME={bucket} CLOUD_RUN_SERVICE={service}"
     describe = DESCRIBE.replace("penguin-serve", service)
-    deploy = f"{settings} .venv/bin/python -m scripts.cloudrun deploy $IMAGE"
+    deploy = f"{settings} .venv/bin/python -m scripts.deploy.cloudrun deploy $IMAGE"
 
     def serving() -> tuple[str, str]:
         """The revision that answers and the model version it serves, once it answers."""
@@ -87,7 +87,7 @@ def test_a_revision_serves_the_model_pinned_at_its_deploy_also_after_a_push_a_re
         shell.ok(deploy, timeout=900)
         second, model = serving()
         assert second != first and model == "model-b"
-        shell.ok(f"{settings} .venv/bin/python -m scripts.cloudrun rollback")
+        shell.ok(f"{settings} .venv/bin/python -m scripts.deploy.cloudrun rollback")
         assert serving() == (first, "model-a")
         restart(first)
         assert serving() == (first, "model-a")
@@ -152,7 +152,7 @@ def species_divergence(folder: Path, other: Path, birds: list[dict]) -> float:
 
     from penguin_serve.contract import SPECIES, Penguin, encode
     from penguin_serve.model import PenguinModel
-    from scripts.canary_gate import js_divergence
+    from scripts.deploy.canary_gate import js_divergence
 
     features = encode([Penguin(**bird) for bird in birds])
 
@@ -170,8 +170,8 @@ def test_the_canary_gate_rolls_back_each_bad_revision_at_its_first_step_and_prom
     the gate on the stand-in's real Prometheus: one answering a share of requests 500, one slower, one serving a
     shifted model (every request succeeds), each rolled back at its first step with the failed check named; a
     step without enough traffic fails; a good one goes to 100 % and the service follows it."""
-    from penguin_serve.deployment import Canary
     from penguin_serve.storage import make_client
+    from scripts.deploy.settings import Canary
 
     shell, _, _, _ = project
     bucket, service = "penguin-gated-models", "penguin-gated"
@@ -187,7 +187,7 @@ def test_the_canary_gate_rolls_back_each_bad_revision_at_its_first_step_and_prom
     # own causes (a Cloud Run instance has its vCPU to itself).
     settings = f"GCS_BUCKET_NAME={bucket} CLOUD_RUN_SERVICE={service} CLOUD_RUN_CPU=2"
     describe = DESCRIBE.replace("penguin-serve", service)
-    cloudrun = f"{settings} .venv/bin/python -m scripts.cloudrun"
+    cloudrun = f"{settings} .venv/bin/python -m scripts.deploy.cloudrun"
     image = shell.value("IMAGE")
     failing = pushed_image(shell, "failing", image, FAULT_ERROR_SHARE="0.1")  # 20 times the gate's floor
     slow = pushed_image(shell, "slow", image, FAULT_DELAY_S="0.005")  # a few ms on answers of one or two

@@ -1,11 +1,11 @@
-"""docs/configuration.md is what scripts/configuration.py writes from the settings' declarations, and it lists
+"""docs/configuration.md is what scripts/dev/configuration.py writes from the settings' declarations, and it lists
 every environment variable that any entry point reads (Python, the shell scripts, the Makefile)."""
 
 import re
 
 from conftest import REPO_ROOT
 
-from scripts.configuration import markdown
+from scripts.dev.configuration import markdown
 
 PAGE = REPO_ROOT / "docs" / "configuration.md"
 READS = (
@@ -40,7 +40,7 @@ def read_variables() -> dict[str, set[str]]:
 
 
 def test_the_reference_is_what_the_declarations_give():
-    assert PAGE.read_text() == markdown(), "run: .venv/bin/python -m scripts.configuration > docs/configuration.md"
+    assert PAGE.read_text() == markdown(), "run: .venv/bin/python -m scripts.dev.configuration > docs/configuration.md"
 
 
 def test_every_variable_an_entry_point_reads_is_in_the_reference():

@@ -64,7 +64,7 @@ def test_every_command_runs_in_a_test_as_typed():
             continue
         for runner in runners:
             source = (REPO_ROOT / runner).read_text()
-            named = runner in ("scripts/test-fresh.sh", ".ci/run") or (
+            named = runner in ("scripts/dev/test-fresh.sh", ".ci/run") or (
                 (page == "README.md" or page.removesuffix(".md") in source) and (section is None or section in source)
             )
             assert named, f"{runner} does not read {page} / {section}"
@@ -101,7 +101,7 @@ def test_a_documented_command_that_no_test_ran_fails_the_run(tmp_path):
 
 
 def test_the_apis_field_tables_are_the_contracts():
-    from scripts import api_fields
+    from scripts.dev import api_fields
 
     page = api_fields.PAGE.read_text()
-    assert api_fields.TABLE.findall(page) and api_fields.rewrite(page) == page, "run: .venv/bin/python -m scripts.api_fields"
+    assert api_fields.TABLE.findall(page) and api_fields.rewrite(page) == page, "run: .venv/bin/python -m scripts.dev.api_fields"

@@ -1,7 +1,7 @@
 """Every measured figure in the README and docs/ agrees with the generated file it comes from.
 
 Sources: docs/performance.json (`make bench`), docs/profile.json (`make profile`), docs/soak/
-(`python -m scripts.soak`: Locust's CSVs and the figures derived from them) and docs/load_test/ (`make loadtest`: Locust's CSVs and run.json). Prose quotes
+(`python -m scripts.load.soak`: Locust's CSVs and the figures derived from them) and docs/load_test/ (`make loadtest`: Locust's CSVs and run.json). Prose quotes
 them; CLAIMS lists each quoted figure as (document, pattern, the figure as its source gives it), so a figure
 that goes stale, or a pattern that no longer finds its figure, fails here.
 """
@@ -20,8 +20,8 @@ from benchmarks.bench import report, targets_table
 from penguin_serve.contract import MAX_BATCH_RECORDS
 from penguin_serve.settings import Settings
 from penguin_serve.training.dataset import load_dataset
-from scripts.cloudrun import GCLOUD_MIN_VERSION
-from scripts.load_report import history, saturation, write_report
+from scripts.deploy.cloudrun import GCLOUD_MIN_VERSION
+from scripts.load.load_report import history, saturation, write_report
 
 DOCS = REPO_ROOT / "docs"
 LOAD_TEST = DOCS / "load_test"
@@ -172,7 +172,7 @@ def test_load_test_report_is_what_its_committed_csvs_give(tmp_path):
 
 
 def test_soak_figures_are_what_its_committed_csvs_give():
-    from scripts.soak import figures
+    from scripts.load.soak import figures
 
     assert figures(DOCS / "soak") == SOAK
 

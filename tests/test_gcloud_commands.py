@@ -92,7 +92,7 @@ PIN = [
 
 
 def cloudrun(tmp_path, *args, **env_vars):
-    """scripts.cloudrun against the stand-in gcloud, with a project state of its own under tmp_path; the result
+    """scripts.deploy.cloudrun against the stand-in gcloud, with a project state of its own under tmp_path; the result
     and the gcloud commands it printed (each `+ gcloud ...` line, as arguments)."""
     state = tmp_path / "gcloud-state"
     state.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,12 @@ def cloudrun(tmp_path, *args, **env_vars):
         **env_vars,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.cloudrun", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "scripts.deploy.cloudrun", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     printed = [shlex.split(line[2:])[1:] for line in result.stdout.splitlines() if line.startswith("+ gcloud ")]
     return result, printed
@@ -258,7 +263,8 @@ def test_rollback_dry_run_names_the_revision_before_the_serving_one(tmp_path):
 def pushed_model(gcs_emulator, bucket, exported_model) -> tuple[dict, str]:
     """A model train.py --push put in a bucket of the emulator: the settings that name it, and its version."""
     from penguin_serve.contract import MODEL_NAME
-    from penguin_serve.storage import make_client, push_model
+    from penguin_serve.storage import make_client
+    from penguin_serve.training.publish import push_model
 
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     return {"GCS_BUCKET_NAME": bucket, "STORAGE_EMULATOR_HOST": gcs_emulator.url}, version

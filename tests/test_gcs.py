@@ -12,7 +12,6 @@ import pytest
 from google.api_core.exceptions import NotFound
 
 import train
-from penguin_serve import storage
 from penguin_serve.contract import MODEL_NAME, encode
 from penguin_serve.loading import load_serving_model
 from penguin_serve.model import BOOSTER_FILE, METADATA_FILE, ModelCheckError, PenguinModel
@@ -24,13 +23,12 @@ from penguin_serve.storage import (
     Deadline,
     PushConflict,
     UploadCorrupted,
-    current_generation,
     fetch_model,
     make_client,
-    move_pointer,
-    push_model,
 )
+from penguin_serve.training import publish
 from penguin_serve.training.dataset import load_dataset
+from penguin_serve.training.publish import current_generation, move_pointer, push_model
 
 DEADLINE_S = 2.0
 # The Cloud Storage attempt ends within a quarter of its own budget after the deadline, however busy the
@@ -101,7 +99,7 @@ def test_round_trip_gives_identical_predictions_and_matching_checksums(client, b
 
 
 def test_a_push_says_what_it_pushed_and_where(client, bucket, exported_model, caplog):
-    with caplog.at_level("INFO", logger="penguin_serve.storage"):
+    with caplog.at_level("INFO", logger="penguin_serve.training.publish"):
         version = push_model(client, bucket, MODEL_NAME, exported_model)
     assert caplog.messages == [f"pushed model {version} to gs://{bucket}/{MODEL_NAME}/{version}/ and moved {LATEST}"]
 
@@ -196,14 +194,14 @@ def test_train_push_conflict_exits_non_zero(gcs_emulator, bucket, monkeypatch, c
     client = make_client(gcs_emulator.url)
     client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string("{}")
     # Another push moves latest between our read of it and our move.
-    real_upload_new = storage.upload_new
+    real_upload_new = publish.upload_new
 
     def upload_then_race(blob, data, *content_type):
         real_upload_new(blob, data, *content_type)
         if blob.name.endswith(METADATA_FILE):
             client.bucket(bucket).blob(f"{MODEL_NAME}/{LATEST}").upload_from_string('{"version": "other"}')
 
-    monkeypatch.setattr(storage, "upload_new", upload_then_race)
+    monkeypatch.setattr(publish, "upload_new", upload_then_race)
     assert train.main(["--push", "--bucket", bucket, "--export-dir", str(tmp_path)]) == 1
     assert "moved by another push" in capsys.readouterr().err
 
@@ -264,7 +262,7 @@ def test_bytes_corrupted_in_transit_are_never_served(bucket, pushed, fault_proxy
 
 
 def test_emulator_down_falls_back_within_the_deadline(bucket, bento_path, caplog):
-    from scripts.processes import free_port
+    from scripts.dev.processes import free_port
 
     settings = settings_for(bucket, f"http://127.0.0.1:{free_port()}")
     assert_fell_back(settings, bento_path, caplog, "Connection refused")  # retried until the deadline

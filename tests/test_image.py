@@ -1,6 +1,6 @@
 """The OCI image, built by BentoML's own commands exactly as a user types them (`bentoml build`, then
 `bentoml containerize` with the tag it printed), and run the way Cloud Run runs it: PORT=8080, read-only root
-with a tmpfs /tmp, 1 CPU, 1 GiB. `make image` (scripts/image.sh) wraps the same two commands.
+with a tmpfs /tmp, 1 CPU, 1 GiB. `make image` (scripts/image/image.sh) wraps the same two commands.
 """
 
 import http.client
@@ -28,7 +28,7 @@ from containers import (
 )
 from readme import commands, ran, troubleshooting
 
-from scripts.processes import free_port
+from scripts.dev.processes import free_port
 
 # Goals for the parts the project adds beyond the locked packages and uv (docs/image.json measures them): the
 # bento holds code and one model, no data or tests; the rest (directories, metadata, uv's interpreter cache) is
@@ -113,7 +113,7 @@ def in_image(image, script):
 
 
 def test_the_image_holds_its_base_packages_uv_and_bento_and_nothing_else(image, monkeypatch):
-    from scripts.image_breakdown import breakdown
+    from scripts.image.image_breakdown import breakdown
 
     monkeypatch.setenv("DOCKER", docker_cli())
     parts = breakdown(image)
@@ -238,7 +238,8 @@ def test_root_filesystem_is_read_only_for_the_service(cloud_run_container):
 
 def test_loads_the_model_from_the_gcs_emulator_on_the_host(image, exported_model, gcs_emulator, bucket):
     from penguin_serve.contract import MODEL_NAME
-    from penguin_serve.storage import make_client, push_model
+    from penguin_serve.storage import make_client
+    from penguin_serve.training.publish import push_model
 
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     port = free_port()

@@ -8,7 +8,7 @@ from typing import Any
 from conftest import ADELIE
 
 from penguin_serve.serving.endpoints import ApiRoute
-from penguin_serve.serving.routes import ApiRoutes
+from penguin_serve.serving.fast_lane import ApiRoutes
 from penguin_serve.settings import SETTINGS
 
 

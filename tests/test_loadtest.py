@@ -60,7 +60,7 @@ def test_short_headless_run_checks_answers_counts_422s_as_success_and_reports(se
         [
             sys.executable,
             "-m",
-            "scripts.loadtest",
+            "scripts.load.loadtest",
             "--url",
             served.url,
             "--scenarios",
@@ -187,7 +187,7 @@ def test_locustfile_needs_only_locust_and_the_penguin_table():
 
 def test_soak_runs_locusts_plain_command_and_records_requests_and_memory(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.soak", "--target", "server", "--minutes", "0.25", "--users", "2"]
+        [sys.executable, "-m", "scripts.load.soak", "--target", "server", "--minutes", "0.25", "--users", "2"]
         + ["--out", str(tmp_path / "soak")],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -15,7 +15,7 @@ import requests
 from conftest import REPO_ROOT, required
 
 from penguin_serve.training.dataset import load_dataset
-from scripts.processes import die_with_parent, free_port, stop
+from scripts.dev.processes import die_with_parent, free_port, stop
 
 MONITORING = REPO_ROOT / "monitoring"
 RULE_FILES = ("recording-rules.yaml", "alert-rules.yaml")

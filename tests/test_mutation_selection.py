@@ -1,5 +1,5 @@
 """Code: `make mutate` runs its test selection in the order pyproject.toml gives, so the whole-spec test runs
-first and is handed the code that runs at import and start-up (scripts/mutation_report.py)."""
+first and is handed the code that runs at import and start-up (scripts/dev/mutation_report.py)."""
 
 import subprocess
 import sys

@@ -15,7 +15,7 @@ import requests
 from conftest import REPO_ROOT, required
 from readme import Shell, blocks, commands, ran, section
 
-from scripts.processes import free_port
+from scripts.dev.processes import free_port
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
@@ -153,7 +153,7 @@ def test_trying_cloud_storage_without_a_google_account_as_typed(exported_model, 
         ran(command.text)  # on free ports
         text = command.text.replace("4443", str(emulator_port)).replace("127.0.0.1:3000", f"127.0.0.1:{service_port}")
         lines.append(text)
-        if text.startswith(".venv/bin/python -m scripts.gcs_emulator"):
+        if text.startswith(".venv/bin/python -m scripts.dev.gcs_emulator"):
             lines.append(
                 f"timeout 60 bash -c 'until curl -s 127.0.0.1:{emulator_port}/storage/v1/b >/dev/null; do sleep 0.1; done'"
             )

@@ -212,7 +212,8 @@ def test_the_model_is_loaded_as_the_service_loads_it_and_a_corrupt_one_fails_the
     """From Cloud Storage (`latest`), checked; a booster changed behind its metadata stops the task, no output."""
     from penguin_serve.contract import MODEL_NAME
     from penguin_serve.model import BOOSTER_FILE
-    from penguin_serve.storage import make_client, push_model
+    from penguin_serve.storage import make_client
+    from penguin_serve.training.publish import push_model
 
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     table = tmp_path / "in.csv"

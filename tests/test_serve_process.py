@@ -102,7 +102,8 @@ def test_invalid_input_is_one_warning_line_without_traceback(served):
 
 
 def test_serves_the_model_from_gcs_and_is_503_until_it_arrived(exported_model, gcs_emulator, bucket, fault_proxy, tmp_path):
-    from penguin_serve.storage import make_client, push_model
+    from penguin_serve.storage import make_client
+    from penguin_serve.training.publish import push_model
 
     version = push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     fault_proxy.delay_s = 0.7  # a slow Cloud Storage: pointer, metadata and booster take ~2 s together
@@ -121,7 +122,7 @@ def test_serves_the_model_from_gcs_and_is_503_until_it_arrived(exported_model, g
 
 
 def test_falls_back_to_the_bento_model_when_gcs_is_down_and_says_so(exported_model, tmp_path):
-    from scripts.processes import free_port
+    from scripts.dev.processes import free_port
 
     server = ServeProcess(
         tmp_path / "serve.log",

@@ -639,7 +639,7 @@ def test_before_the_model_loads_every_page_says_loading_and_the_model_pages_answ
     from starlette.testclient import TestClient
 
     import service
-    from penguin_serve.serving.pages import create_app
+    from penguin_serve.serving.get_app import create_app
     from penguin_serve.serving.predictor import NOT_READY_MESSAGE
 
     client = TestClient(create_app(SimpleNamespace(model=None, instance_ready=False), service.ROUTES))
@@ -655,7 +655,7 @@ def test_before_the_model_loads_every_page_says_loading_and_the_model_pages_answ
 def test_health_names_the_revision_that_answered(api, monkeypatch):
     import dataclasses
 
-    from penguin_serve.serving import pages
+    from penguin_serve.serving import get_app
 
-    monkeypatch.setattr(pages, "SETTINGS", dataclasses.replace(pages.SETTINGS, revision="penguin-00002-abc"))
+    monkeypatch.setattr(get_app, "SETTINGS", dataclasses.replace(get_app.SETTINGS, revision="penguin-00002-abc"))
     assert api.get("/health").json()["revision"] == "penguin-00002-abc"

@@ -118,10 +118,11 @@ def test_4_no_container_engine_for_this_user():
     clone = Path(tempfile.mkdtemp())  # under /tmp, which nobody may enter (pytest's own folders are root's)
     try:
         clone.chmod(0o755)
-        (clone / "scripts").mkdir()
-        shutil.copy(REPO_ROOT / "scripts" / "container-engine.sh", clone / "scripts")
+        script = Path("scripts", "image", "container-engine.sh")
+        (clone / script.parent).mkdir(parents=True)
+        shutil.copy(REPO_ROOT / script, clone / script)
         result = subprocess.run(
-            ["runuser", "-u", "nobody", "--", "bash", str(clone / "scripts" / "container-engine.sh")],
+            ["runuser", "-u", "nobody", "--", "bash", str(clone / script)],
             cwd=clone,
             capture_output=True,
             text=True,

@@ -25,7 +25,8 @@ BURST = 40
 @pytest.fixture
 def slow_model_server(exported_model, gcs_emulator, bucket, fault_proxy, tmp_path):
     """Starts `bentoml serve` with these settings over a model in Cloud Storage behind a slow proxy."""
-    from penguin_serve.storage import make_client, push_model
+    from penguin_serve.storage import make_client
+    from penguin_serve.training.publish import push_model
 
     push_model(make_client(gcs_emulator.url), bucket, MODEL_NAME, exported_model)
     fault_proxy.delay_s = 0.5

@@ -38,11 +38,11 @@ from pydantic import ValidationError
 
 from .. import answers
 from ..contract import MAX_BATCH_RECORDS, Penguin, PenguinColumns, encode_columns, field_errors, table_columns
-from ..deployment import Job
 from ..loading import load_serving_model
 from ..model import PenguinModel
 from ..settings import SETTINGS
 from .locations import AlreadyExists, Location, open_location
+from .settings import Job
 
 CHUNK_ROWS = MAX_BATCH_RECORDS
 OUTPUT_COLUMNS = ["key", *answers.csv_header()]

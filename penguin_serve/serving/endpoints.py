@@ -2,7 +2,7 @@
 
 An endpoint is one `@bentoml.api` method of service.PenguinClassifier: its route, its positional-only request
 type, its return type and its docstring (the summary, a blank line, the description), and its answer below.
-`routes_of(PenguinClassifier.apis)` reads each method once: the HTTP lane (routes.py) validates JSON bytes
+`routes_of(PenguinClassifier.apis)` reads each method once: the HTTP lane (fast_lane.py) validates JSON bytes
 against the request type and calls the method, the published spec (openapi.py) documents it. The answers are
 their return type's JSON data (lists and dicts): the lane writes them in one call, and building a pydantic
 object per answer cost more than the model on a batch (docs/PERFORMANCE.md).

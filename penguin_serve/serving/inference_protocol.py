@@ -6,7 +6,7 @@ integer INT32, string BYTES); the answer is `probabilities` (FP32, [N, 3], in SP
 (BYTES, [N]). The tensors are validated as PenguinColumns, so every rule of the flat API holds; a bad tensor
 is the protocol's 400 naming it and the reason. The POST routes are service.py's `infer` methods (the HTTP
 lane passes the URL's model name and version in as validation context); the GET routes are `GetRoutes`,
-mounted by pages.py. JSON tensors only: the binary tensor data extension is not supported.
+mounted by get_app.py. JSON tensors only: the binary tensor data extension is not supported.
 """
 
 from __future__ import annotations

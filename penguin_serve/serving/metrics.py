@@ -34,7 +34,7 @@ CONFIDENCE = Histogram(
     buckets=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
 OUT_OF_DISTRIBUTION = Counter("penguin_out_of_distribution", "Measurements outside the training range, by field", ["field"])
-# Exact shares per revision for the canary's gate (scripts/canary_gate.py), one increment per model call each:
+# Exact shares per revision for the canary's gate (scripts/deploy/canary_gate.py), one increment per model call each:
 # with penguin_predictions_total, the share of rows out of distribution and the mean confidence.
 OUT_OF_DISTRIBUTION_ROWS = Counter("penguin_out_of_distribution_rows", "Rows with a measurement outside the training range")
 CONFIDENCE_SUM = Counter("penguin_confidence_sum", "Sum over all rows of the predicted species' probability")

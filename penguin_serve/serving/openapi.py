@@ -60,7 +60,7 @@ def _json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-# The prediction endpoints' error answers (routes.py, and BentoML's 504 past the request timeout).
+# The prediction endpoints' error answers (fast_lane.py, and BentoML's 504 past the request timeout).
 ERROR_RESPONSES = {
     "400": _json_answer("Empty body or malformed JSON", _ERROR),
     "413": _json_answer("Request body too large", _ERROR),

@@ -1,6 +1,6 @@
 """The model a worker serves and the one way to ask it: readiness, one shared model call per moment, metrics.
 
-Both entry points use it: the HTTP routes (routes.py) and the typed BentoML methods in service.py. It knows
+Both entry points use it: the HTTP routes (fast_lane.py) and the typed BentoML methods in service.py. It knows
 nothing about either.
 """
 

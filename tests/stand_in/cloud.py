@@ -42,7 +42,7 @@ from pathlib import Path
 
 import requests
 
-from scripts.processes import free_port
+from scripts.dev.processes import free_port
 
 HERE = Path(__file__).resolve().parent
 STATE_DIR = Path(os.environ.get("GCLOUD_STAND_IN_STATE", "/nonexistent"))
@@ -719,7 +719,7 @@ def start_prometheus(state_dir: Path) -> str:
     what write_scrape_targets lists; started once per project and ended by teardown. Its URL."""
     global STATE_DIR
     STATE_DIR = state_dir
-    from scripts.tools import require
+    from scripts.dev.tools import require
 
     with state() as data:
         if "prometheus" in data:

@@ -1,7 +1,6 @@
-"""The settings of the Cloud Run deploy (scripts/cloudrun.py) and of the bulk scoring job's tasks
-(penguin_serve/jobs/score.py), each an environment variable declared once (variable, default, type, meaning),
-and the variables that the build, test and load-test tools read. docs/configuration.md is generated from
-here and from penguin_serve/settings.py (scripts/configuration.py)."""
+"""The settings of the Cloud Run deploy (scripts/deploy/cloudrun.py) and of the canary's gate
+(scripts/deploy/canary_gate.py), each an environment variable declared once (variable, default, type, meaning).
+docs/configuration.md is generated from here and from the product's settings (scripts/dev/configuration.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .configuration import from_env, setting
-from .contract import MODEL_NAME
+from penguin_serve.configuration import from_env, setting
+from penguin_serve.contract import MODEL_NAME
 
 SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
 
@@ -89,7 +88,7 @@ def _managed_prometheus(env: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Canary:
-    """The canary's gate (scripts/canary_gate.py): at each step below 100 %, the canary revision against the
+    """The canary's gate (scripts/deploy/canary_gate.py): at each step below 100 %, the canary revision against the
     stable one over the same window, on the service's own Prometheus series."""
 
     prometheus_url: str = setting(
@@ -152,96 +151,3 @@ CANARY_THRESHOLDS = (
     "min_requests", "deadline_s", "max_error_ratio", "max_error_ratio_increase", "max_latency_ratio", "significance",
     "max_out_of_distribution_increase", "max_species_divergence", "max_confidence_drop",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Job:
-    input: str | None = setting("SCORE_INPUT", "the scoring job's input: a CSV file, a folder, or gs://BUCKET/PREFIX")
-    output: str | None = setting("SCORE_OUTPUT", "the scoring job's output: a folder or gs://BUCKET/PREFIX")
-    key_column: str | None = setting(
-        "SCORE_KEY_COLUMN", "the input column that identifies a row in the output; unset: its row number in its file"
-    )
-    task_index: int = setting("CLOUD_RUN_TASK_INDEX", "this task's index (set by Cloud Run Jobs)", 0)
-    task_count: int = setting("CLOUD_RUN_TASK_COUNT", "the job's number of tasks (set by Cloud Run Jobs)", 1)
-    bento_path: str | None = setting(
-        "BENTO_PATH", "where the bento lies in its image (set by BentoML's image): the job's model is the one it packs"
-    )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Job:
-        return from_env(cls, env)
-
-
-# Read by the build, test and load-test tools, outside Python's settings: (variable, default, meaning, read by).
-TOOLS = (
-    (
-        "PORT",
-        "3000",
-        "the port `make run` serves on; in the image, the port the server listens on (Cloud Run sets 8080)",
-        "Makefile, the image's entrypoint",
-    ),
-    ("PYTHON", "python3", "the interpreter `make` builds the virtual environments with: 3.11, 3.12 or 3.13", "Makefile"),
-    ("BENTOML_HOME", "~/bentoml", "BentoML's model and bento store", "train.py, bentoml, scripts/image.sh"),
-    ("LOADTEST_ARGS", "unset", "arguments for `make loadtest` (python -m scripts.loadtest --help)", "Makefile"),
-    ("PENGUIN_IMAGE", "penguin-serve", "the image name `make image` builds", "scripts/image.sh"),
-    (
-        "REGISTRY",
-        "AR_REGION-docker.pkg.dev/GCP_PROJECT/AR_REPOSITORY",
-        "where scripts/push-image.sh pushes",
-        "scripts/push-image.sh",
-    ),
-    ("AR_REGION", "europe-west1", "the Artifact Registry region", "scripts/push-image.sh"),
-    ("AR_REPOSITORY", "penguin-serve", "the Artifact Registry repository", "scripts/push-image.sh"),
-    ("IMAGE_NAME", "penguin-serve", "the image's name in the repository", "scripts/push-image.sh"),
-    ("DOCKER", "docker", "the Docker CLI to run", "scripts/base-image.sh, scripts/image_breakdown.py"),
-    ("DISTRO", "bookworm", "the Debian release `make test-fresh` runs on: bookworm (12) or trixie (13)", "scripts/test-fresh.sh"),
-    ("SUITE", "bookworm", "the Debian release scripts/base-image.sh bootstraps", "scripts/base-image.sh"),
-    (
-        "PACKAGES",
-        "python3,python3-venv,python3-pip,ca-certificates",
-        "the packages scripts/base-image.sh puts in its root",
-        "scripts/base-image.sh",
-    ),
-    ("DOCKERD_LOG", "/var/log/penguin-dockerd.log", "where a dockerd started by the scripts logs", "scripts/container-engine.sh"),
-    ("SOURCE_COMMIT", "`git rev-parse HEAD`", "the commit recorded in the model's metadata", "train.py"),
-    ("LOCUST_HOST", "http://127.0.0.1:3000", "the server to load-test (Locust's own --host)", "locustfile.py"),
-    ("LOCUST_ID_TOKEN", "unset", "an identity token for a private Cloud Run service", "locustfile.py"),
-    ("LOCUST_SCENARIO", "unset", "a load shape instead of -u/-r/-t: baseline, normal, stress, spike, step", "locustfile.py"),
-    ("LOCUST_TIME_SCALE", "1.0", "multiply every scenario duration by this", "locustfile.py"),
-    ("LOCUST_INVALID_SHARE", "0.05", "share of requests that are deliberately invalid (must get 422)", "locustfile.py"),
-    ("LOCUST_BATCH_SHARE", "0.05", "share of requests sent to /predict_batch", "locustfile.py"),
-    ("LOCUST_BATCH_SIZE", "100", "records per batch request", "locustfile.py"),
-    ("LOCUST_P95_LIMIT_MS", "500", "step scenario: saturated when p95 latency exceeds this", "locustfile.py"),
-    ("LOCUST_FAILURE_LIMIT", "0.01", "step scenario: saturated when this share of requests fails", "locustfile.py"),
-    (
-        "MODEL_DIR",
-        "models",
-        "the exported model the benchmark's FastAPI peers serve",
-        "benchmarks/numpy_app.py, benchmarks/reference_app.py",
-    ),
-    (
-        "PENGUIN_PROBE_DIR",
-        "unset",
-        "set by `make bench` for its memory phase: where each process writes its samples",
-        "benchmarks/probe/sitecustomize.py",
-    ),
-    (
-        "MUTATE_STARTED",
-        "now",
-        "set by `make mutate`: when the run began, for the report's duration",
-        "scripts/mutation_report.py",
-    ),
-    ("CI", "unset", "`true` on CI: a skipped test fails the run", "tests/conftest.py, scripts/test-fresh.sh"),
-    ("PENGUIN_TEST_TIMINGS", "unset", "set by `make timings`: where the test run records its duration", "tests/conftest.py"),
-    (
-        "PENGUIN_WRITE_EXAMPLES",
-        "unset",
-        "set: the Cloud Run test writes its good rollout's decision record to docs/canary-record.example.jsonl",
-        "tests/test_cloud_run_releases.py",
-    ),
-    ("FAULT_ERROR_SHARE", "0", "the test wrapper image's share of prediction requests answered 500", "tests/faulty_image"),
-    ("FAULT_DELAY_S", "0", "the test wrapper image's delay added to each prediction request", "tests/faulty_image"),
-    ("FAULT_SPARED", "5", "the test wrapper image: prediction requests per worker spared the fault", "tests/faulty_image"),
-    ("PENGUIN_SCREENSHOT", "unset", "where the browser test saves the front page's picture", "tests/test_front_page.py"),
-    ("PENGUIN_DASHBOARD_PNG", "unset", "where the monitoring test draws the dashboard", "tests/test_monitoring.py"),
-)

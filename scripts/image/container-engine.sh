@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers, and prints the path of the Docker CLI to build with. Where none runs and
-# we are root (CI, machines without systemd), Debian's docker.io comes from scripts/tools.py and dockerd starts
+# we are root (CI, machines without systemd), Debian's docker.io comes from scripts/dev/tools.py and dockerd starts
 # in the background; it keeps running for later builds. A normal developer machine already has its engine.
 #
 # The CLI printed builds with BuildKit, which BentoML's Dockerfile needs (it mounts uv's cache): the first
 # `docker` on PATH when it has the buildx plugin, else Debian's docker.io CLI, which has BuildKit built in.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 cli() {
   if docker buildx version >/dev/null 2>&1 || [ ! -x /usr/bin/docker ]; then command -v docker; else echo /usr/bin/docker; fi
@@ -17,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "no Docker engine answers and this user cannot start one: start Docker, then retry" >&2
   exit 1
 fi
-dockerd=$(python3 -m scripts.tools dockerd)
+dockerd=$(python3 -m scripts.dev.tools dockerd)
 if docker info >/dev/null 2>&1; then cli; exit 0; fi  # the CLI was missing, not the engine (a socket from outside)
 log=${DOCKERD_LOG:-/var/log/penguin-dockerd.log}
 

@@ -1,6 +1,6 @@
 """What an image built by `bentoml containerize` is made of, measured in the image itself.
 
-    python -m scripts.image_breakdown IMAGE [--base python:3.11-slim] [--out docs/image.json]
+    python -m scripts.image.image_breakdown IMAGE [--base python:3.11-slim] [--out docs/image.json]
 
 The parts: the base image (its own size), the installed runtime packages (/app/.venv, largest first), uv
 (BentoML's single-stage Dockerfile installs it to build the venv, and it stays), the bento (code and model),

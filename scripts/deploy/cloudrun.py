@@ -2,19 +2,19 @@
 smoke tests, rollback, the Knative YAML, and monitoring: the sidecar's scrape configuration, alerting policies
 and the dashboard.
 
-    .venv/bin/python -m scripts.cloudrun monitoring-config [--dry-run]    # once, before the first deploy
-    .venv/bin/python -m scripts.cloudrun deploy   IMAGE@sha256:...  [--model-version V] [--public] [--no-traffic] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun canary   IMAGE@sha256:...  [--model-version V] [--steps 10,50,100] [--step-wait-s 300]
+    .venv/bin/python -m scripts.deploy.cloudrun monitoring-config [--dry-run]    # once, before the first deploy
+    .venv/bin/python -m scripts.deploy.cloudrun deploy   IMAGE@sha256:...  [--model-version V] [--public] [--no-traffic] [--dry-run]
+    .venv/bin/python -m scripts.deploy.cloudrun canary   IMAGE@sha256:...  [--model-version V] [--steps 10,50,100] [--step-wait-s 300]
                                      [--dry-run]
-    .venv/bin/python -m scripts.cloudrun rollback [REVISION] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun service-yaml IMAGE@sha256:... [--model-version V]
-    .venv/bin/python -m scripts.cloudrun alert-policies [--channels projects/P/notificationChannels/ID,...] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun dashboard [--dry-run]
-    .venv/bin/python -m scripts.cloudrun job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
+    .venv/bin/python -m scripts.deploy.cloudrun rollback [REVISION] [--dry-run]
+    .venv/bin/python -m scripts.deploy.cloudrun service-yaml IMAGE@sha256:... [--model-version V]
+    .venv/bin/python -m scripts.deploy.cloudrun alert-policies [--channels projects/P/notificationChannels/ID,...] [--dry-run]
+    .venv/bin/python -m scripts.deploy.cloudrun dashboard [--dry-run]
+    .venv/bin/python -m scripts.deploy.cloudrun job-deploy IMAGE@sha256:... gs://IN/prefix gs://OUT/prefix [--tasks 10]
                                      [--parallelism N] [--max-retries 3] [--task-timeout 3600] [--key-column id] [--dry-run]
-    .venv/bin/python -m scripts.cloudrun job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
+    .venv/bin/python -m scripts.deploy.cloudrun job-run [gs://IN/prefix gs://OUT/prefix] [--tasks N] [--dry-run]
 
-Settings come from the environment: penguin_serve/deployment.py's Deploy, listed with their defaults in
+Settings come from the environment: scripts/deploy/settings.py's Deploy, listed with their defaults in
 docs/configuration.md (GCP_PROJECT is required). The service is private unless --public. A revision serves one
 model for its whole life: deploy, canary and service-yaml pin the version `latest` points to (or --model-version)
 as GCS_MODEL_VERSION, so an instance that starts later loads that model too, and a rollback restores it.
@@ -35,13 +35,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from penguin_serve.contract import EXAMPLE, SPECIES
-from penguin_serve.deployment import Canary, Deploy
 from penguin_serve.jobs.locations import split_gs_url
 from penguin_serve.model import METADATA_FILE
 from penguin_serve.storage import LATEST, version_prefix
-from scripts import canary_gate
+from scripts.deploy import canary_gate
+from scripts.deploy.settings import Canary, Deploy
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_YAML = REPO_ROOT / "deploy" / "service.yaml"
 RUN_MONITORING = REPO_ROOT / "monitoring" / "run-monitoring.yaml"
 ALERT_RULES = REPO_ROOT / "monitoring" / "alert-rules.yaml"
@@ -595,7 +595,7 @@ def canary(
     limits: Canary,
 ) -> int:
     """The new revision takes each step's share of traffic after a smoke test at its own URL. At each step below
-    100 %, the gate (scripts/canary_gate.py) compares it with the stable revision on live metrics once both
+    100 %, the gate (scripts/deploy/canary_gate.py) compares it with the stable revision on live metrics once both
     have served enough requests; a failed smoke test or check puts traffic back as it was before the rollout.
     The last step is followed by --to-latest. Each judged step and the decision go to the decision record."""
     require_digest(image)
@@ -730,7 +730,7 @@ def run_command(argv: list[str] | None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("deploy", "canary", "service-yaml"):
         command = commands.add_parser(name)
-        command.add_argument("image", help="IMAGE@sha256:... as printed by scripts/push-image.sh")
+        command.add_argument("image", help="IMAGE@sha256:... as printed by scripts/image/push-image.sh")
         command.add_argument(
             "--model-version",
             default=LATEST,

@@ -1,8 +1,8 @@
 """Runs Locust scenarios headless and writes CSV, HTML and LOAD_TEST_REPORT.md under load_results/<timestamp>/.
 
-    .venv/bin/python -m scripts.loadtest --url https://penguin-serve-xyz.a.run.app --scenarios normal,step
-    .venv/bin/python -m scripts.loadtest --target container --time-scale 0.5     # starts penguin-serve:latest
-    .venv/bin/python -m scripts.loadtest --target server                         # starts `bentoml serve`
+    .venv/bin/python -m scripts.load.loadtest --url https://penguin-serve-xyz.a.run.app --scenarios normal,step
+    .venv/bin/python -m scripts.load.loadtest --target container --time-scale 0.5     # starts penguin-serve:latest
+    .venv/bin/python -m scripts.load.loadtest --target server                         # starts `bentoml serve`
 
 Without --url it starts the local server or container itself (on a free 127.0.0.1 port) and stops it after.
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import requests
 
-from scripts.load_report import write_report
-from scripts.processes import die_with_parent, free_port, stop
+from scripts.dev.processes import die_with_parent, free_port, stop
+from scripts.load.load_report import write_report
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ALL_SCENARIOS = ("baseline", "normal", "stress", "spike", "step")
 
 

@@ -1,7 +1,7 @@
 """docs/api.md's field tables, from the contract's own schema: each field's name, JSON type, whether it is
 required, and its description. Between a table's markers the page is this script's output:
 
-    .venv/bin/python -m scripts.api_fields    # rewrites the tables in docs/api.md
+    .venv/bin/python -m scripts.dev.api_fields    # rewrites the tables in docs/api.md
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pydantic import BaseModel
 
 from penguin_serve.contract import Penguin, Prediction
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 MODELS: dict[str, type[BaseModel]] = {model.__name__: model for model in (Penguin, Prediction)}
 REQUESTS = (Penguin,)
-TABLE = re.compile(r"(<!-- fields of (\w+): python -m scripts\.api_fields -->\n)[^<]*?(\n<!-- end of fields -->)")
+TABLE = re.compile(r"(<!-- fields of (\w+): python -m scripts\.dev\.api_fields -->\n)[^<]*?(\n<!-- end of fields -->)")
 
 
 def json_type(schema: dict) -> str:

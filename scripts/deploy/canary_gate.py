@@ -4,7 +4,7 @@ window from the service's own Prometheus series, and the step passes only if eve
 The series carry the revision as `revision_name`, the label Google's Managed Service for Prometheus sidecar for
 Cloud Run adds to every metric it scrapes (with `service_name` and `configuration_name`; BentoML's own
 `service_name` becomes `exported_service_name`), so that one query per figure tells the revisions apart. The
-thresholds are penguin_serve/deployment.py's Canary settings (docs/configuration.md).
+thresholds are scripts/deploy/settings.py's Canary settings (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from penguin_serve.contract import SPECIES
-from penguin_serve.deployment import Canary
+from scripts.deploy.settings import Canary
 from service import ROUTES
 
 PREDICTION_ENDPOINTS_REGEX = "|".join(ROUTES)

@@ -3,26 +3,26 @@
 # (bookworm, the default) or 13 (trixie) machine: a container of debootstrap's minimal Debian that starts with
 # nothing but apt, installs what the README's set-up names as root types it, then runs `make test`. What the
 # tests need beyond that they must install themselves, the container engine included: the machine has its own
-# Docker engine (Debian's docker.io, which scripts/container-engine.sh installs and starts there, as on any
+# Docker engine (Debian's docker.io, which scripts/image/container-engine.sh installs and starts there, as on any
 # fresh machine), not this one's. So the container gets what an engine needs: every capability this machine's
 # engine may grant (--privileged asks for all, and where the engine itself lacks one, as CAP_SYS_RESOURCE in
 # some VMs, runc refuses: "unable to apply caps"), no seccomp or AppArmor filter, the cgroup tree writable, and
 # its engine's storage in a folder of this machine's disk (an overlay cannot sit on an overlay).
 #
-# Needs a Docker engine here (scripts/container-engine.sh starts one where it can). Commits only: stash or
+# Needs a Docker engine here (scripts/image/container-engine.sh starts one where it can). Commits only: stash or
 # commit your changes first. CI=true is passed on, so that a skipped test fails there too.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 distro=${DISTRO:-bookworm}
 
-if ! docker_cli=$(scripts/container-engine.sh); then
+if ! docker_cli=$(scripts/image/container-engine.sh); then
   echo "make test-fresh cannot run here: no Docker engine answers (see above)" >&2
   exit 1
 fi
 export PATH="$(dirname "$docker_cli"):$PATH"
 
 base="penguin-fresh-debian:$distro"
-SUITE=$distro PACKAGES=ca-certificates scripts/base-image.sh "$base" >/dev/null
+SUITE=$distro PACKAGES=ca-certificates scripts/image/base-image.sh "$base" >/dev/null
 
 # The README's set-up, as a root shell types it on that machine.
 setup=$(sed -n 's/^\$ sudo \(apt-get install .*\)$/\1/p' README.md | head -n 1)

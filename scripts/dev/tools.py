@@ -5,7 +5,7 @@ without a package manager of its own), `require` installs that package with apt-
 that concurrent callers do not collide on dpkg; elsewhere it raises ToolMissing with the command to run.
 Callers use the path it returns, never a program an earlier caller happened to install.
 
-    python3 -m scripts.tools PROGRAM...   prints each program's path (for shell scripts); exit 1 when missing
+    python3 -m scripts.dev.tools PROGRAM...   prints each program's path (for shell scripts); exit 1 when missing
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds a stand-in for python:3.11-slim from Debian packages, for machines that cannot pull it (no registry).
-# Usage: scripts/base-image.sh [NAME:TAG]   (default python:3.11-slim; prints the name)
+# Usage: scripts/image/base-image.sh [NAME:TAG]   (default python:3.11-slim; prints the name)
 # SUITE (default bookworm) and PACKAGES (default python3,python3-venv,python3-pip,ca-certificates) make other
-# Debian roots: scripts/test-fresh.sh's bare Debian 12 and 13 machines.
+# Debian roots: scripts/dev/test-fresh.sh's bare Debian 12 and 13 machines.
 #
 # debootstrap's minimal Debian 12 with python3, python3-venv, python3-pip and ca-certificates, without apt's
 # lists, docs and man pages: like python:3.11-slim, Python 3.11 with pip on Debian 12. On a machine whose HTTPS egress passes an
 # intercepting proxy, that proxy's CA (/usr/local/share/ca-certificates) is trusted in this local-only base
 # so the image build can reach PyPI; a normal machine has none to copy.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 name=${1:-python:3.11-slim}
 docker=${DOCKER:-docker}
 
@@ -17,7 +17,7 @@ if $docker image inspect "$name" >/dev/null 2>&1; then
   echo "$name"
   exit 0
 fi
-debootstrap=$(python3 -m scripts.tools debootstrap)
+debootstrap=$(python3 -m scripts.dev.tools debootstrap)
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 rootfs=$(mktemp -d)

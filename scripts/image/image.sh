@@ -6,12 +6,12 @@
 #   PENGUIN_IMAGE        image name without tag (default penguin-serve)
 #   BENTOML_HOME         model and bento store (default ~/bentoml)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 bin=.venv/bin
 image_name=${PENGUIN_IMAGE:-penguin-serve}
 
 # The Docker CLI that builds with BuildKit first on PATH, for bentoml containerize too.
-docker_cli=$(scripts/container-engine.sh)
+docker_cli=$(scripts/image/container-engine.sh)
 export PATH="$(dirname "$docker_cli"):$PATH"
 
 $bin/python train.py --if-missing >&2
@@ -23,7 +23,7 @@ bento_path=$($bin/python -c 'import bentoml, sys; print(bentoml.bentos.get(sys.a
 base=$(awk '/^FROM / {print $2; exit}' "$bento_path/env/docker/Dockerfile")
 if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull "$base" >/dev/null 2>&1; then
   echo "cannot pull $base: building a stand-in from Debian packages under that name" >&2
-  scripts/base-image.sh "$base" >&2
+  scripts/image/base-image.sh "$base" >&2
 fi
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 image="$image_name:${bento_tag#*:}"

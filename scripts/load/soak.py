@@ -1,7 +1,7 @@
 """Soak test (not in CI): steady load for many minutes against a local server or container, then the errors
 and the memory growth of the service.
 
-    .venv/bin/python -m scripts.soak --target container --minutes 10 --users 10 --out docs/soak
+    .venv/bin/python -m scripts.load.soak --target container --minutes 10 --users 10 --out docs/soak
 
 --out is a folder: Locust's own CSV files (soak_stats.csv, soak_stats_history.csv, soak_failures.csv), the
 memory samples (memory.csv), the run's settings (run.json), and soak.json, the figures the docs quote, which
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from scripts.loadtest import REPO_ROOT, LocalTarget
+from scripts.load.loadtest import REPO_ROOT, LocalTarget
 
 UNITS = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "B": 1}
 

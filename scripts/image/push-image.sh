@@ -2,7 +2,7 @@
 # Tags a local image for Artifact Registry and pushes it; prints the pushed image by digest (the reference to
 # deploy: a digest cannot be moved, a tag can).
 #
-#   scripts/push-image.sh [LOCAL_IMAGE]        default $PENGUIN_IMAGE:latest (what `make image` built last)
+#   scripts/image/push-image.sh [LOCAL_IMAGE]        default $PENGUIN_IMAGE:latest (what `make image` built last)
 #
 #   PENGUIN_IMAGE    local image name, as for `make image` (default penguin-serve)
 #   GCP_PROJECT      Google Cloud project (required unless REGISTRY is set)

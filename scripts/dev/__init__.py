@@ -1,0 +1,1 @@
+"""Developer tools: required tools, generated references, the GCS emulator, processes, mutation report."""

@@ -1,0 +1,1 @@
+"""The image: the container engine, the debootstrapped base, building, measuring and pushing the image."""
