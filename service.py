@@ -7,7 +7,8 @@ import threading
 import bentoml
 from starlette.middleware.cors import CORSMiddleware
 
-from penguin_serve.contract import BatchRequest, Explanation, Penguin, Prediction, PredictionColumns
+from penguin_serve.contract import BatchRequest, Explanation, FeedbackRequest, Penguin, Prediction, PredictionColumns, Receipt
+from penguin_serve.labels import open_label_store
 from penguin_serve.serving import bentoml_timeout, endpoints, get_app, inference_protocol, request_log
 from penguin_serve.serving.fast_lane import ApiRoutes
 from penguin_serve.serving.inference_protocol import InferenceRequest, InferenceResponse
@@ -51,6 +52,7 @@ class PenguinClassifier:
         # loaded and passed its self-check.
         configure_worker(SETTINGS)
         self.predictor = PREDICTOR
+        self.labels = open_label_store(SETTINGS)
         threading.Thread(
             target=self.predictor.load, args=(SETTINGS, self.bento_model.path), name="model-loader", daemon=True
         ).start()
@@ -88,6 +90,17 @@ class PenguinClassifier:
         batch of explanations costs many times a batch of predictions: docs/PERFORMANCE.md gives both).
         """
         return await endpoints.explain(self.predictor, penguin)
+
+    @bentoml.api
+    async def feedback(self, observations: FeedbackRequest, /) -> Receipt | list[Receipt]:
+        """Report penguins whose species was confirmed
+
+        One observation (a penguin's fields plus its confirmed `species` and your `id`), or a JSON array of up to
+        10,000. Each is stored once for retraining (the same id again is not stored twice: its receipt says
+        `duplicate`), and its receipt says what the serving model predicts for it. 503 with Retry-After when the
+        store cannot be reached: nothing is lost, and a retry stores what is missing.
+        """
+        return await endpoints.feedback(self.predictor, self.labels, observations)
 
     # The Open Inference Protocol v2 (KServe, Triton, MLServer): the same model and answers as tensors.
     @bentoml.api(route="/v2/models/{model}/infer")

@@ -140,6 +140,11 @@ EXAMPLES = (
 )  # fmt: skip
 EXAMPLE = EXAMPLES[0]
 EXAMPLE_COLUMNS = {name: [example[name] for example in EXAMPLES] for name in EXAMPLE}
+# The same penguins as field researchers confirm them: the examples of POST /feedback.
+OBSERVATIONS = tuple(
+    {"id": f"ring-{index:04d}", **example, "species": species}
+    for index, (example, species) in enumerate(zip(EXAMPLES, SPECIES), 1)
+)
 
 
 class Penguin(BaseModel):
@@ -266,6 +271,38 @@ BatchRequest = Annotated[
 ]
 
 
+# A client's id of an observation: the name it is stored under (letters, digits, `.`, `_`, `-`; no path).
+OBSERVATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class Observation(Penguin):
+    """A penguin whose species was confirmed in the field: the body of POST /feedback, or each of its records."""
+
+    model_config = ConfigDict(json_schema_extra={"example": OBSERVATIONS[0]})
+
+    id: str = Field(
+        pattern=OBSERVATION_ID_PATTERN,
+        description="The client's id of this observation (1 to 128 letters, digits, `.`, `_`, `-`); the same id "
+        "twice is stored once.",
+    )
+    species: Literal[SPECIES] = Field(description="The confirmed species.")
+
+
+def feedback_form(body: Any) -> str:
+    """One observation (a JSON object) or a batch of them (anything else)."""
+    return FEEDBACK_FORMS[0] if isinstance(body, (dict, Observation)) else FEEDBACK_FORMS[1]
+
+
+# The body of POST /feedback: one observation or a list of them. Validation errors of a batch name its index.
+FEEDBACK_FORMS = ("observation", "observations")
+FeedbackRequest = Annotated[
+    Annotated[Observation, Tag(FEEDBACK_FORMS[0])] | Annotated[_column(Observation), Tag(FEEDBACK_FORMS[1])],
+    Discriminator(feedback_form),
+]
+# The tags that start a validation error's location when a body has more than one form: not the client's field.
+FORM_TAGS = frozenset((*BATCH_FORMS, *FEEDBACK_FORMS))
+
+
 def encode_batch(batch: list[Penguin] | PenguinColumns) -> np.ndarray:
     """The model's input matrix for either form of a batch."""
     return encode_columns(batch) if isinstance(batch, PenguinColumns) else encode(batch)
@@ -304,6 +341,19 @@ class Prediction(BaseModel):
         description="Measurements outside the range seen in training: the prediction is less reliable.",
     )
     warnings: list[str] = Field(default_factory=list, description="One readable line for each such measurement.")
+
+
+class Receipt(BaseModel):
+    """/feedback's answer for one observation: what the serving model predicts for it, and whether it was stored."""
+
+    id: str = Field(description="The observation's id.")
+    species: Literal[SPECIES] = Field(description="The confirmed species, as sent.")
+    prediction: Literal[SPECIES] = Field(description="The species the serving model predicts for these measurements.")
+    agrees: bool = Field(description="Whether the prediction is the confirmed species.")
+    model_version: str = Field(description="The version of the model that predicted.")
+    duplicate: bool = Field(
+        description="True when an observation with this id was already stored: this one was not stored again."
+    )
 
 
 class Explanation(Prediction):

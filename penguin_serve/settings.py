@@ -82,6 +82,18 @@ class Settings:
         "GCS_LOAD_DEADLINE_S", "start-up budget for Cloud Storage, retries included; past it the bento's model serves", 10.0
     )
     gcs_strict: bool = setting("GCS_STRICT", "on a Cloud Storage failure refuse to become ready instead of falling back", False)
+    feedback_prefix: str = setting(
+        "GCS_FEEDBACK_PREFIX",
+        "where POST /feedback stores labelled observations in the model bucket (GCS_BUCKET_NAME): one object each",
+        "labels",
+        parse=lambda value: value.strip("/"),
+    )
+    feedback_dir: str = setting(
+        "PENGUIN_FEEDBACK_DIR", "where POST /feedback stores labelled observations without a bucket: one file each", "feedback"
+    )
+    feedback_deadline_s: float = setting(
+        "PENGUIN_FEEDBACK_DEADLINE_S", "seconds, retries included, to store one observation in Cloud Storage; past it: 503", 5.0
+    )
     storage_emulator_host: str | None = setting(
         "STORAGE_EMULATOR_HOST", "a Cloud Storage emulator's URL (anonymous credentials); unset: Application Default Credentials"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import posixpath
 import time
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
@@ -52,10 +53,11 @@ def version_prefix(prefix: str, version: str) -> str:
 # --- create-only upload (a model version, a scoring output) -----------------------------------------
 
 
-def upload_new(blob: storage.Blob, data: bytes, content_type: str = "application/json") -> None:
-    """Create the object; refuse (412) if it exists; check the server's crc32c of what it stored."""
+def upload_new(blob: storage.Blob, data: bytes, content_type: str = "application/json", **call_options: Any) -> None:
+    """Create the object; refuse (412) if it exists; check the server's crc32c of what it stored. `call_options`:
+    the upload's timeout and retry (a Deadline's)."""
     try:
-        blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+        blob.upload_from_string(data, content_type=content_type, if_generation_match=0, **call_options)
     except gexc.PreconditionFailed as exc:
         raise PushConflict(f"gs://{blob.bucket.name}/{blob.name} already exists: a version is never overwritten") from exc
     local_crc32c = crc32c_base64(data)

@@ -19,6 +19,8 @@ os.environ["BENTOML_HOME"] = BENTOML_HOME
 # The record of documented commands the tests ran (tests/readme.py): one file for the run, its workers included.
 os.environ.setdefault("PENGUIN_DOCS_LEDGER", str(Path(BENTOML_HOME).with_name(Path(BENTOML_HOME).name + "-ledger")))
 os.environ["PENGUIN_WORKERS"] = "1"
+# Labelled observations (POST /feedback) of in-process services and of the servers tests start.
+os.environ["PENGUIN_FEEDBACK_DIR"] = str(Path(BENTOML_HOME) / "feedback")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -43,6 +43,7 @@ def test_openapi_spec_documents_every_public_endpoint_with_real_examples(api):
         "/predict",
         "/predict_batch",
         "/explain",
+        "/feedback",
         "/model",
         "/model/card",
         "/health",
@@ -67,8 +68,12 @@ def test_openapi_spec_documents_every_public_endpoint_with_real_examples(api):
     assert set(column_schemas) == set(penguin["properties"]) and column_schemas["island"]["maxItems"] == 10_000
     answers = spec["paths"]["/predict_batch"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/PredictionColumns"} in answers["anyOf"]
+    feedback = spec["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]
+    one, many = feedback["schema"]["oneOf"]
+    assert one == {"$ref": "#/components/schemas/Observation"} and many["items"] == one
+    assert set(schemas["Observation"]["required"]) == {*penguin["required"], "id", "species"}
     # Every example is answered 200 by the service itself.
-    for path in ("/predict", "/predict_batch", "/explain"):
+    for path in ("/predict", "/predict_batch", "/explain", "/feedback"):
         for example in spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"].values():
             assert api.post(path, json=example["value"]).status_code == 200
 
@@ -496,22 +501,23 @@ def test_every_typed_method_is_a_route_the_http_lane_answers_and_the_spec_docume
     import re
 
     import service
-    from penguin_serve.contract import BatchRequest, Explanation, PredictionColumns
+    from penguin_serve.contract import BatchRequest, Explanation, FeedbackRequest, PredictionColumns, Receipt
     from penguin_serve.serving.inference_protocol import InferenceRequest, InferenceResponse
 
-    flat = ["/predict", "/predict_batch", "/explain"]
+    flat = ["/predict", "/predict_batch", "/explain", "/feedback"]
     protocol = ["/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"]
     assert {path: (route.request, route.response) for path, route in service.ROUTES.items()} == {
         "/predict": (Penguin, Prediction),
         "/predict_batch": (BatchRequest, list[Prediction] | PredictionColumns),
         "/explain": (Penguin, Explanation),
+        "/feedback": (FeedbackRequest, Receipt | list[Receipt]),
         **{path: (InferenceRequest, InferenceResponse) for path in protocol},
     }
     assert list(service.ROUTES) == flat + protocol  # service.py's order, the spec's
     assert sorted(service.ROUTES) == sorted(api.route for api in service.PenguinClassifier.apis.values())
     # BentoML's spans cost more than the model: none for any route, whatever its path's values.
     excluded = re.compile("|".join(service.PenguinClassifier.config["tracing"]["excluded_urls"]))
-    for url in ("/predict", "/predict_batch", "/explain", "/v2/models/a/infer", "/v2/models/a/versions/1/infer"):
+    for url in ("/predict", "/predict_batch", "/explain", "/feedback", "/v2/models/a/infer", "/v2/models/a/versions/1/infer"):
         assert excluded.search(f"http://127.0.0.1:3000{url}"), url
     assert not excluded.search("http://127.0.0.1:3000/v2/models/a/versions/1")
     spec = api.get("/docs.json").json()

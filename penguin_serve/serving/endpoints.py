@@ -10,10 +10,12 @@ object per answer cost more than the model on a batch (docs/PERFORMANCE.md).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
@@ -24,13 +26,17 @@ from ..contract import (
     EXAMPLE_COLUMNS,
     EXAMPLES,
     FIELD_COLUMNS,
+    OBSERVATIONS,
     SPECIES,
     BatchRequest,
+    FeedbackRequest,
+    Observation,
     Penguin,
     PenguinColumns,
     encode,
     encode_batch,
 )
+from ..labels import LabelStore
 from .inference_protocol import InferenceRequest, invalid_request
 from .predictor import Predictor
 
@@ -55,10 +61,37 @@ async def explain(predictor: Predictor, penguin: Penguin) -> dict[str, Any]:
     }
 
 
+async def feedback(predictor: Predictor, store: LabelStore, body: Observation | list[Observation]) -> Any:
+    """Each observation stored once with what the serving model predicts for it; one receipt each, in order.
+    Observations are stored at once; if any cannot be, the request fails (503) and a retry stores the rest."""
+    observations = [body] if isinstance(body, Observation) else body
+    predictions = records(await predictor.predict(encode(observations)))
+    received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    stored = await asyncio.gather(
+        *(
+            asyncio.to_thread(store.create, seen.id, {**seen.model_dump(), **predicted, "received_at": received_at})
+            for seen, predicted in zip(observations, predictions)
+        )
+    )
+    receipts = [
+        {
+            "id": seen.id,
+            "species": seen.species,
+            "prediction": predicted["prediction"],
+            "agrees": predicted["prediction"] == seen.species,
+            "model_version": predicted["model_version"],
+            "duplicate": not created,
+        }
+        for seen, predicted, created in zip(observations, predictions, stored)
+    ]
+    return receipts[0] if isinstance(body, Observation) else receipts
+
+
 # Named request bodies for the spec, by request type: real penguins.
 REQUEST_EXAMPLES: dict[Any, dict[str, Any]] = {
     Penguin: dict(zip(SPECIES, EXAMPLES)),
     BatchRequest: {"records": list(EXAMPLES), "columns": EXAMPLE_COLUMNS},
+    FeedbackRequest: {"observation": OBSERVATIONS[0], "observations": list(OBSERVATIONS)},
 }
 # Request types of a protocol with its own document and error answers (the Open Inference Protocol's 400 with
 # one error line, not the flat API's 422 per field), by the answer to a body that fails validation. /docs.json

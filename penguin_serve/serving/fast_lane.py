@@ -16,7 +16,7 @@ from typing import Any
 from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
-from ..contract import BATCH_FORMS, field_errors
+from ..contract import FORM_TAGS, field_errors
 from .endpoints import ApiRoute
 from .http import ASGIApp, Receive, Scope, Send, send_json
 from .metrics import record_validation_failures
@@ -111,7 +111,7 @@ def invalid_body(error: ValidationError) -> tuple[int, dict]:
     if malformed is not None:
         return 400, {"error": f"malformed JSON: {malformed['msg']}"}
     for entry in errors:  # a batch's errors start with its form's name: the client needs only index and field
-        if entry["loc"][:1] and entry["loc"][0] in BATCH_FORMS:
+        if entry["loc"][:1] and entry["loc"][0] in FORM_TAGS:
             entry["loc"] = entry["loc"][1:]
     detail = field_errors(errors)
     record_validation_failures(entry["field"] for entry in detail)

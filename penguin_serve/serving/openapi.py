@@ -67,10 +67,10 @@ ERROR_RESPONSES = {
     "415": _json_answer("Content type is not application/json", _ERROR),
     "422": _json_answer("Invalid fields, each named with the reason", {"$ref": "#/components/schemas/ValidationError"}),
     "429": _json_answer("Too many requests in flight in this worker", _ERROR),
-    "503": _json_answer("Model not loaded yet", _ERROR),
+    "503": _json_answer("Model not loaded yet (/feedback: or its store unreachable); retry after Retry-After", _ERROR),
     "504": _json_answer("Request timed out", _ERROR),
 }
-NOT_READY = ERROR_RESPONSES["503"]
+NOT_READY = _json_answer("Model not loaded yet", _ERROR)
 PROBE = {"200": {"description": "Yes"}, "503": {"description": "No"}}
 # GET endpoints besides the prediction API: (path, tag, summary, description, responses)
 INFRASTRUCTURE = (

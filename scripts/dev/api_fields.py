@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from penguin_serve.contract import Penguin, Prediction
+from penguin_serve.contract import Observation, Penguin, Prediction, Receipt
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
-MODELS: dict[str, type[BaseModel]] = {model.__name__: model for model in (Penguin, Prediction)}
-REQUESTS = (Penguin,)
+MODELS: dict[str, type[BaseModel]] = {model.__name__: model for model in (Penguin, Prediction, Observation, Receipt)}
+REQUESTS = (Penguin, Observation)
 TABLE = re.compile(r"(<!-- fields of (\w+): python -m scripts\.dev\.api_fields -->\n)[^<]*?(\n<!-- end of fields -->)")
 
 
@@ -37,8 +37,10 @@ def json_type(schema: dict) -> str:
 
 
 def table(model: type[BaseModel]) -> str:
-    """A request's fields say whether they are required; every field of an answer is always there."""
+    """A request's fields say whether they are required; every field of an answer is always there. A model that
+    extends another one here lists the fields it adds."""
     schema = model.model_json_schema()
+    inherited = {name for base in model.__mro__[1:] if base in MODELS.values() for name in base.model_fields}
     required = set(schema.get("required", []))
     presence = {
         name: "" if model not in REQUESTS else ", required" if name in required else ", optional" for name in schema["properties"]
@@ -46,6 +48,7 @@ def table(model: type[BaseModel]) -> str:
     rows = [
         f"| `{name}` | {json_type(prop)}{presence[name]} | {prop.get('description', '')} |"
         for name, prop in schema["properties"].items()
+        if name not in inherited
     ]
     return "\n".join(["| Field | Type | Meaning |", "|---|---|---|", *rows])
 
