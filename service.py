@@ -91,8 +91,10 @@ class PenguinClassifier:
         """
         return await endpoints.explain(self.predictor, penguin)
 
+    # The list first: BentoML 1.4's own spec (written by `bentoml build`) fails on a union that starts with a
+    # model (KeyError 'ents/schemas/...', bentoml/BentoML#5636).
     @bentoml.api
-    async def feedback(self, observations: FeedbackRequest, /) -> Receipt | list[Receipt]:
+    async def feedback(self, observations: FeedbackRequest, /) -> list[Receipt] | Receipt:
         """Report penguins whose species was confirmed
 
         One observation (a penguin's fields plus its confirmed `species` and your `id`), or a JSON array of up to

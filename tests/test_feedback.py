@@ -21,6 +21,10 @@ def observation(observation_id: str, species: str = SPECIES[0]) -> dict:
     return {**OBSERVATIONS[0], "id": observation_id, "species": species}
 
 
+def penguin_of(observation: dict) -> dict:
+    return {name: value for name, value in observation.items() if name not in ("id", "species")}
+
+
 def stored(observation_id: str) -> dict:
     return json.loads((FOLDER / f"{observation_id}{OBSERVATION_SUFFIX}").read_text())
 
@@ -41,8 +45,7 @@ def test_one_observation_is_stored_with_what_the_model_predicts_and_its_receipt_
     record = stored("one-1")
     assert {name: record[name] for name in observation("one-1")} == observation("one-1")
     assert (record["prediction"], record["model_version"]) == ("Adelie", version)
-    penguin = {name: value for name, value in OBSERVATIONS[0].items() if name not in ("id", "species")}
-    assert record["probabilities"] == api.post("/predict", json=penguin).json()["probabilities"]
+    assert record["probabilities"] == api.post("/predict", json=penguin_of(OBSERVATIONS[0])).json()["probabilities"]
     assert record["received_at"].endswith("+00:00")
 
 
@@ -144,3 +147,29 @@ def test_in_cloud_storage_stored_once_503_while_it_is_down_then_stored_on_retry_
     names = sorted(blob.name for blob in labels.list_blobs(prefix="labels/"))
     assert names == [f"labels/gcs-{n}.json" for n in (1, 2, 3, 4)]
     assert json.loads(labels.blob("labels/gcs-1.json").download_as_bytes())["species"] == "Adelie"
+
+
+def test_each_stored_observation_is_counted_once_in_its_versions_confusion_matrix_and_log_loss(api):
+    import math
+
+    from prometheus_client import REGISTRY
+
+    def counted(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    version = api.get("/model").json()["version"]
+    cell = {"model_version": version, "species": "Gentoo", "predicted": "Adelie"}
+    before = (
+        counted("penguin_labelled_observations_total", **cell),
+        counted("penguin_labelled_correct_total", model_version=version),
+        counted("penguin_labelled_log_loss_sum_total", model_version=version),
+    )
+    wrong = api.post("/feedback", json=observation("metrics-1", "Gentoo")).json()
+    assert api.post("/feedback", json=observation("metrics-1", "Gentoo")).json()["duplicate"]  # not counted again
+    right = api.post("/feedback", json=observation("metrics-2", "Adelie")).json()
+    assert (wrong["agrees"], right["agrees"]) == (False, True)
+    probabilities = api.post("/predict", json=penguin_of(OBSERVATIONS[0])).json()["probabilities"]
+    assert counted("penguin_labelled_observations_total", **cell) == before[0] + 1
+    assert counted("penguin_labelled_correct_total", model_version=version) == before[1] + 1
+    log_loss = counted("penguin_labelled_log_loss_sum_total", model_version=version) - before[2]
+    assert log_loss == pytest.approx(-math.log(probabilities["Gentoo"]) - math.log(probabilities["Adelie"]))

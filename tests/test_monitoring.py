@@ -14,6 +14,7 @@ import pytest
 import requests
 from conftest import REPO_ROOT, required
 
+from penguin_serve.contract import SPECIES
 from penguin_serve.training.dataset import load_dataset
 from scripts.dev.processes import die_with_parent, free_port, stop
 
@@ -154,6 +155,28 @@ def test_real_prometheus_sees_drift_on_the_right_feature_only(monitored, prometh
     for _ in range(40):
         assert requests.post(served.url + "/predict_batch", json=gentoos * 10, timeout=30).status_code == 200
     assert wait_for(lambda: alerts(prometheus, "PenguinPredictionMixDrift")) == {("PenguinPredictionMixDrift", None): "pending"}
+
+    # Then labelled observations: 40 birds confirmed as the model says, then 100 labelled as a shifted model
+    # would (each species taken for the next): accuracy 40 of 140, under the alert's 0.9.
+    run = f"prometheus-{started:.0f}"
+    species = [
+        answer["prediction"] for answer in requests.post(served.url + "/predict_batch", json=records[:140], timeout=30).json()
+    ]
+    shifted = [SPECIES[(SPECIES.index(name) + 1) % len(SPECIES)] for name in species[40:]]
+    labelled = [
+        {**record, "id": f"{run}-{index}", "species": label}
+        for index, (record, label) in enumerate(zip(records[:140], species[:40] + shifted))
+    ]
+    receipts = requests.post(served.url + "/feedback", json=labelled, timeout=30).json()
+    assert [receipt["agrees"] for receipt in receipts] == [True] * 40 + [False] * 100
+    assert wait_for(lambda: alerts(prometheus, "PenguinLabelledAccuracyLow")) == {("PenguinLabelledAccuracyLow", None): "pending"}
+    accuracy = query(
+        prometheus,
+        "sum by (model_version) (increase(penguin_labelled_correct_total[1d]))"
+        " / sum by (model_version) (increase(penguin_labelled_observations_total[1d]))",
+        by="model_version",
+    )
+    assert list(accuracy) == [receipts[0]["model_version"]] and accuracy[receipts[0]["model_version"]] == pytest.approx(40 / 140)
 
     # The dashboard's queries are valid PromQL and each finds data in this run (the error tiles once a client
     # has sent something invalid).

@@ -510,11 +510,13 @@ def test_every_typed_method_is_a_route_the_http_lane_answers_and_the_spec_docume
         "/predict": (Penguin, Prediction),
         "/predict_batch": (BatchRequest, list[Prediction] | PredictionColumns),
         "/explain": (Penguin, Explanation),
-        "/feedback": (FeedbackRequest, Receipt | list[Receipt]),
+        "/feedback": (FeedbackRequest, list[Receipt] | Receipt),
         **{path: (InferenceRequest, InferenceResponse) for path in protocol},
     }
     assert list(service.ROUTES) == flat + protocol  # service.py's order, the spec's
     assert sorted(service.ROUTES) == sorted(api.route for api in service.PenguinClassifier.apis.values())
+    # BentoML's own spec, which `bentoml build` writes into the bento, builds for every method's types.
+    assert set(service.ROUTES) <= set(service.PenguinClassifier.openapi_spec.paths)
     # BentoML's spans cost more than the model: none for any route, whatever its path's values.
     excluded = re.compile("|".join(service.PenguinClassifier.config["tracing"]["excluded_urls"]))
     for url in ("/predict", "/predict_batch", "/explain", "/feedback", "/v2/models/a/infer", "/v2/models/a/versions/1/infer"):

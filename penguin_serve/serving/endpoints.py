@@ -38,6 +38,7 @@ from ..contract import (
 )
 from ..labels import LabelStore
 from .inference_protocol import InferenceRequest, invalid_request
+from .metrics import record_labelled
 from .predictor import Predictor
 
 
@@ -73,6 +74,9 @@ async def feedback(predictor: Predictor, store: LabelStore, body: Observation | 
             for seen, predicted in zip(observations, predictions)
         )
     )
+    for seen, predicted, created in zip(observations, predictions, stored):
+        if created:  # a duplicate was counted when it was stored
+            record_labelled(predicted["model_version"], seen.species, predicted["prediction"], predicted["probabilities"])
     receipts = [
         {
             "id": seen.id,

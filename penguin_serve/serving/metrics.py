@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,23 @@ TRAINING_CLASS_PRIOR = Gauge(
 MODEL_READY = Gauge(
     "penguin_model_ready", "1 once this worker's model loaded and passed its self-check", multiprocess_mode="livemin"
 )
+# Answers against the truth (POST /feedback): each stored observation once, by the model version that answered
+# it, its confirmed species and the predicted one (a live confusion matrix), and the log-loss of the served
+# probabilities. Accuracy per version: penguin_labelled_correct_total / penguin_labelled_observations_total.
+LABELLED = Counter(
+    "penguin_labelled_observations",
+    "Labelled observations stored, by the model version that answered, the confirmed and the predicted species",
+    ["model_version", "species", "predicted"],
+)
+LABELLED_CORRECT = Counter(
+    "penguin_labelled_correct", "Labelled observations whose prediction was the confirmed species", ["model_version"]
+)
+LABELLED_LOG_LOSS = Counter(
+    "penguin_labelled_log_loss_sum",
+    "Sum over labelled observations of -ln(the served probability of the confirmed species)",
+    ["model_version"],
+)
+LOG_LOSS_FLOOR = 1e-15  # a probability of 0 costs ln(1e15), not infinity (scikit-learn's clip)
 VALIDATION_FAILURES = Counter("penguin_validation_failures", "Invalid request fields (422 answers), by field", ["field"])
 _KNOWN_FIELDS = frozenset(Penguin.model_fields) | {"body"}
 # The labelled series the per-call counting touches, looked up once.
@@ -97,6 +115,10 @@ def record_model_loaded(model: PenguinModel) -> None:
         OUT_OF_DISTRIBUTION.labels(field=feature)
     for field in sorted(_KNOWN_FIELDS) + ["(unknown field)"]:
         VALIDATION_FAILURES.labels(field=field)
+    for species, predicted in itertools.product(SPECIES, SPECIES):
+        LABELLED.labels(model_version=model.version, species=species, predicted=predicted)
+    LABELLED_CORRECT.labels(model_version=model.version)
+    LABELLED_LOG_LOSS.labels(model_version=model.version)
     MODEL_READY.set(1)
 
 
@@ -171,6 +193,13 @@ def _count(series: list, indexes: np.ndarray) -> None:
     counts = np.bincount(indexes.ravel(), minlength=len(series))
     for index in np.flatnonzero(counts).tolist():
         series[index].inc(int(counts[index]))
+
+
+def record_labelled(model_version: str, species: str, predicted: str, probabilities: dict[str, float]) -> None:
+    """One stored labelled observation: its cell of the confusion matrix, whether it was right, its log-loss."""
+    LABELLED.labels(model_version=model_version, species=species, predicted=predicted).inc()
+    LABELLED_CORRECT.labels(model_version=model_version).inc(predicted == species)
+    LABELLED_LOG_LOSS.labels(model_version=model_version).inc(-math.log(max(probabilities[species], LOG_LOSS_FLOOR)))
 
 
 def record_validation_failures(field_names: Iterable[str]) -> None:
