@@ -72,8 +72,11 @@ async def feedback(predictor: Predictor, store: LabelStore, body: Observation | 
         *(
             asyncio.to_thread(store.create, seen.id, {**seen.model_dump(), **predicted, "received_at": received_at})
             for seen, predicted in zip(observations, predictions)
-        )
+        ),
+        return_exceptions=True,  # every upload ended before the answer: none still in flight behind a 503
     )
+    if failed := next((outcome for outcome in stored if isinstance(outcome, BaseException)), None):
+        raise failed
     for seen, predicted, created in zip(observations, predictions, stored):
         if created:  # a duplicate was counted when it was stored
             record_labelled(predicted["model_version"], seen.species, predicted["prediction"], predicted["probabilities"])
