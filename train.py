@@ -20,6 +20,8 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from penguin_serve import conformal
+from penguin_serve.conformal import COVERAGE, COVERAGE_TOLERANCE
 from penguin_serve.contract import FEATURE_NAMES, FIELD_COLUMNS, ISLANDS, MEASUREMENTS, MODEL_NAME, SPECIES, encode
 from penguin_serve.model import PenguinModel, decile_bins, decile_edges, field_contributions
 from penguin_serve.settings import Settings
@@ -40,6 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=42, help="seed for the split, the folds and XGBoost")
     parser.add_argument("--test-size", type=float, default=0.2, help="share of rows held out for the gate")
+    parser.add_argument(
+        "--calibration-size",
+        type=float,
+        default=0.25,
+        help="share of the rows not held out for the gate that calibrates the prediction sets instead of training",
+    )
+    parser.add_argument(
+        "--coverage", type=float, default=COVERAGE, help="prediction sets hold the true species at least this often"
+    )
+    parser.add_argument(
+        "--coverage-tolerance",
+        type=float,
+        default=COVERAGE_TOLERANCE,
+        help="quality gate: a held-out coverage below --coverage minus this saves nothing and exits 1",
+    )
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds on the training split")
     parser.add_argument("--rounds", type=int, default=100, help="boosting rounds")
     parser.add_argument("--max-depth", type=int, default=3, help="maximum tree depth")
@@ -108,6 +125,35 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, args: argparse.Name
     return fold_metrics, out_of_fold
 
 
+def split_rows(labels: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training, calibration and test rows, each stratified by species."""
+    rest, test = train_test_split(np.arange(len(labels)), test_size=args.test_size, stratify=labels, random_state=args.seed)
+    train, calibration = train_test_split(rest, test_size=args.calibration_size, stratify=labels[rest], random_state=args.seed)
+    return train, calibration, test
+
+
+def prediction_sets(booster, features, labels, calibration_rows, test_rows, coverage: float) -> dict:
+    """The conformal threshold fitted on the calibration rows, and how its sets do on the test rows."""
+    limit = conformal.threshold(predict_probabilities(booster, features[calibration_rows]), labels[calibration_rows], coverage)
+    return {
+        "method": "split-conformal, adaptive prediction sets (APS), not randomised",
+        "coverage_target": coverage,
+        "threshold": limit,
+        "calibration_rows": int(len(calibration_rows)),
+        "test": conformal.evaluate(predict_probabilities(booster, features[test_rows]), labels[test_rows], limit),
+    }
+
+
+def gate_failures(holdout: dict, sets: dict, args: argparse.Namespace) -> list[str]:
+    """Why the quality gate refuses this model; nothing when it passes."""
+    failures = []
+    if holdout["macro_f1"] < args.min_macro_f1:
+        failures.append(f"held-out macro-F1 {holdout['macro_f1']:.4f} < {args.min_macro_f1}")
+    if (coverage := sets["test"]["coverage"]) < args.coverage - args.coverage_tolerance:
+        failures.append(f"held-out coverage of the prediction sets {coverage:.4f} < {args.coverage} - {args.coverage_tolerance}")
+    return failures
+
+
 def self_check_reference(penguins: list, labels: np.ndarray, booster: xgb.Booster) -> dict:
     """A few records (one per species, one of unknown sex) and the probabilities this booster gives them.
 
@@ -129,7 +175,7 @@ def global_importance(booster: xgb.Booster, features: np.ndarray) -> dict:
     return {field: dict(zip(SPECIES, row)) for field, row in zip(FIELD_COLUMNS, means.round(6).tolist())}
 
 
-def build_metadata(args, dataset, booster, train_features, train_labels, metrics, self_check) -> dict:
+def build_metadata(args, dataset, booster, train_features, train_labels, metrics, sets, self_check) -> dict:
     measured = train_features[:, : len(MEASUREMENTS)]
     years = [p.year for p in dataset.penguins if p.year is not None]
     deciles = {
@@ -158,8 +204,14 @@ def build_metadata(args, dataset, booster, train_features, train_labels, metrics
             zip(SPECIES, (np.bincount(train_labels, minlength=len(SPECIES)) / len(train_labels)).round(6).tolist())
         ),
         "metrics": metrics,
+        "prediction_sets": sets,
         "global_importance": global_importance(booster, train_features),
-        "params": {**xgboost_params(args), "rounds": args.rounds, "test_size": args.test_size},
+        "params": {
+            **xgboost_params(args),
+            "rounds": args.rounds,
+            "test_size": args.test_size,
+            "calibration_size": args.calibration_size,
+        },
         "dataset": {
             "name": dataset.name,
             "sha256": dataset.sha256,
@@ -216,25 +268,28 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, OSError) as error:
         parser.error(str(error))
     features = encode(dataset.penguins)
-    train_rows, test_rows = train_test_split(
-        np.arange(len(features)), test_size=args.test_size, stratify=dataset.labels, random_state=args.seed
-    )
+    train_rows, calibration_rows, test_rows = split_rows(dataset.labels, args)
     cv_folds, out_of_fold = cross_validate(features[train_rows], dataset.labels[train_rows], args)
     booster = fit(features[train_rows], dataset.labels[train_rows], args)
-    holdout = classification_metrics(dataset.labels[test_rows], predict_probabilities(booster, features[test_rows]))
+    test_probabilities = predict_probabilities(booster, features[test_rows])
+    holdout = classification_metrics(dataset.labels[test_rows], test_probabilities)
     metrics = {**summarize(cv_folds, holdout), "calibration": reliability(dataset.labels[train_rows], out_of_fold)}
-    print(f"Trained on {len(train_rows)} of {len(features)} rows ({dataset.rows_dropped} dropped: no measurements).")
-    print(format_report(metrics))
+    try:
+        sets = prediction_sets(booster, features, dataset.labels, calibration_rows, test_rows, args.coverage)
+    except ValueError as error:
+        parser.error(str(error))
+    print(
+        f"Trained on {len(train_rows)} of {len(features)} rows ({dataset.rows_dropped} dropped: no measurements), "
+        f"{len(calibration_rows)} calibrate the prediction sets, {len(test_rows)} are held out."
+    )
+    print(format_report(metrics, sets))
 
-    if holdout["macro_f1"] < args.min_macro_f1:
-        print(
-            f"Quality gate failed: held-out macro-F1 {holdout['macro_f1']:.4f} < {args.min_macro_f1}; nothing saved.",
-            file=sys.stderr,
-        )
+    if failed := gate_failures(holdout, sets, args):
+        print(f"Quality gate failed: {'; '.join(failed)}; nothing saved.", file=sys.stderr)
         return 1
 
     self_check = self_check_reference(dataset.penguins, dataset.labels, booster)
-    metadata = build_metadata(args, dataset, booster, features[train_rows], dataset.labels[train_rows], metrics, self_check)
+    metadata = build_metadata(args, dataset, booster, features[train_rows], dataset.labels[train_rows], metrics, sets, self_check)
     # bentoml.xgboost.save_model cannot be used: it looks up the `xgboost` distribution, which the
     # CUDA-free `xgboost-cpu` wheel does not provide. The framework-neutral store entry holds the same
     # files as the export and the Cloud Storage copy, so one loader serves all three.

@@ -12,6 +12,7 @@ ANSWER = json.dumps(
         "prediction": "Adelie",
         "probabilities": {"Adelie": 0.9988700747489929, "Chinstrap": 0.000591595598962158, "Gentoo": 0.0005382929230108857},
         "confidence": 0.9988700747489929,
+        "prediction_set": ["Adelie"],
         "model_version": "2p442hhmasz6kax4",
         "out_of_distribution": [],
         "warnings": [],

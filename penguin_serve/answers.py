@@ -20,6 +20,9 @@ from .contract import MEASUREMENTS, SHARED, SPECIES, Prediction
 from .model import PenguinModel
 
 FIELDS = tuple(Prediction.model_fields)
+# Every prediction set, by the bits of its species (bit i: SPECIES[i]): rows share these lists.
+SETS = [[species for bit, species in enumerate(SPECIES) if code >> bit & 1] for code in range(1 << len(SPECIES))]
+BITS = 1 << np.arange(len(SPECIES))
 # The scoring job writes a mapping field as one CSV column per key: `probability_Adelie`, ...
 CSV_PREFIXES = {"probabilities": "probability"}
 
@@ -47,6 +50,7 @@ def build(model: PenguinModel, features: np.ndarray, probabilities: np.ndarray) 
         "prediction": [SPECIES[i] for i in best.tolist()],
         "probabilities": {species: probabilities[:, i].tolist() for i, species in enumerate(SPECIES)},
         "confidence": probabilities[np.arange(len(best)), best].tolist(),
+        "prediction_set": [SETS[code] for code in (model.prediction_sets(probabilities) @ BITS).tolist()],
         "model_version": model.version,
         "out_of_distribution": out_of_distribution,
         "warnings": warnings,

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .conformal import COVERAGE
+
 # The model's name in BentoML's model store and its folder in Cloud Storage, for training and serving alike.
 MODEL_NAME = "penguin_classifier"
 
@@ -335,6 +337,12 @@ class Prediction(BaseModel):
     prediction: Literal[SPECIES] = Field(description="The species; existing clients read this field.")
     probabilities: dict[str, float] = Field(description="Probability of each species; they sum to 1.")
     confidence: float = Field(description="Probability of the predicted species.")
+    prediction_set: list[Literal[SPECIES]] = Field(
+        description=f"The species that cannot be ruled out at the model's coverage ({COVERAGE:.0%} unless trained "
+        "otherwise): "
+        "the true species is in this set at least that often. Always holds `prediction`; usually only it, more "
+        "for a bird between species."
+    )
     model_version: str = Field(description="The version of the model that answered.")
     out_of_distribution: list[str] = Field(
         default_factory=list,
@@ -350,6 +358,7 @@ class Receipt(BaseModel):
     species: Literal[SPECIES] = Field(description="The confirmed species, as sent.")
     prediction: Literal[SPECIES] = Field(description="The species the serving model predicts for these measurements.")
     agrees: bool = Field(description="Whether the prediction is the confirmed species.")
+    prediction_set: list[Literal[SPECIES]] = Field(description="The serving model's prediction set for these measurements.")
     model_version: str = Field(description="The version of the model that predicted.")
     duplicate: bool = Field(
         description="True when an observation with this id was already stored: this one was not stored again."

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import numpy as np
 
+from . import conformal
 from .contract import FEATURE_NAMES, FIELD_COLUMNS, MEASUREMENTS, MODEL_NAME, SPECIES, Penguin, encode
 from .model_card import MODEL_CARD_FILE
 from .model_card import render as render_model_card
@@ -124,6 +125,8 @@ class PenguinModel:
             raise ModelCheckError(f"model features {self.metadata.get('feature_names')} != contract {list(FEATURE_NAMES)}")
         if tuple(self.metadata.get("classes", ())) != SPECIES:
             raise ModelCheckError(f"model classes {self.metadata.get('classes')} != {list(SPECIES)}")
+        if not isinstance(self.metadata.get("prediction_sets", {}).get("threshold"), float):
+            raise ModelCheckError("model has no calibrated prediction sets: train it with this version")
         reference = self.metadata["self_check"]
         penguins = [Penguin.model_validate(record) for record in reference["records"]]
         expected = np.asarray(reference["probabilities"], dtype=np.float32)
@@ -135,6 +138,10 @@ class PenguinModel:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities, one row per input row, columns in SPECIES order."""
         return self.booster.inplace_predict(features).reshape(len(features), len(SPECIES))
+
+    def prediction_sets(self, probabilities: np.ndarray) -> np.ndarray:
+        """Rows x SPECIES: True where the species is in the row's conformal prediction set."""
+        return conformal.membership(probabilities, self.metadata["prediction_sets"]["threshold"])
 
     def contributions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return field_contributions(self.booster, features, self.nthread)
@@ -175,6 +182,7 @@ class PenguinModel:
             "feature_names",
             "encoding",
             "metrics",
+            "prediction_sets",
             "global_importance",
             "training_ranges",
             "training_deciles",

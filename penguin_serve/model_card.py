@@ -23,7 +23,8 @@ def render(metadata: dict[str, Any]) -> str:
     species = metadata["classes"]
     metrics, dataset = metadata["metrics"], metadata["dataset"]
     holdout, cv = metrics["holdout"], metrics["cross_validation"]
-    params = metadata["params"]
+    params, sets = metadata["params"], metadata["prediction_sets"]
+    covered = sets["test"]
     lines = [
         f"# Model card: {metadata['model_name']} {metadata['model_version']}",
         "",
@@ -51,7 +52,8 @@ def render(metadata: dict[str, Any]) -> str:
         f"`{dataset['name']}` from the `palmerpenguins` package, sha256 `{dataset['sha256']}`: {dataset['rows_total']} "
         f"rows, {dataset['rows_dropped_missing_measurements']} dropped for missing measurements, "
         f"{dataset['rows_used']} used; seasons {dataset['years'][0]}-{dataset['years'][1]}. A stratified "
-        f"{params['test_size']:.0%} ({holdout['rows']} rows) is held out; the rest trains the model.",
+        f"{params['test_size']:.0%} ({holdout['rows']} rows) is held out; of the rest, {params['calibration_size']:.0%} "
+        f"({sets['calibration_rows']} rows) calibrates the prediction sets and the others train the model.",
         "",
         "Species mix of the training rows (the prior the drift monitoring compares with):",
         "",
@@ -82,6 +84,15 @@ def render(metadata: dict[str, Any]) -> str:
         _table(["confidence", "rows", "mean confidence", "accuracy"],
                [[f"{b['low']:.2f}-{b['high']:.2f}", str(b["rows"]), f"{b['mean_confidence']:.3f}", f"{b['accuracy']:.3f}"]
                 for b in metrics["calibration"]]),
+        "",
+        "## Prediction sets",
+        "",
+        f"Each answer's `prediction_set` holds the species that cannot be ruled out at {sets['coverage_target']:.0%} "
+        f"coverage ({sets['method']}; threshold {sets['threshold']:.6f} from {sets['calibration_rows']} calibration "
+        f"rows). On the {covered['rows']} held-out rows the true species was in the set in "
+        f"{covered['coverage']:.1%} of them, and a set held {covered['mean_set_size']:.3f} species on average:",
+        "",
+        _table(["set size", "held-out rows"], [[size, str(count)] for size, count in covered["set_sizes"].items()]),
         "",
         "## What the model looks at",
         "",

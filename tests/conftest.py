@@ -50,11 +50,11 @@ KNOWN_RECORDS = [
     ),
     (
         {
-            "bill_length_mm": 50.0,
-            "bill_depth_mm": 15.2,
-            "flipper_length_mm": 230,
-            "body_mass_g": 6050,
-            "sex": "male",
+            "bill_length_mm": 46.1,
+            "bill_depth_mm": 13.2,
+            "flipper_length_mm": 211,
+            "body_mass_g": 4500,
+            "sex": "female",
             "island": "Biscoe",
         },
         "Gentoo",

@@ -128,6 +128,7 @@ def test_every_form_of_the_answers_comes_from_the_one_built(exported_model):
             "prediction": record["prediction"],
             **{f"probability_{species}": p for species, p in record["probabilities"].items()},
             "confidence": record["confidence"],
+            "prediction_set": json.dumps(record["prediction_set"]),
             "model_version": record["model_version"],
             "out_of_distribution": json.dumps(record["out_of_distribution"]),
             "warnings": json.dumps(record["warnings"]),

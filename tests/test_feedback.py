@@ -34,18 +34,20 @@ def test_one_observation_is_stored_with_what_the_model_predicts_and_its_receipt_
     assert response.status_code == 200, response.text
     version = api.get("/model").json()["version"]
     receipt = response.json()
+    answer = api.post("/predict", json=penguin_of(OBSERVATIONS[0])).json()
     assert receipt == {
         "id": "one-1",
         "species": "Adelie",
         "prediction": "Adelie",
         "agrees": True,
+        "prediction_set": answer["prediction_set"],
         "model_version": version,
         "duplicate": False,
     }
     record = stored("one-1")
     assert {name: record[name] for name in observation("one-1")} == observation("one-1")
     assert (record["prediction"], record["model_version"]) == ("Adelie", version)
-    assert record["probabilities"] == api.post("/predict", json=penguin_of(OBSERVATIONS[0])).json()["probabilities"]
+    assert (record["probabilities"], record["prediction_set"]) == (answer["probabilities"], answer["prediction_set"])
     assert record["received_at"].endswith("+00:00")
 
 
@@ -163,6 +165,7 @@ def test_each_stored_observation_is_counted_once_in_its_versions_confusion_matri
         counted("penguin_labelled_observations_total", **cell),
         counted("penguin_labelled_correct_total", model_version=version),
         counted("penguin_labelled_log_loss_sum_total", model_version=version),
+        counted("penguin_labelled_covered_total", model_version=version),
     )
     wrong = api.post("/feedback", json=observation("metrics-1", "Gentoo")).json()
     assert api.post("/feedback", json=observation("metrics-1", "Gentoo")).json()["duplicate"]  # not counted again
@@ -173,3 +176,6 @@ def test_each_stored_observation_is_counted_once_in_its_versions_confusion_matri
     assert counted("penguin_labelled_correct_total", model_version=version) == before[1] + 1
     log_loss = counted("penguin_labelled_log_loss_sum_total", model_version=version) - before[2]
     assert log_loss == pytest.approx(-math.log(probabilities["Gentoo"]) - math.log(probabilities["Adelie"]))
+    # Live coverage: the right one's set holds its species, the wrong one's does not.
+    assert ("Gentoo" in wrong["prediction_set"], "Adelie" in right["prediction_set"]) == (False, True)
+    assert counted("penguin_labelled_covered_total", model_version=version) == before[3] + 1

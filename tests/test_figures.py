@@ -13,10 +13,12 @@ import shutil
 import pytest
 from conftest import REPO_ROOT
 from containers import SERVICE_UID
+from readme import commands
 from test_image import MAX_BENTO_BYTES, MAX_REST_BYTES
 
 from benchmarks import profile
 from benchmarks.bench import report, targets_table
+from penguin_serve.conformal import COVERAGE
 from penguin_serve.contract import MAX_BATCH_RECORDS
 from penguin_serve.settings import Settings
 from penguin_serve.training.dataset import load_dataset
@@ -47,6 +49,19 @@ def count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def signed(value: float) -> str:
+    """A contribution as the prose writes it: one decimal, with its sign (a minus sign, not a hyphen)."""
+    return f"{value:+.1f}".replace("-", "−")
+
+
+# The explanation docs/explanations.md shows (the answer its curl example prints, which test_readme checks).
+[EXPLAINED] = [
+    json.loads(command.output)["contributions"]
+    for command in commands((DOCS / "explanations.md").read_text())
+    if "/explain" in command.text
+]
+
+
 # (document, pattern with one group, the figure as its source gives it)
 CLAIMS = [
     ("docs/PERFORMANCE.md", r"In the `make bench` of (\d{4}-\d\d-\d\d)", BENCH["measured_on"]),
@@ -61,6 +76,9 @@ CLAIMS = [
     ("docs/PERFORMANCE.md", r"(\d+) % of XGBoost's in-process speed", f"{100 * SUMMARY['batch_floor_ratio']:.0f}"),
     ("docs/bulk-scoring.md", r"One task scores (\d+(?:,\d{3})*) rows/s", count(BENCH["scoring"]["rows_per_s"])),
     ("docs/bulk-scoring.md", r"(\d+) % of the in-process floor", f"{100 * SUMMARY['scoring_floor_ratio']:.0f}"),
+    ("docs/explanations.md", r"The bill length \(([−+][\d.]+) for Adelie", signed(EXPLAINED["bill_length_mm"]["Adelie"])),
+    ("docs/explanations.md", r"for Adelie, ([−+][\d.]+) for Chinstrap\)", signed(EXPLAINED["bill_length_mm"]["Chinstrap"])),
+    ("docs/explanations.md", r"the island Dream \(([−+][\d.]+) for Chinstrap\)", signed(EXPLAINED["island"]["Chinstrap"])),
     ("docs/explanations.md", r"/explain answers (\d+(?:,\d{3})*) requests/s", count(OURS["explain_c64"]["rps"])),
     ("docs/explanations.md", r"(\d\.\d\d) of /predict's", f"{SUMMARY['explain_ratio']:.2f}"),
     ("docs/PERFORMANCE.md", r"cold start ([\d.]+) s", f"{OURS['cold_start_s']:.2f}"),
@@ -144,6 +162,7 @@ CLAIMS = [
         r"`PENGUIN_GC_YOUNG_ALLOCATIONS` \((\d+(?:,\d{3})*) by default",
         count(Settings().gc_young_allocations),
     ),
+    ("docs/training.md", r"`--coverage`, (\d+) % by default", f"{100 * COVERAGE:.0f}"),
     ("README.md", r"benchmarks; about (\d+) seconds\)", str(TIMINGS["test-fast"]["seconds"])),
     ("README.md", r"runs everything \(about ([\d.]+) minutes\)", f"{TIMINGS['test']['seconds'] / 60:.1f}"),
     ("docs/testing.md", r"`make timings` measured\s+([\d.]+) minutes", f"{TIMINGS['test']['seconds'] / 60:.1f}"),

@@ -178,7 +178,7 @@ def test_server_and_model_metadata_and_health(api):
             (name, datatype, [-1]) for name, datatype in INPUTS.items()
         ]
         assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["outputs"]] == [
-            ("probabilities", "FP32", [-1, 3]), ("label", "BYTES", [-1])
+            ("probabilities", "FP32", [-1, 3]), ("label", "BYTES", [-1]), ("prediction_set", "BOOL", [-1, 3])
         ]  # fmt: skip
     for path in (f"{MODEL}/ready", f"{MODEL}/versions/{version}/ready"):
         assert api.get(path).status_code == 200 and api.get(path).json() == {"name": MODEL_NAME, "ready": True}

@@ -54,7 +54,16 @@ def test_intact_model_loads(model_dir, caplog):
 
 def test_model_info_reports_the_metadata_and_where_the_model_came_from(model_dir):
     metadata = json.loads((model_dir / METADATA_FILE).read_text())
-    reported = ("classes", "feature_names", "encoding", "metrics", "global_importance", "training_ranges", "training_deciles")
+    reported = (
+        "classes",
+        "feature_names",
+        "encoding",
+        "metrics",
+        "prediction_sets",
+        "global_importance",
+        "training_ranges",
+        "training_deciles",
+    )
     info = PenguinModel.from_files(model_dir, source="test", nthread=1).info()
     assert info == {
         "name": metadata["model_name"],

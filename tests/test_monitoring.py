@@ -177,6 +177,16 @@ def test_real_prometheus_sees_drift_on_the_right_feature_only(monitored, prometh
         by="model_version",
     )
     assert list(accuracy) == [receipts[0]["model_version"]] and accuracy[receipts[0]["model_version"]] == pytest.approx(40 / 140)
+    # Live coverage: the share of receipts whose prediction set held the confirmed species.
+    covered = sum(receipt["species"] in receipt["prediction_set"] for receipt in receipts)
+    assert 40 <= covered < 140  # the shifted labels fall outside most sets
+    coverage = query(
+        prometheus,
+        "sum by (model_version) (increase(penguin_labelled_covered_total[1d]))"
+        " / sum by (model_version) (increase(penguin_labelled_observations_total[1d]))",
+        by="model_version",
+    )
+    assert coverage == {receipts[0]["model_version"]: pytest.approx(covered / 140)}
 
     # The dashboard's queries are valid PromQL and each finds data in this run (the error tiles once a client
     # has sent something invalid).

@@ -62,6 +62,22 @@ def test_quality_gate_saves_nothing_and_fails(exported_model, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_coverage_gate_saves_nothing_and_names_the_coverage(exported_model, tmp_path, capsys):
+    """A held-out coverage under the target minus the tolerance (here a tolerance that asks for more than every
+    row) is refused like a low macro-F1."""
+    before = stored_versions()
+    assert train.main(["--coverage-tolerance", "-0.2", "--export-dir", str(tmp_path / "out")]) == 1
+    assert "held-out coverage of the prediction sets 1.0000 < 0.9 - -0.2; nothing saved" in capsys.readouterr().err
+    assert stored_versions() == before and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("coverage", "refused"), [(0.85, False), (0.8499, True)])
+def test_the_coverage_gate_holds_at_the_target_minus_the_tolerance(coverage, refused):
+    args = train.build_parser().parse_args(["--coverage", "0.9", "--coverage-tolerance", "0.05"])
+    failures = train.gate_failures({"macro_f1": 1.0}, {"test": {"coverage": coverage}}, args)
+    assert bool(failures) is refused, failures
+
+
 def test_if_missing_skips_when_a_model_exists(exported_model, tmp_path, capsys):
     before = stored_versions()
     assert train.main(["--if-missing", "--export-dir", str(tmp_path)]) == 0
@@ -120,7 +136,7 @@ def test_trains_on_a_csv_of_ones_own(exported_model, tmp_path, capsys):
     assert train.main(["--data", str(table), "--model-name", "penguin_own", "--export-dir", str(tmp_path / "out")]) == 0
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert metadata["dataset"]["name"] == "my_penguins.csv" and metadata["dataset"]["rows_used"] == 342
-    assert "Trained on 273 of 342 rows" in capsys.readouterr().out
+    assert "Trained on 204 of 342 rows (2 dropped: no measurements), 69 calibrate" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

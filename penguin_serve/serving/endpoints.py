@@ -79,13 +79,14 @@ async def feedback(predictor: Predictor, store: LabelStore, body: Observation | 
         raise failed
     for seen, predicted, created in zip(observations, predictions, stored):
         if created:  # a duplicate was counted when it was stored
-            record_labelled(predicted["model_version"], seen.species, predicted["prediction"], predicted["probabilities"])
+            record_labelled(seen.species, predicted)
     receipts = [
         {
             "id": seen.id,
             "species": seen.species,
             "prediction": predicted["prediction"],
             "agrees": predicted["prediction"] == seen.species,
+            "prediction_set": predicted["prediction_set"],
             "model_version": predicted["model_version"],
             "duplicate": not created,
         }

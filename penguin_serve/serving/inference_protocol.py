@@ -2,8 +2,8 @@
 kserve/open-inference-protocol) over the flat API's model and answers.
 
 Each penguin field is an input tensor of shape [N], its datatype read from the field's JSON type (number FP32,
-integer INT32, string BYTES); the answer is `probabilities` (FP32, [N, 3], in SPECIES order) and `label`
-(BYTES, [N]). The tensors are validated as PenguinColumns, so every rule of the flat API holds; a bad tensor
+integer INT32, string BYTES); the answer is `probabilities` (FP32, [N, 3], in SPECIES order), `label`
+(BYTES, [N]) and `prediction_set` (BOOL, [N, 3]: true where that species is in the row's prediction set). The tensors are validated as PenguinColumns, so every rule of the flat API holds; a bad tensor
 is the protocol's 400 naming it and the reason. The POST routes are service.py's `infer` methods (the HTTP
 lane passes the URL's model name and version in as validation context); the GET routes are `GetRoutes`,
 mounted by get_app.py. JSON tensors only: the binary tensor data extension is not supported.
@@ -35,7 +35,11 @@ ACCEPTED = {
 }
 INPUTS = {name: DATATYPES[kind] for name, kind in json_types(Penguin).items()}
 REQUIRED = tuple(name for name, info in Penguin.model_fields.items() if info.is_required())
-OUTPUTS = {"probabilities": ("FP32", [-1, len(SPECIES)]), "label": ("BYTES", [-1])}
+OUTPUTS = {
+    "probabilities": ("FP32", [-1, len(SPECIES)]),
+    "label": ("BYTES", [-1]),
+    "prediction_set": ("BOOL", [-1, len(SPECIES)]),
+}
 MORE_REASONS = 5  # a 400 names this many invalid values, then counts the rest
 _COLUMNS = TypeAdapter(PenguinColumns)
 
@@ -112,8 +116,9 @@ async def infer(predictor: Predictor, request: InferenceRequest) -> dict[str, An
     data = {
         "probabilities": [p for row in zip(*(answers["probabilities"][s] for s in SPECIES)) for p in row],  # row-major
         "label": answers["prediction"],
+        "prediction_set": [species in row for row in answers["prediction_set"] for species in SPECIES],  # row-major
     }
-    shapes = {"probabilities": [rows, len(SPECIES)], "label": [rows]}
+    shapes = {"probabilities": [rows, len(SPECIES)], "label": [rows], "prediction_set": [rows, len(SPECIES)]}
     response: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": answers["model_version"]}
     if request.id is not None:
         response["id"] = request.id

@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -69,6 +70,11 @@ LABELLED = Counter(
 LABELLED_CORRECT = Counter(
     "penguin_labelled_correct", "Labelled observations whose prediction was the confirmed species", ["model_version"]
 )
+LABELLED_COVERED = Counter(
+    "penguin_labelled_covered",
+    "Labelled observations whose prediction set held the confirmed species (live coverage)",
+    ["model_version"],
+)
 LABELLED_LOG_LOSS = Counter(
     "penguin_labelled_log_loss_sum",
     "Sum over labelled observations of -ln(the served probability of the confirmed species)",
@@ -118,6 +124,7 @@ def record_model_loaded(model: PenguinModel) -> None:
     for species, predicted in itertools.product(SPECIES, SPECIES):
         LABELLED.labels(model_version=model.version, species=species, predicted=predicted)
     LABELLED_CORRECT.labels(model_version=model.version)
+    LABELLED_COVERED.labels(model_version=model.version)
     LABELLED_LOG_LOSS.labels(model_version=model.version)
     MODEL_READY.set(1)
 
@@ -195,11 +202,14 @@ def _count(series: list, indexes: np.ndarray) -> None:
         series[index].inc(int(counts[index]))
 
 
-def record_labelled(model_version: str, species: str, predicted: str, probabilities: dict[str, float]) -> None:
-    """One stored labelled observation: its cell of the confusion matrix, whether it was right, its log-loss."""
+def record_labelled(species: str, answer: dict[str, Any]) -> None:
+    """One stored labelled observation and the answer (a Prediction) it got: its cell of the confusion matrix,
+    whether it was right, whether its prediction set held the species, its log-loss."""
+    model_version, predicted = answer["model_version"], answer["prediction"]
     LABELLED.labels(model_version=model_version, species=species, predicted=predicted).inc()
     LABELLED_CORRECT.labels(model_version=model_version).inc(predicted == species)
-    LABELLED_LOG_LOSS.labels(model_version=model_version).inc(-math.log(max(probabilities[species], LOG_LOSS_FLOOR)))
+    LABELLED_COVERED.labels(model_version=model_version).inc(species in answer["prediction_set"])
+    LABELLED_LOG_LOSS.labels(model_version=model_version).inc(-math.log(max(answer["probabilities"][species], LOG_LOSS_FLOOR)))
 
 
 def record_validation_failures(field_names: Iterable[str]) -> None:

@@ -53,8 +53,8 @@ def summarize(cv_folds: list[dict], holdout: dict) -> dict:
     return {"holdout": holdout, "cross_validation": cross_validation}
 
 
-def format_report(metrics: dict) -> str:
-    holdout, cv = metrics["holdout"], metrics["cross_validation"]
+def format_report(metrics: dict, sets: dict) -> str:
+    holdout, cv, covered = metrics["holdout"], metrics["cross_validation"], sets["test"]
     lines = [
         f"{'metric':<10} {'held-out':>9}   {cv['folds']}-fold CV (mean ± std)",
         *(
@@ -65,5 +65,10 @@ def format_report(metrics: dict) -> str:
         f"Confusion matrix, held-out ({holdout['rows']} rows; rows = true, columns = predicted):",
         " " * 10 + "".join(f"{name:>10}" for name in SPECIES),
         *(f"{name:<10}" + "".join(f"{count:>10}" for count in row) for name, row in zip(SPECIES, holdout["confusion_matrix"])),
+        "",
+        f"Prediction sets at {sets['coverage_target']:.0%} coverage, calibrated on {sets['calibration_rows']} rows:",
+        f"held-out coverage {covered['coverage']:.4f}, mean set size {covered['mean_set_size']:.3f} ("
+        + ", ".join(f"{count} of size {size}" for size, count in covered["set_sizes"].items())
+        + ")",
     ]
     return "\n".join(lines)
