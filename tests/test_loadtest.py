@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import REPO_ROOT
+
+from penguin_serve.contract import SPECIES
+from penguin_serve.training.dataset import load_dataset
 
 pytestmark = pytest.mark.slow  # starts servers or processes of its own
 
@@ -83,7 +87,11 @@ def test_short_headless_run_checks_answers_counts_422s_as_success_and_reports(se
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = next(tmp_path.iterdir())
-    assert "calibration: 342 of 342 dataset records" in result.stdout
+    # Calibration keeps the birds the server classifies right: as many as its own answers say, in each scenario.
+    birds = [p.model_dump(mode="json") for p in load_dataset().penguins]
+    answers = requests.post(served.url + "/predict_batch", json=birds, timeout=30).json()
+    right = sum(answer["prediction"] == SPECIES[label] for answer, label in zip(answers, load_dataset().labels))
+    assert re.findall(r"calibration: (\d+) of (\d+) dataset records", result.stdout) == [(str(right), str(len(birds)))] * 2
 
     for scenario in ("baseline", "spike"):
         for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", ".html", ".png"):
